@@ -1,0 +1,131 @@
+//! # loophole-engine
+//!
+//! The music of Loophole, with no sockets, devices or Link: everything here runs offline and is
+//! deterministic.
+//!
+//! - [`time`]: beats, tempo mapping, quantisation grids and the [`time::BlockClock`].
+//! - [`model`]: the session: tracks, clips, scenes.
+//! - [`session_file`]: loading sessions from TOML, audio from WAV, MIDI from Standard MIDI Files.
+//! - [`instrument`]: the built-in synth and drum sampler that play MIDI clips.
+//! - [`pulse`]: the scheduler. Turns presses into triggers at target beats. Never reads a clock.
+//! - [`signal`]: the realtime renderer. Executes triggers at the exact sample; never allocates.
+//! - [`render`]: offline rendering: the same Pulse and Signal driven by a simulated clock.
+//! - [`script`]: performance scripts (timed actions) for renders and tests.
+//! - [`demo`]: the built-in demo set, generated in code.
+#![warn(missing_docs)]
+
+pub mod demo;
+pub mod instrument;
+pub mod model;
+pub mod time;
+pub mod pulse;
+pub mod render;
+pub mod signal;
+pub mod session_file;
+pub mod script;
+
+use std::sync::Arc;
+
+use model::{ClipContent, Session, TrackKind, db_to_gain};
+use pulse::Pulse;
+use signal::{AudioClip, ClipSlot, MixSettings, Signal, SignalSizes, SlotContent};
+
+/// Sizes and rates an engine is built with.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct EngineConfig {
+    /// Sample rate of the audio device (or render).
+    pub sample_rate: u32,
+    /// Largest block Signal renders in one piece (longer blocks are split, with identical output).
+    pub max_block: usize,
+    /// Capacity of the Pulse -> Signal command queue, Signal's pending-event list and the report
+    /// queue. A full queue refuses new triggers with an error rather than blocking or allocating.
+    pub queue_capacity: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig { sample_rate: 48_000, max_block: 1024, queue_capacity: 4096 }
+    }
+}
+
+/// Why an engine could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The session breaks an invariant (see [`Session::validate`]); fix the session.
+    #[error("invalid session: {0}")]
+    InvalidSession(String),
+    /// A sample rate of zero or above 384 kHz, or a zero block size. Use a real device setting.
+    #[error("unsupported configuration: {0}")]
+    Config(String),
+}
+
+/// Builds a Pulse (for the control thread) and a Signal (for the audio thread) for a session,
+/// connected by lock-free queues. Audio is resampled to the engine's rate and every buffer is
+/// allocated here, so Signal never allocates later.
+///
+/// Thread: control thread. Not realtime-safe.
+pub fn build(session: Arc<Session>, config: &EngineConfig) -> Result<(Pulse, Signal), EngineError> {
+    session.validate().map_err(EngineError::InvalidSession)?;
+    if config.sample_rate == 0 || config.sample_rate > 384_000 {
+        return Err(EngineError::Config(format!("sample rate {} Hz", config.sample_rate)));
+    }
+    if config.max_block == 0 || config.queue_capacity == 0 {
+        return Err(EngineError::Config("block size and queue capacity must be at least 1".into()));
+    }
+    let clips = session
+        .clips
+        .iter()
+        .map(|c| ClipSlot {
+            content: match &c.content {
+                ClipContent::Audio(a) => {
+                    let a = if a.sample_rate == config.sample_rate {
+                        a.as_ref().clone()
+                    } else {
+                        session_file::resample(a, config.sample_rate)
+                    };
+                    SlotContent::Audio(Arc::new(AudioClip { left: a.left, right: a.right }))
+                }
+                ClipContent::Midi(m) => SlotContent::Midi(m.clone()),
+            },
+            looping: c.looping,
+            length: c.length,
+            start_offset: c.start_offset,
+        })
+        .collect();
+    let mix: Vec<MixSettings> = session
+        .tracks
+        .iter()
+        .map(|t| MixSettings { gain: db_to_gain(t.gain_db) as f32, pan: t.pan as f32, mute: t.mute, solo: t.solo })
+        .collect();
+    let tracks = session
+        .tracks
+        .iter()
+        .zip(&mix)
+        .map(|(t, m)| {
+            let inst = match t.kind {
+                TrackKind::Midi => Some(instrument::Instrument::new(
+                    &t.instrument.clone().unwrap_or(instrument::InstrumentSpec::Synth(Default::default())),
+                    config.sample_rate,
+                )),
+                TrackKind::Audio => None,
+            };
+            (*m, inst)
+        })
+        .collect();
+    let (cmd_tx, cmd_rx) = rtrb::RingBuffer::new(config.queue_capacity);
+    let (rep_tx, rep_rx) = rtrb::RingBuffer::new(config.queue_capacity);
+    let signal = Signal::new(
+        SignalSizes {
+            sample_rate: config.sample_rate,
+            max_block: config.max_block,
+            pending: config.queue_capacity,
+            declick_ms: session.crossfade_ms,
+        },
+        clips,
+        tracks,
+        cmd_rx,
+        rep_tx,
+    );
+    let pulse = Pulse::new(session, cmd_tx, rep_rx, mix);
+    Ok((pulse, signal))
+}

@@ -1,0 +1,166 @@
+//! Offline rendering: the same Pulse and Signal the live node runs, driven by a [`SimClock`].
+//!
+//! Beat 0 is sample 0. Scripted presses are made at their beats, and Pulse is ticked up to each
+//! press before it is made, so the schedule (and therefore the output) is bit-identical whatever
+//! block sizes the render is cut into.
+
+use std::sync::Arc;
+
+use crate::model::Session;
+use crate::pulse::{Pulse, PulseError, PulseEvent};
+use crate::script::Script;
+use crate::signal::Signal;
+use crate::time::{Beats, Bpm, SampleTime, SimClock};
+use crate::{EngineConfig, EngineError};
+
+/// Settings of an offline render.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RenderConfig {
+    /// Output sample rate.
+    pub sample_rate: u32,
+    /// Block size the render is cut into (the output does not depend on it).
+    pub block: usize,
+    /// Length of the render in seconds.
+    pub seconds: f64,
+}
+
+impl Default for RenderConfig {
+    fn default() -> Self {
+        RenderConfig { sample_rate: 48_000, block: 256, seconds: 10.0 }
+    }
+}
+
+/// An offline render in progress. Call [`Renderer::render_block`] until it returns 0.
+pub struct Renderer {
+    pulse: Pulse,
+    signal: Signal,
+    clock: SimClock,
+    script: Script,
+    next_action: usize,
+    sample: SampleTime,
+    total: SampleTime,
+    block: usize,
+    errors: Vec<(Beats, PulseError)>,
+}
+
+impl Renderer {
+    /// Prepares a render of `session` performed by `script`. Control thread.
+    pub fn new(session: Arc<Session>, script: Script, config: RenderConfig) -> Result<Renderer, EngineError> {
+        if !(config.seconds.is_finite() && config.seconds >= 0.0) {
+            return Err(EngineError::Config(format!("render length {} s", config.seconds)));
+        }
+        let block = config.block.max(1);
+        let clock = SimClock { sample_rate: config.sample_rate, tempo: session.tempo, quantum: session.beats_per_bar };
+        let (pulse, signal) = crate::build(
+            session,
+            &EngineConfig { sample_rate: config.sample_rate, max_block: block.min(4096), queue_capacity: 8192 },
+        )?;
+        Ok(Renderer {
+            pulse,
+            signal,
+            clock,
+            script,
+            next_action: 0,
+            sample: 0,
+            total: (config.seconds * config.sample_rate as f64).round() as SampleTime,
+            block,
+            errors: Vec::new(),
+        })
+    }
+
+    /// Frames the whole render produces.
+    pub fn total_frames(&self) -> u64 {
+        self.total as u64
+    }
+
+    /// Frames rendered so far.
+    pub fn position(&self) -> u64 {
+        self.sample as u64
+    }
+
+    /// The session's tempo (the simulated clock's).
+    pub fn tempo(&self) -> Bpm {
+        self.clock.tempo
+    }
+
+    /// The session being rendered.
+    pub fn session(&self) -> &Arc<Session> {
+        self.pulse.session()
+    }
+
+    /// Pulse, for actions made from code between blocks.
+    pub fn pulse(&mut self) -> &mut Pulse {
+        &mut self.pulse
+    }
+
+    /// Signal, for meters.
+    pub fn signal(&self) -> &Signal {
+        &self.signal
+    }
+
+    /// Script actions Pulse refused, with the beat they were pressed at.
+    pub fn errors(&self) -> &[(Beats, PulseError)] {
+        &self.errors
+    }
+
+    /// Renders the next block of the configured size into `out` (interleaved stereo). Returns the
+    /// frames rendered: 0 when the render is complete.
+    pub fn render_block(&mut self, out: &mut [f32]) -> usize {
+        self.render_frames(self.block, out)
+    }
+
+    /// Renders the next `frames` frames (fewer at the end) into `out`, which must hold
+    /// `2 * frames` samples. Returns the frames rendered.
+    pub fn render_frames(&mut self, frames: usize, out: &mut [f32]) -> usize {
+        let n = (frames as i64).min(self.total - self.sample).min(out.len() as i64 / 2).max(0) as usize;
+        if n == 0 {
+            return 0;
+        }
+        let clock = self.clock.block(self.sample, n);
+        let end = clock.end_beat();
+        // Press every scripted action that falls before the end of this block, ticking Pulse up
+        // to each one first, so events are scheduled in beat order whatever the block size.
+        while let Some(a) = self.script.actions.get(self.next_action).copied() {
+            if a.beat.0 >= end.0 {
+                break;
+            }
+            if let Err(e) = self.pulse.tick(a.beat, a.beat) {
+                self.errors.push((a.beat, e));
+            }
+            if let Err(e) = self.pulse.press(a.action, a.beat) {
+                self.errors.push((a.beat, e));
+            }
+            self.next_action += 1;
+        }
+        if let Err(e) = self.pulse.tick(clock.beat_at_first_sample, end) {
+            self.errors.push((end, e));
+        }
+        self.signal.process(&clock, &mut out[..n * 2]);
+        self.sample += n as i64;
+        n
+    }
+
+    /// The next event Signal reported (executed triggers, clip ends).
+    pub fn poll_event(&mut self) -> Option<PulseEvent> {
+        self.pulse.poll_event()
+    }
+
+    /// Renders everything into one interleaved stereo buffer, collecting the events. Convenient for
+    /// tests; the node streams blocks to disk instead.
+    pub fn render_all(&mut self) -> (Vec<f32>, Vec<PulseEvent>) {
+        let mut audio = Vec::with_capacity(self.total as usize * 2);
+        let mut buf = vec![0f32; self.block * 2];
+        let mut events = Vec::new();
+        loop {
+            let n = self.render_block(&mut buf);
+            if n == 0 {
+                break;
+            }
+            audio.extend_from_slice(&buf[..n * 2]);
+            while let Some(e) = self.poll_event() {
+                events.push(e);
+            }
+        }
+        (audio, events)
+    }
+}

@@ -1,0 +1,2125 @@
+//! Loading a [`Session`] from a human-readable TOML session file, with its audio (WAV, via
+//! `hound`) and MIDI (Standard MIDI Files, via `midly`), and band-limited resampling of audio
+//! (via `rubato`).
+//!
+//! The format is documented for users in `docs/session-format.md`; `examples/*.toml` are
+//! working sessions. In short:
+//!
+//! ```toml
+//! [session]
+//! name = "My set"
+//! tempo = 120.0
+//! beats_per_bar = 4
+//!
+//! [[track]]
+//! id = "drums"
+//! kind = "midi"
+//! instrument = { type = "drums" }
+//!
+//! [[clip]]
+//! id = "beat-a"
+//! track = "drums"
+//! notes = [[0.0, 0.25, 36, 110], [1.0, 0.25, 38, 100]]
+//!
+//! [[scene]]
+//! id = "verse"
+//! clips = ["beat-a"]
+//! ```
+//!
+//! Every problem is reported as a [`SessionError`] that names the file, the line (and column) and
+//! what is wrong, e.g. `band.toml:14:9: clip 'bass-a': track 'bas' does not exist (tracks: drums,
+//! bass, keys)`. Loading never panics, whatever the input.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::instrument::InstrumentSpec;
+use crate::model::{
+    AudioData, Clip, ClipContent, ClipId, EmptySlot, LaunchMode, MidiData, MidiEvent, MidiMsg, Scene, Session, Track,
+    TrackId, TrackKind,
+};
+use crate::time::{Beats, Bpm, Quantise};
+
+// ------------------------------------------------------------------------------------------------
+// Errors
+// ------------------------------------------------------------------------------------------------
+
+/// A problem with a session file: where it is and what it is.
+///
+/// Displays as `FILE:LINE:COLUMN: PROBLEM` (or `FILE: PROBLEM` when the problem is not at one
+/// place in the file), the form editors and terminals turn into links.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", Location { file: &self.file, line: self.line, column: self.column, what: &self.kind })]
+pub struct SessionError {
+    /// The session file.
+    pub file: PathBuf,
+    /// 1-based line of the problem, when it is at one place in the file.
+    pub line: Option<usize>,
+    /// 1-based column (in characters) of the problem, when it is at one place in the file.
+    pub column: Option<usize>,
+    /// What is wrong (boxed to keep `Result<_, SessionError>` small).
+    pub kind: Box<SessionErrorKind>,
+}
+
+/// What is wrong with a session file. Each variant says what to do about it.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionErrorKind {
+    /// The session file itself could not be read. Check the path and its permissions.
+    #[error("cannot read the session file: {0}")]
+    Io(#[source] std::io::Error),
+    /// The file is not valid TOML (a missing quote or bracket, a key given twice, text that is
+    /// not UTF-8, ...). Fix the text at the line and column given.
+    #[error("TOML syntax error: {message}")]
+    Syntax {
+        /// The parser's description.
+        message: String,
+    },
+    /// The TOML is valid but does not fit the session format: an unknown key (often a typo), a
+    /// value of the wrong type (`tempo = "fast"`), a missing required key or an unknown enum
+    /// value. The message lists what is expected; see `docs/session-format.md`.
+    #[error("{message}")]
+    Schema {
+        /// What is wrong, with the offending line quoted.
+        message: String,
+    },
+    /// A number is outside the range the format allows. Change it to a value in that range.
+    #[error("{what} is {value}; it must be {expected}")]
+    OutOfRange {
+        /// The setting, e.g. `tempo` or `clip 'a': note 3 key`.
+        what: String,
+        /// The value found.
+        value: String,
+        /// The allowed range, in words.
+        expected: String,
+    },
+    /// A quantisation string that Loophole does not know. Use one of the spellings listed.
+    #[error(
+        "{what}: '{value}' is not a quantisation (use none, bar, 2-bars, 4-bars, beat, half-beat, \
+         1/8, 1/16, 1/32, 1/8t, 1/16t, scene{})",
+        if *.global_allowed { " or global" } else { "" }
+    )]
+    BadQuantise {
+        /// The setting.
+        what: String,
+        /// The string found.
+        value: String,
+        /// Whether `global` would have been accepted here.
+        global_allowed: bool,
+    },
+    /// A time signature that is not `N/D` with D one of 1, 2, 4, 8, 16, 32. Write it like `7/8`, or
+    /// give `beats_per_bar` instead.
+    #[error("time_signature '{value}' is not a time signature like '4/4', '3/4' or '7/8'")]
+    BadTimeSignature {
+        /// The string found.
+        value: String,
+    },
+    /// An id is empty. Give every track, clip and scene a non-empty id.
+    #[error("{kind} id is empty; give it a name")]
+    EmptyId {
+        /// `track`, `clip` or `scene`.
+        kind: &'static str,
+    },
+    /// Two tracks (or clips, or scenes) have the same id. Rename one of them.
+    #[error("duplicate {kind} id '{id}' (already used on line {first_line})")]
+    DuplicateId {
+        /// `track`, `clip` or `scene`.
+        kind: &'static str,
+        /// The id.
+        id: String,
+        /// Where it was first defined.
+        first_line: usize,
+    },
+    /// A clip names a track that is not defined. Fix the spelling or add the `[[track]]`.
+    #[error("clip '{clip}': track '{track}' does not exist (tracks: {known})")]
+    UnknownTrack {
+        /// The clip.
+        clip: String,
+        /// The track id it names.
+        track: String,
+        /// The tracks that do exist.
+        known: String,
+    },
+    /// A scene names a clip that is not defined. Fix the spelling or add the `[[clip]]`.
+    #[error("scene '{scene}': clip '{clip}' does not exist (clips: {known})")]
+    UnknownClip {
+        /// The scene.
+        scene: String,
+        /// The clip id it names.
+        clip: String,
+        /// The clips that do exist.
+        known: String,
+    },
+    /// An audio clip on a MIDI track or a MIDI clip on an audio track. Move the clip to a track
+    /// of its kind or change the track's `kind`.
+    #[error("clip '{clip}' is {clip_kind} clip but track '{track}' is {track_kind} track")]
+    KindMismatch {
+        /// The clip.
+        clip: String,
+        /// `an audio` or `a MIDI`.
+        clip_kind: &'static str,
+        /// The track.
+        track: String,
+        /// `an audio` or `a MIDI`.
+        track_kind: &'static str,
+    },
+    /// A clip's content is missing or ambiguous (it needs exactly one of `notes`, `midi_file`,
+    /// `file`), or a key does not apply to this kind of clip. Follow the message.
+    #[error("clip '{clip}': {problem}")]
+    Content {
+        /// The clip.
+        clip: String,
+        /// What is wrong.
+        problem: String,
+    },
+    /// A scene lists two clips of the same track (a track plays one clip at a time), or one clip
+    /// twice. Remove one of them.
+    #[error("scene '{scene}': {problem}")]
+    SceneClash {
+        /// The scene.
+        scene: String,
+        /// What clashes.
+        problem: String,
+    },
+    /// An instrument setting is out of range (see "Built-in instruments" in
+    /// `docs/session-format.md`). Change the value the message names.
+    #[error("track '{track}': {problem}")]
+    BadInstrument {
+        /// The track.
+        track: String,
+        /// What is wrong, from [`InstrumentSpec::validate`].
+        problem: String,
+    },
+    /// A key that is not allowed in this place, e.g. an instrument on an audio track. Remove it.
+    #[error("{0}")]
+    Misplaced(String),
+    /// A referenced audio or MIDI file does not exist (or cannot be opened). Paths are relative
+    /// to the session file's folder; fix the path or put the file there.
+    #[error("clip '{clip}': {what} '{}' not found (looked for {}): {reason}", path.display(), resolved.display())]
+    MissingFile {
+        /// The clip.
+        clip: String,
+        /// `audio file` or `MIDI file`.
+        what: &'static str,
+        /// The path as written in the session file.
+        path: PathBuf,
+        /// The path Loophole tried to open.
+        resolved: PathBuf,
+        /// The operating system's reason.
+        reason: String,
+    },
+    /// An audio file exists but is not a WAV file Loophole can read (corrupt, truncated, or an
+    /// unsupported encoding). Re-export it as 16/24/32-bit integer or 32-bit float WAV.
+    #[error("clip '{clip}': cannot load WAV file '{}': {problem}", path.display())]
+    BadAudio {
+        /// The clip.
+        clip: String,
+        /// The path as written in the session file.
+        path: PathBuf,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// A MIDI file exists but cannot be used (corrupt, SMPTE timecode timing, no such track).
+    /// Re-export it from your DAW as a Standard MIDI File with beat (PPQ) timing.
+    #[error("clip '{clip}': cannot load MIDI file '{}': {problem}", path.display())]
+    BadMidi {
+        /// The clip.
+        clip: String,
+        /// The path as written in the session file.
+        path: PathBuf,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// The session passed every check above but is still inconsistent (caught by
+    /// [`Session::validate`]). This should not happen; please report it with the session file.
+    #[error("the session is inconsistent: {0}")]
+    Model(String),
+}
+
+impl SessionError {
+    /// An error that is not at a particular place in `file`.
+    pub fn whole_file(file: &Path, kind: SessionErrorKind) -> SessionError {
+        SessionError { file: file.to_path_buf(), line: None, column: None, kind: Box::new(kind) }
+    }
+}
+
+/// Formats `file:line:column: what`.
+pub(crate) struct Location<'a, W: fmt::Display> {
+    pub(crate) file: &'a Path,
+    pub(crate) line: Option<usize>,
+    pub(crate) column: Option<usize>,
+    pub(crate) what: &'a W,
+}
+
+impl<W: fmt::Display> fmt::Display for Location<'_, W> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+            if let Some(column) = self.column {
+                write!(f, ":{column}")?;
+            }
+        }
+        write!(f, ": {}", self.what)
+    }
+}
+
+/// 1-based line and column (in characters) of byte `offset` in `text`.
+pub(crate) fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let bytes = text.as_bytes();
+    let before = &bytes[..offset.min(bytes.len())];
+    let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+    let line_start = before.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let column = String::from_utf8_lossy(&before[line_start..]).chars().count() + 1;
+    (line, column)
+}
+
+/// The trimmed source line containing byte `offset`, shortened for messages.
+fn source_line(text: &str, offset: usize) -> String {
+    let bytes = text.as_bytes();
+    let offset = offset.min(bytes.len());
+    let start = bytes[..offset].iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
+    let end = bytes[offset..].iter().position(|&b| b == b'\n').map_or(bytes.len(), |i| offset + i);
+    let line = String::from_utf8_lossy(&bytes[start..end]);
+    let line = line.trim();
+    if line.chars().count() > 72 {
+        let short: String = line.chars().take(69).collect();
+        format!("{short}...")
+    } else {
+        line.to_string()
+    }
+}
+
+/// Why a TOML document could not be deserialised.
+pub(crate) enum TomlProblem {
+    /// The text is not TOML.
+    Syntax(String),
+    /// The TOML does not fit the format.
+    Schema(String),
+}
+
+/// Parses `text` as TOML into `T`, reporting syntax errors separately from schema errors, with
+/// friendlier wording than serde's and the offending line quoted.
+pub(crate) fn parse_toml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, (Option<Range<usize>>, TomlProblem)> {
+    if let Err(e) = text.parse::<toml::Table>() {
+        let mut message = e.message().trim().to_string();
+        if let Some(span) = e.span() {
+            let line = source_line(text, span.start);
+            if message.contains("duplicate key") && line.starts_with('[') && !line.starts_with("[[") {
+                message.push_str("; a table that is repeated is written with double brackets, e.g. [[clip]]");
+            }
+            if !line.is_empty() {
+                message.push_str(&format!(" (in `{line}`)"));
+            }
+        }
+        return Err((e.span(), TomlProblem::Syntax(message)));
+    }
+    toml::from_str::<T>(text).map_err(|e| {
+        let raw = e.message().trim();
+        let mut message = friendly_serde_message(raw);
+        if let Some(span) = e.span() {
+            let line = source_line(text, span.start);
+            if line.starts_with('[') && !line.starts_with("[[") && raw.contains("expected a sequence") {
+                message.push_str("; each entry of a list of tables is written with double brackets, e.g. [[track]]");
+            }
+            if !line.is_empty() {
+                message.push_str(&format!(" (in `{line}`)"));
+            }
+        }
+        (e.span(), TomlProblem::Schema(message))
+    })
+}
+
+/// Rewords serde's type names into the words of the session format.
+fn friendly_serde_message(message: &str) -> String {
+    let mut m = message
+        .replace("as i128, expected i64", ", expected an integer that fits in 64 bits")
+        .replace("expected f64", "expected a number")
+        .replace("expected i64", "expected an integer")
+        .replace("expected u64", "expected a non-negative integer")
+        .replace("expected a tuple of size 4", "expected [start_beat, length_beats, key, velocity]")
+        .replace("expected a sequence", "expected an array")
+        .replace("expected a map", "expected a table");
+    // "expected struct RawClip" -> "expected a table"
+    while let Some(i) = m.find("expected struct ") {
+        let rest = &m[i + "expected struct ".len()..];
+        let end = rest.find(|c: char| !c.is_alphanumeric() && c != '_').unwrap_or(rest.len());
+        m = format!("{}expected a table{}", &m[..i], &rest[end..]);
+    }
+    m
+}
+
+// ------------------------------------------------------------------------------------------------
+// Public API
+// ------------------------------------------------------------------------------------------------
+
+/// Reads and parses a session file, loading the audio and MIDI files it references (relative
+/// paths are relative to the session file's folder).
+pub fn load_session(path: &Path) -> Result<Session, SessionError> {
+    let bytes = std::fs::read(path).map_err(|e| SessionError::whole_file(path, SessionErrorKind::Io(e)))?;
+    let text = match String::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(e) => {
+            let valid = e.utf8_error().valid_up_to();
+            let bytes = e.into_bytes();
+            let prefix = String::from_utf8_lossy(&bytes[..valid]);
+            let (line, column) = line_col(&prefix, valid);
+            return Err(SessionError {
+                file: path.to_path_buf(),
+                line: Some(line),
+                column: Some(column),
+                kind: Box::new(SessionErrorKind::Syntax {
+                    message: "the file is not UTF-8 text (save it as UTF-8)".into(),
+                }),
+            });
+        }
+    };
+    parse_session(&text, path)
+}
+
+/// Parses session-file text. `file` names the file in error messages, and relative audio and
+/// MIDI paths are resolved against its folder.
+pub fn parse_session(text: &str, file: &Path) -> Result<Session, SessionError> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let ctx = Ctx { file, text, base_dir: base_dir(file) };
+    let raw: RawFile = parse_toml(text).map_err(|(span, problem)| {
+        let kind = match problem {
+            TomlProblem::Syntax(message) => SessionErrorKind::Syntax { message },
+            TomlProblem::Schema(message) => SessionErrorKind::Schema { message },
+        };
+        match span {
+            Some(span) => ctx.err(&span, kind),
+            None => SessionError::whole_file(file, kind),
+        }
+    })?;
+    let session = ctx.build(raw)?;
+    session.validate().map_err(|m| SessionError::whole_file(file, SessionErrorKind::Model(m)))?;
+    Ok(session)
+}
+
+/// The folder relative paths in `file` are resolved against.
+fn base_dir(file: &Path) -> PathBuf {
+    match file.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// Lowest sample rate a WAV file may have.
+pub const MIN_SAMPLE_RATE: u32 = 1_000;
+/// Highest sample rate a WAV file may have.
+pub const MAX_SAMPLE_RATE: u32 = 768_000;
+
+/// Decodes a WAV file held in memory: 8/16/24/32-bit integer or 32-bit float PCM, any channel
+/// count (mono is duplicated to both channels; of more than two channels the first two are
+/// kept). Audio stays at the file's sample rate. Non-finite float samples become silence.
+///
+/// The error says what is wrong, in words for the user.
+pub fn decode_wav(bytes: &[u8]) -> Result<AudioData, String> {
+    let mut reader =
+        hound::WavReader::new(std::io::Cursor::new(bytes)).map_err(|e| format!("not a readable WAV file ({e})"))?;
+    let spec = reader.spec();
+    let channels = spec.channels as usize;
+    if channels == 0 {
+        return Err("the file says it has 0 channels".into());
+    }
+    if !(MIN_SAMPLE_RATE..=MAX_SAMPLE_RATE).contains(&spec.sample_rate) {
+        return Err(format!(
+            "sample rate {} Hz is not supported (use {MIN_SAMPLE_RATE}..={MAX_SAMPLE_RATE} Hz)",
+            spec.sample_rate
+        ));
+    }
+    // The header's length may lie (a truncated file); never reserve more than the bytes allow.
+    let bytes_per_sample = (spec.bits_per_sample as usize).div_ceil(8).max(1);
+    let capacity = (reader.len() as usize).min(bytes.len() / bytes_per_sample) / channels;
+    let mut left = Vec::with_capacity(capacity);
+    let mut right = Vec::with_capacity(if channels > 1 { capacity } else { 0 });
+    let mut push = |i: usize, v: f32| {
+        let v = if v.is_finite() { v } else { 0.0 };
+        match i % channels {
+            0 => left.push(v),
+            1 => right.push(v),
+            _ => {}
+        }
+    };
+    let corrupt = |e: hound::Error| format!("the audio data is truncated or corrupt ({e})");
+    match (spec.sample_format, spec.bits_per_sample) {
+        (hound::SampleFormat::Int, bits @ 1..=32) => {
+            let scale = 1.0 / (1u64 << (bits - 1)) as f64;
+            for (i, s) in reader.samples::<i32>().enumerate() {
+                push(i, (s.map_err(corrupt)? as f64 * scale) as f32);
+            }
+        }
+        (hound::SampleFormat::Float, 32) => {
+            for (i, s) in reader.samples::<f32>().enumerate() {
+                push(i, s.map_err(corrupt)?);
+            }
+        }
+        (format, bits) => {
+            return Err(format!(
+                "{bits}-bit {} samples are not supported (use 8/16/24/32-bit integer or 32-bit float)",
+                if format == hound::SampleFormat::Float { "float" } else { "integer" }
+            ));
+        }
+    }
+    if channels == 1 {
+        right = left.clone();
+    }
+    let frames = left.len().min(right.len());
+    left.truncate(frames);
+    right.truncate(frames);
+    if frames == 0 {
+        return Err("the file contains no audio".into());
+    }
+    Ok(AudioData { sample_rate: spec.sample_rate, left, right })
+}
+
+/// Decodes a Standard MIDI File held in memory into clip events.
+///
+/// Ticks become beats through the file's ticks per quarter note (files with SMPTE timecode
+/// timing are refused). `track` picks one track (0-based, as stored in the file; in format-1
+/// files track 0 usually holds only the tempo map); `None` merges all tracks. Note-ons with
+/// velocity 0 become note-offs; control changes are kept, everything else (tempo, program
+/// changes, SysEx, ...) is dropped: the session's tempo rules. The result is sorted.
+pub fn decode_smf(bytes: &[u8], track: Option<usize>) -> Result<MidiData, String> {
+    use midly::{MidiMessage, Timing, TrackEventKind};
+    let smf = midly::Smf::parse(bytes).map_err(|e| format!("not a valid Standard MIDI File ({e})"))?;
+    let ticks_per_beat = match smf.header.timing {
+        Timing::Metrical(t) => t.as_int(),
+        Timing::Timecode(fps, sub) => {
+            return Err(format!(
+                "it uses SMPTE timecode timing ({} fps, {sub} ticks per frame), which has no beats; \
+                 export it with beat-based (PPQ) timing",
+                fps.as_int()
+            ));
+        }
+    };
+    if ticks_per_beat == 0 {
+        return Err("its header says 0 ticks per quarter note".into());
+    }
+    let n = smf.tracks.len();
+    let chosen: Vec<usize> = match track {
+        Some(i) if i < n => vec![i],
+        Some(i) => {
+            return Err(match n {
+                0 => format!("midi_track = {i}, but the file has no tracks"),
+                1 => format!("midi_track = {i}, but the file has one track (midi_track = 0)"),
+                _ => format!("midi_track = {i}, but the file has {n} tracks (0..={})", n - 1),
+            });
+        }
+        None if smf.header.format == midly::Format::Sequential && n > 1 => {
+            return Err(format!(
+                "it is a format-2 file with {n} independent sequences; pick one with midi_track = 0..={}",
+                n - 1
+            ));
+        }
+        None => (0..n).collect(),
+    };
+    let mut events = Vec::new();
+    for i in chosen {
+        let mut tick: u64 = 0;
+        for ev in &smf.tracks[i] {
+            tick += u64::from(ev.delta.as_int());
+            let TrackEventKind::Midi { channel, message } = ev.kind else { continue };
+            let channel = channel.as_int();
+            let msg = match message {
+                MidiMessage::NoteOn { key, vel } if vel.as_int() > 0 => {
+                    MidiMsg::NoteOn { channel, key: key.as_int(), velocity: vel.as_int() }
+                }
+                MidiMessage::NoteOn { key, .. } | MidiMessage::NoteOff { key, .. } => {
+                    MidiMsg::NoteOff { channel, key: key.as_int() }
+                }
+                MidiMessage::Controller { controller, value } => {
+                    MidiMsg::Cc { channel, controller: controller.as_int(), value: value.as_int() }
+                }
+                _ => continue,
+            };
+            events.push(MidiEvent { beat: Beats(tick as f64 / f64::from(ticks_per_beat)), msg });
+        }
+    }
+    let mut data = MidiData { events };
+    data.sort();
+    Ok(data)
+}
+
+/// Resamples audio to `to_rate` with a band-limited resampler (rubato's FFT resampler, whose
+/// anti-aliasing filter is flat to near the lower Nyquist frequency), processing the whole clip
+/// offline. Not realtime-safe: it allocates.
+///
+/// The resampler's delay is removed exactly, so the output starts aligned with the input (an
+/// event at input time `t` is at output time `t` too), and the output has
+/// `round(frames * to_rate / from_rate)` frames. Equal rates return a clone. Rates outside
+/// [`MIN_SAMPLE_RATE`]`..=`[`MAX_SAMPLE_RATE`] fall back to linear interpolation.
+pub fn resample(data: &AudioData, to_rate: u32) -> AudioData {
+    let from = data.sample_rate;
+    if from == to_rate || to_rate == 0 || from == 0 {
+        return data.clone();
+    }
+    let frames = data.frames().min(data.right.len());
+    let out_frames = ((frames as u128 * to_rate as u128 + from as u128 / 2) / from as u128) as usize;
+    if frames == 0 {
+        return AudioData { sample_rate: to_rate, left: Vec::new(), right: Vec::new() };
+    }
+    let in_range = |r: u32| (MIN_SAMPLE_RATE..=MAX_SAMPLE_RATE).contains(&r);
+    let resampled = if in_range(from) && in_range(to_rate) {
+        resample_fft(&data.left[..frames], &data.right[..frames], from, to_rate)
+    } else {
+        None
+    };
+    let (mut left, mut right) = resampled.unwrap_or_else(|| {
+        (
+            resample_linear(&data.left[..frames], from, to_rate, out_frames),
+            resample_linear(&data.right[..frames], from, to_rate, out_frames),
+        )
+    });
+    left.resize(out_frames, 0.0);
+    right.resize(out_frames, 0.0);
+    AudioData { sample_rate: to_rate, left, right }
+}
+
+/// Band-limited resampling with rubato's synchronous FFT resampler. `None` if rubato refuses.
+fn resample_fft(left: &[f32], right: &[f32], from: u32, to: u32) -> Option<(Vec<f32>, Vec<f32>)> {
+    use rubato::audioadapter_buffers::direct::SequentialSliceOfSlices;
+    use rubato::{Fft, FixedSync, Resampler, WindowFunction};
+
+    fn gcd(a: usize, b: usize) -> usize {
+        if b == 0 { a } else { gcd(b, a % b) }
+    }
+    let (from, to) = (from as usize, to as usize);
+    let g = gcd(from, to);
+    let in_block = from / g;
+    // FFT blocks of about 1024 input frames or more. The multiple is even so that both FFT sizes
+    // are even: rubato's delay is then exactly half a block on both sides, an integer number of
+    // output frames, which `process_all` trims off, leaving no fractional offset.
+    let mut multiple = 1024usize.div_ceil(in_block).max(1);
+    if multiple % 2 == 1 {
+        multiple += 1;
+    }
+    let mut resampler =
+        Fft::<f32>::new_custom(from, to, multiple * in_block, 1, 2, WindowFunction::BlackmanHarris2, FixedSync::Input)
+            .ok()?;
+    let frames = left.len();
+    let channels: [&[f32]; 2] = [left, right];
+    let input = SequentialSliceOfSlices::new(&channels, 2, frames).ok()?;
+    let out = resampler.process_all(&input, frames, None).ok()?;
+    let out_frames = rubato::audioadapter::Adapter::frames(&out);
+    let data = out.take_data();
+    let mut l = Vec::with_capacity(out_frames);
+    let mut r = Vec::with_capacity(out_frames);
+    for frame in data.chunks_exact(2) {
+        l.push(frame[0]);
+        r.push(frame[1]);
+    }
+    Some((l, r))
+}
+
+/// Linear interpolation, for sample rates the FFT resampler is not used with.
+fn resample_linear(x: &[f32], from: u32, to: u32, out_frames: usize) -> Vec<f32> {
+    let step = from as f64 / to as f64;
+    (0..out_frames)
+        .map(|i| {
+            let t = i as f64 * step;
+            let k = t.floor() as usize;
+            let frac = (t - k as f64) as f32;
+            let a = x.get(k).copied().unwrap_or(0.0);
+            let b = x.get(k + 1).copied().unwrap_or(0.0);
+            a + (b - a) * frac
+        })
+        .collect()
+}
+
+// ------------------------------------------------------------------------------------------------
+// The file format, as serde sees it
+// ------------------------------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    session: Option<Spanned<RawSession>>,
+    #[serde(default, rename = "track")]
+    tracks: Vec<Spanned<RawTrack>>,
+    #[serde(default, rename = "clip")]
+    clips: Vec<Spanned<RawClip>>,
+    #[serde(default, rename = "scene")]
+    scenes: Vec<Spanned<RawScene>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSession {
+    name: Option<String>,
+    tempo: Option<Spanned<f64>>,
+    beats_per_bar: Option<Spanned<f64>>,
+    time_signature: Option<Spanned<String>>,
+    seed: Option<Spanned<i64>>,
+    quantise: Option<Spanned<String>>,
+    crossfade_ms: Option<Spanned<f64>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTrack {
+    id: Spanned<String>,
+    kind: TrackKind,
+    gain_db: Option<Spanned<f64>>,
+    pan: Option<Spanned<f64>>,
+    #[serde(default)]
+    mute: bool,
+    #[serde(default)]
+    solo: bool,
+    instrument: Option<Spanned<InstrumentSpec>>,
+}
+
+/// `[start_beat, length_beats, key, velocity]`.
+type RawNote = (f64, f64, i64, i64);
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawClip {
+    id: Spanned<String>,
+    track: Spanned<String>,
+    notes: Option<Spanned<Vec<Spanned<RawNote>>>>,
+    midi_file: Option<Spanned<String>>,
+    midi_track: Option<Spanned<i64>>,
+    file: Option<Spanned<String>>,
+    length_beats: Option<Spanned<f64>>,
+    #[serde(rename = "loop")]
+    looping: Option<bool>,
+    start_offset_beats: Option<Spanned<f64>>,
+    gain_db: Option<Spanned<f64>>,
+    quantise: Option<Spanned<String>>,
+    launch_mode: Option<LaunchMode>,
+    velocity_amount: Option<Spanned<f64>>,
+    #[serde(default)]
+    legato: bool,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawScene {
+    id: Spanned<String>,
+    #[serde(default)]
+    clips: Vec<Spanned<String>>,
+    quantise: Option<Spanned<String>>,
+    empty_slots: Option<EmptySlot>,
+}
+
+// ------------------------------------------------------------------------------------------------
+// Building the session, with checks
+// ------------------------------------------------------------------------------------------------
+
+/// Default tempo when `[session]` gives none.
+pub const DEFAULT_TEMPO: f64 = 120.0;
+/// Default declicking crossfade in milliseconds.
+pub const DEFAULT_CROSSFADE_MS: f64 = 5.0;
+/// Lowest gain (track or clip) a session file may set, in dB.
+pub const MIN_GAIN_DB: f64 = -96.0;
+/// Highest gain (track or clip) a session file may set, in dB.
+pub const MAX_GAIN_DB: f64 = 24.0;
+/// Longest declicking crossfade, in milliseconds.
+pub const MAX_CROSSFADE_MS: f64 = 1000.0;
+/// Longest clip, in beats.
+pub const MAX_CLIP_BEATS: f64 = 100_000.0;
+
+struct Ctx<'a> {
+    file: &'a Path,
+    text: &'a str,
+    base_dir: PathBuf,
+}
+
+/// Where a clip's content comes from.
+enum Source<'r> {
+    Notes(&'r Spanned<Vec<Spanned<RawNote>>>),
+    MidiFile(&'r Spanned<String>),
+    Audio(&'r Spanned<String>),
+}
+
+impl Ctx<'_> {
+    fn err(&self, span: &Range<usize>, kind: SessionErrorKind) -> SessionError {
+        let (line, column) = line_col(self.text, span.start);
+        SessionError { file: self.file.to_path_buf(), line: Some(line), column: Some(column), kind: Box::new(kind) }
+    }
+
+    fn line(&self, span: &Range<usize>) -> usize {
+        line_col(self.text, span.start).0
+    }
+
+    fn range(
+        &self,
+        v: &Spanned<f64>,
+        what: impl FnOnce() -> String,
+        ok: impl FnOnce(f64) -> bool,
+        expected: &str,
+    ) -> Result<f64, SessionError> {
+        let x = *v.get_ref();
+        if x.is_finite() && ok(x) {
+            Ok(x)
+        } else {
+            Err(self.err(
+                &v.span(),
+                SessionErrorKind::OutOfRange {
+                    what: what(),
+                    value: v.get_ref().to_string(),
+                    expected: expected.into(),
+                },
+            ))
+        }
+    }
+
+    fn quantise(
+        &self,
+        q: Option<&Spanned<String>>,
+        what: impl FnOnce() -> String,
+        global_allowed: bool,
+        default: Quantise,
+    ) -> Result<Quantise, SessionError> {
+        let Some(q) = q else { return Ok(default) };
+        match Quantise::parse(q.get_ref()) {
+            Some(Quantise::Global) if !global_allowed => Err(self.err(
+                &q.span(),
+                SessionErrorKind::BadQuantise { what: what(), value: q.get_ref().clone(), global_allowed },
+            )),
+            Some(parsed) => Ok(parsed),
+            None => Err(self.err(
+                &q.span(),
+                SessionErrorKind::BadQuantise { what: what(), value: q.get_ref().clone(), global_allowed },
+            )),
+        }
+    }
+
+    fn id(
+        &self,
+        id: &Spanned<String>,
+        kind: &'static str,
+        seen: &mut HashMap<String, usize>,
+    ) -> Result<String, SessionError> {
+        let name = id.get_ref().trim();
+        if name.is_empty() {
+            return Err(self.err(&id.span(), SessionErrorKind::EmptyId { kind }));
+        }
+        let line = self.line(&id.span());
+        if let Some(&first_line) = seen.get(name) {
+            return Err(self.err(&id.span(), SessionErrorKind::DuplicateId { kind, id: name.to_string(), first_line }));
+        }
+        seen.insert(name.to_string(), line);
+        Ok(name.to_string())
+    }
+
+    fn gain(&self, v: Option<&Spanned<f64>>, owner: impl Fn() -> String) -> Result<f64, SessionError> {
+        match v {
+            None => Ok(0.0),
+            Some(v) => self.range(
+                v,
+                || format!("{}gain_db", owner()),
+                |x| (MIN_GAIN_DB..=MAX_GAIN_DB).contains(&x),
+                &format!("between {MIN_GAIN_DB} and +{MAX_GAIN_DB} dB"),
+            ),
+        }
+    }
+
+    fn build(&self, raw: RawFile) -> Result<Session, SessionError> {
+        let default_name =
+            self.file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "Untitled".into());
+        let mut session = Session::new(default_name, Bpm(DEFAULT_TEMPO));
+        session.crossfade_ms = DEFAULT_CROSSFADE_MS;
+        if let Some(s) = &raw.session {
+            self.session_settings(s.get_ref(), &mut session)?;
+        }
+
+        // Tracks.
+        let mut track_ids = HashMap::new();
+        for t in &raw.tracks {
+            let t = t.get_ref();
+            let id = self.id(&t.id, "track", &mut track_ids)?;
+            let owner = || format!("track '{id}': ");
+            let gain_db = self.gain(t.gain_db.as_ref(), owner)?;
+            let pan = match &t.pan {
+                None => 0.0,
+                Some(p) => self.range(
+                    p,
+                    || format!("track '{id}': pan"),
+                    |x| (-1.0..=1.0).contains(&x),
+                    "between -1 (left) and 1 (right)",
+                )?,
+            };
+            if let (Some(inst), TrackKind::Audio) = (&t.instrument, t.kind) {
+                return Err(self.err(
+                    &inst.span(),
+                    SessionErrorKind::Misplaced(format!(
+                        "track '{id}': an audio track has no instrument; remove `instrument` or make it kind = \"midi\""
+                    )),
+                ));
+            }
+            if let Some(inst) = &t.instrument {
+                inst.get_ref().validate().map_err(|problem| {
+                    self.err(&inst.span(), SessionErrorKind::BadInstrument { track: id.clone(), problem })
+                })?;
+            }
+            let mut track = Track::new(id, t.kind);
+            track.gain_db = gain_db;
+            track.pan = pan;
+            track.mute = t.mute;
+            track.solo = t.solo;
+            track.instrument = t.instrument.as_ref().map(|i| i.get_ref().clone());
+            session.add_track(track);
+        }
+
+        // Clips.
+        let mut clip_ids = HashMap::new();
+        let mut audio_cache: HashMap<PathBuf, Arc<AudioData>> = HashMap::new();
+        let mut midi_cache: HashMap<(PathBuf, Option<usize>), Arc<MidiData>> = HashMap::new();
+        for c in &raw.clips {
+            let header = c.span();
+            let c = c.get_ref();
+            let id = self.id(&c.id, "clip", &mut clip_ids)?;
+            let clip = self.clip(&id, &header, c, &session, &mut audio_cache, &mut midi_cache)?;
+            session.add_clip(clip);
+        }
+
+        // Scenes.
+        let mut scene_ids = HashMap::new();
+        for s in &raw.scenes {
+            let s = s.get_ref();
+            let id = self.id(&s.id, "scene", &mut scene_ids)?;
+            let mut clips: Vec<ClipId> = Vec::with_capacity(s.clips.len());
+            let mut on_track: HashMap<TrackId, ClipId> = HashMap::new();
+            for name in &s.clips {
+                let Some(cid) = session.clip_by_name(name.get_ref().trim()) else {
+                    return Err(self.err(
+                        &name.span(),
+                        SessionErrorKind::UnknownClip {
+                            scene: id.clone(),
+                            clip: name.get_ref().clone(),
+                            known: known_list(session.clips.iter().map(|c| c.id.as_str())),
+                        },
+                    ));
+                };
+                let track = session.clip(cid).track;
+                if let Some(&other) = on_track.get(&track) {
+                    let problem = if other == cid {
+                        format!("clip '{}' is listed twice", session.clip(cid).id)
+                    } else {
+                        format!(
+                            "clips '{}' and '{}' are both on track '{}'; a scene holds at most one clip per track",
+                            session.clip(other).id,
+                            session.clip(cid).id,
+                            session.track(track).id
+                        )
+                    };
+                    return Err(self.err(&name.span(), SessionErrorKind::SceneClash { scene: id.clone(), problem }));
+                }
+                on_track.insert(track, cid);
+                clips.push(cid);
+            }
+            let quantise =
+                self.quantise(s.quantise.as_ref(), || format!("scene '{id}': quantise"), true, Quantise::Global)?;
+            let mut scene = Scene::new(id, clips);
+            scene.quantise = quantise;
+            scene.empty_slots = s.empty_slots.unwrap_or_default();
+            session.add_scene(scene);
+        }
+        Ok(session)
+    }
+
+    fn session_settings(&self, s: &RawSession, session: &mut Session) -> Result<(), SessionError> {
+        if let Some(name) = &s.name {
+            session.name = name.clone();
+        }
+        if let Some(t) = &s.tempo {
+            let bpm = self.range(
+                t,
+                || "tempo".into(),
+                |x| (Bpm::MIN..=Bpm::MAX).contains(&x),
+                &format!("between {} and {} BPM", Bpm::MIN, Bpm::MAX),
+            )?;
+            session.tempo = Bpm(bpm);
+        }
+        match (&s.beats_per_bar, &s.time_signature) {
+            (Some(_), Some(ts)) => {
+                return Err(self.err(
+                    &ts.span(),
+                    SessionErrorKind::Misplaced("give either beats_per_bar or time_signature, not both".into()),
+                ));
+            }
+            (Some(b), None) => {
+                session.beats_per_bar = self.range(
+                    b,
+                    || "beats_per_bar".into(),
+                    |x| x > 0.0 && x <= 64.0,
+                    "greater than 0 and at most 64",
+                )?;
+            }
+            (None, Some(ts)) => {
+                session.beats_per_bar = parse_time_signature(ts.get_ref()).ok_or_else(|| {
+                    self.err(&ts.span(), SessionErrorKind::BadTimeSignature { value: ts.get_ref().clone() })
+                })?;
+            }
+            (None, None) => {}
+        }
+        if let Some(seed) = &s.seed {
+            if *seed.get_ref() < 0 {
+                return Err(self.err(
+                    &seed.span(),
+                    SessionErrorKind::OutOfRange {
+                        what: "seed".into(),
+                        value: seed.get_ref().to_string(),
+                        expected: "0 or more".into(),
+                    },
+                ));
+            }
+            session.seed = *seed.get_ref() as u64;
+        }
+        session.quantise = self.quantise(s.quantise.as_ref(), || "session quantise".into(), false, Quantise::Bar)?;
+        if let Some(x) = &s.crossfade_ms {
+            session.crossfade_ms = self.range(
+                x,
+                || "crossfade_ms".into(),
+                |x| (0.0..=MAX_CROSSFADE_MS).contains(&x),
+                &format!("between 0 and {MAX_CROSSFADE_MS} ms"),
+            )?;
+        }
+        Ok(())
+    }
+
+    fn clip(
+        &self,
+        id: &str,
+        header: &Range<usize>,
+        c: &RawClip,
+        session: &Session,
+        audio_cache: &mut HashMap<PathBuf, Arc<AudioData>>,
+        midi_cache: &mut HashMap<(PathBuf, Option<usize>), Arc<MidiData>>,
+    ) -> Result<Clip, SessionError> {
+        let content_err = |span: &Range<usize>, problem: String| {
+            self.err(span, SessionErrorKind::Content { clip: id.to_string(), problem })
+        };
+
+        // Track.
+        let Some(track_id) = session.track_by_name(c.track.get_ref().trim()) else {
+            return Err(self.err(
+                &c.track.span(),
+                SessionErrorKind::UnknownTrack {
+                    clip: id.to_string(),
+                    track: c.track.get_ref().clone(),
+                    known: known_list(session.tracks.iter().map(|t| t.id.as_str())),
+                },
+            ));
+        };
+        let track = session.track(track_id);
+
+        // Content source: exactly one of notes, midi_file, file.
+        let mut sources: Vec<(&str, Range<usize>, Source<'_>)> = Vec::new();
+        if let Some(n) = &c.notes {
+            sources.push(("notes", n.span(), Source::Notes(n)));
+        }
+        if let Some(m) = &c.midi_file {
+            sources.push(("midi_file", m.span(), Source::MidiFile(m)));
+        }
+        if let Some(f) = &c.file {
+            sources.push(("file", f.span(), Source::Audio(f)));
+        }
+        sources.sort_by_key(|(_, span, _)| span.start);
+        if sources.len() > 1 {
+            let (first, first_span, _) = &sources[0];
+            let (second, second_span, _) = &sources[1];
+            return Err(content_err(
+                second_span,
+                format!(
+                    "has both `{first}` (line {}) and `{second}`; a clip has exactly one of notes, midi_file or file",
+                    self.line(first_span)
+                ),
+            ));
+        }
+        let Some((_, _, source)) = sources.pop() else {
+            return Err(content_err(
+                header,
+                "has no content; give notes = [[start, length, key, velocity], ...], midi_file = \"x.mid\" \
+                 or file = \"x.wav\""
+                    .into(),
+            ));
+        };
+        if let (Some(mt), false) = (&c.midi_track, matches!(source, Source::MidiFile(_))) {
+            return Err(content_err(&mt.span(), "midi_track only applies with midi_file".into()));
+        }
+
+        // Kind check.
+        let clip_kind = match source {
+            Source::Audio(_) => TrackKind::Audio,
+            _ => TrackKind::Midi,
+        };
+        if clip_kind != track.kind {
+            let article = |k: TrackKind| match k {
+                TrackKind::Audio => "an audio",
+                TrackKind::Midi => "a MIDI",
+            };
+            return Err(self.err(
+                &c.track.span(),
+                SessionErrorKind::KindMismatch {
+                    clip: id.to_string(),
+                    clip_kind: article(clip_kind),
+                    track: track.id.clone(),
+                    track_kind: article(track.kind),
+                },
+            ));
+        }
+
+        // Explicit length, checked before any file is loaded.
+        let length = match &c.length_beats {
+            None => None,
+            Some(l) => Some(self.range(
+                l,
+                || format!("clip '{id}': length_beats"),
+                |x| x > 0.0 && x <= MAX_CLIP_BEATS,
+                &format!("greater than 0 and at most {MAX_CLIP_BEATS} beats"),
+            )?),
+        };
+
+        // Content.
+        let (content, natural_length) = match source {
+            Source::Notes(notes) => {
+                let midi = self.notes(id, notes)?;
+                let end = midi_end(&midi);
+                (ClipContent::Midi(Arc::new(midi)), round_up_to_bar(end, session.beats_per_bar))
+            }
+            Source::MidiFile(path) => {
+                let midi_track = match &c.midi_track {
+                    None => None,
+                    Some(t) => match usize::try_from(*t.get_ref()) {
+                        Ok(n) if n <= 65_535 => Some(n),
+                        _ => {
+                            return Err(self.err(
+                                &t.span(),
+                                SessionErrorKind::OutOfRange {
+                                    what: format!("clip '{id}': midi_track"),
+                                    value: t.get_ref().to_string(),
+                                    expected: "a track number from 0 (the file's first track)".into(),
+                                },
+                            ));
+                        }
+                    },
+                };
+                let resolved = self.base_dir.join(path.get_ref());
+                let key = (resolved.clone(), midi_track);
+                let midi = if let Some(m) = midi_cache.get(&key) {
+                    m.clone()
+                } else {
+                    let bytes = self.read_referenced(id, "MIDI file", path, &resolved)?;
+                    let midi = decode_smf(&bytes, midi_track).map_err(|problem| {
+                        let span = match (&c.midi_track, problem.starts_with("midi_track")) {
+                            (Some(t), true) => t.span(),
+                            _ => path.span(),
+                        };
+                        self.err(
+                            &span,
+                            SessionErrorKind::BadMidi {
+                                clip: id.to_string(),
+                                path: PathBuf::from(path.get_ref()),
+                                problem,
+                            },
+                        )
+                    })?;
+                    let midi = Arc::new(midi);
+                    midi_cache.insert(key, midi.clone());
+                    midi
+                };
+                let end = midi_end(&midi);
+                (ClipContent::Midi(midi), round_up_to_bar(end, session.beats_per_bar))
+            }
+            Source::Audio(path) => {
+                let resolved = self.base_dir.join(path.get_ref());
+                let audio = if let Some(a) = audio_cache.get(&resolved) {
+                    a.clone()
+                } else {
+                    let bytes = self.read_referenced(id, "audio file", path, &resolved)?;
+                    let audio = decode_wav(&bytes).map_err(|problem| {
+                        self.err(
+                            &path.span(),
+                            SessionErrorKind::BadAudio {
+                                clip: id.to_string(),
+                                path: PathBuf::from(path.get_ref()),
+                                problem,
+                            },
+                        )
+                    })?;
+                    let audio = Arc::new(audio);
+                    audio_cache.insert(resolved, audio.clone());
+                    audio
+                };
+                let seconds = audio.frames() as f64 / f64::from(audio.sample_rate);
+                (ClipContent::Audio(audio), seconds * session.tempo.0 / 60.0)
+            }
+        };
+        let length = match length {
+            Some(l) => l,
+            None if natural_length > 0.0 && natural_length <= MAX_CLIP_BEATS => natural_length,
+            None => {
+                return Err(content_err(
+                    header,
+                    format!(
+                        "its content is {natural_length} beats long, more than the {MAX_CLIP_BEATS} a clip may \
+                         have; set length_beats"
+                    ),
+                ));
+            }
+        };
+
+        let start_offset = match &c.start_offset_beats {
+            None => 0.0,
+            Some(s) => self.range(
+                s,
+                || format!("clip '{id}': start_offset_beats"),
+                |x| x >= 0.0 && x < length,
+                &format!("0 or more and less than the clip's length ({length} beats)"),
+            )?,
+        };
+        let gain_db = self.gain(c.gain_db.as_ref(), || format!("clip '{id}': "))?;
+        let quantise =
+            self.quantise(c.quantise.as_ref(), || format!("clip '{id}': quantise"), true, Quantise::Global)?;
+        let velocity_amount = match &c.velocity_amount {
+            None => 0.0,
+            Some(v) => self.range(
+                v,
+                || format!("clip '{id}': velocity_amount"),
+                |x| (0.0..=1.0).contains(&x),
+                "between 0 and 1",
+            )?,
+        };
+        // Built from `Clip::new` so settings the format does not have keep the model's defaults.
+        let mut clip = Clip::new(id, track_id, content, Beats(length));
+        clip.looping = c.looping.unwrap_or(true);
+        clip.start_offset = Beats(start_offset);
+        clip.gain_db = gain_db;
+        clip.quantise = quantise;
+        clip.launch_mode = c.launch_mode.unwrap_or_default();
+        clip.velocity_amount = velocity_amount;
+        clip.legato = c.legato;
+        Ok(clip)
+    }
+
+    /// Reads a file a clip references, with a clear error if it is missing.
+    fn read_referenced(
+        &self,
+        clip: &str,
+        what: &'static str,
+        path: &Spanned<String>,
+        resolved: &Path,
+    ) -> Result<Vec<u8>, SessionError> {
+        if path.get_ref().trim().is_empty() {
+            return Err(self.err(
+                &path.span(),
+                SessionErrorKind::Content { clip: clip.to_string(), problem: format!("the {what} path is empty") },
+            ));
+        }
+        std::fs::read(resolved).map_err(|e| {
+            self.err(
+                &path.span(),
+                SessionErrorKind::MissingFile {
+                    clip: clip.to_string(),
+                    what,
+                    path: PathBuf::from(path.get_ref()),
+                    resolved: resolved.to_path_buf(),
+                    reason: e.to_string(),
+                },
+            )
+        })
+    }
+
+    fn notes(&self, id: &str, notes: &Spanned<Vec<Spanned<RawNote>>>) -> Result<MidiData, SessionError> {
+        let mut checked = Vec::with_capacity(notes.get_ref().len());
+        for (i, n) in notes.get_ref().iter().enumerate() {
+            let &(start, length, key, velocity) = n.get_ref();
+            let nth = i + 1;
+            let bad = |what: &str, value: String, expected: &str| {
+                self.err(
+                    &n.span(),
+                    SessionErrorKind::OutOfRange {
+                        what: format!("clip '{id}': note {nth} {what}"),
+                        value,
+                        expected: expected.into(),
+                    },
+                )
+            };
+            if !(start.is_finite() && (0.0..=MAX_CLIP_BEATS).contains(&start)) {
+                return Err(bad("start beat", start.to_string(), "0 or more"));
+            }
+            if !(length.is_finite() && length > 0.0 && length <= MAX_CLIP_BEATS) {
+                return Err(bad("length", length.to_string(), "greater than 0 beats"));
+            }
+            if !(0..=127).contains(&key) {
+                return Err(bad("key", key.to_string(), "between 0 and 127 (60 is middle C)"));
+            }
+            if !(1..=127).contains(&velocity) {
+                return Err(bad("velocity", velocity.to_string(), "between 1 and 127"));
+            }
+            checked.push((start, length, key as u8, velocity as u8));
+        }
+        Ok(MidiData::from_notes(&checked))
+    }
+}
+
+/// The beat of the last event of a MIDI clip (0 if empty).
+fn midi_end(midi: &MidiData) -> f64 {
+    midi.events.iter().map(|e| e.beat.0).fold(0.0, f64::max)
+}
+
+/// `end` rounded up to a whole number of bars, at least one bar.
+fn round_up_to_bar(end: f64, beats_per_bar: f64) -> f64 {
+    let bars = (end / beats_per_bar - 1e-9).ceil().max(1.0);
+    bars * beats_per_bar
+}
+
+/// Parses `N/D` into quarter-note beats per bar.
+fn parse_time_signature(text: &str) -> Option<f64> {
+    let (n, d) = text.trim().split_once('/')?;
+    let n: u32 = n.trim().parse().ok()?;
+    let d: u32 = d.trim().parse().ok()?;
+    if n == 0 || ![1, 2, 4, 8, 16, 32].contains(&d) {
+        return None;
+    }
+    let beats = f64::from(n) * 4.0 / f64::from(d);
+    (beats <= 64.0).then_some(beats)
+}
+
+/// A short, comma-separated list of ids for messages.
+pub(crate) fn known_list<'a>(ids: impl Iterator<Item = &'a str>) -> String {
+    let ids: Vec<&str> = ids.collect();
+    if ids.is_empty() {
+        return "none defined".into();
+    }
+    const MAX: usize = 20;
+    let mut s = ids.iter().take(MAX).copied().collect::<Vec<_>>().join(", ");
+    if ids.len() > MAX {
+        s.push_str(&format!(", ... ({} in all)", ids.len()));
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{EmptySlot, LaunchMode};
+    use proptest::prelude::*;
+
+    const FILE: &str = "sets/bad.toml";
+
+    /// A valid session with inline notes only (no files needed).
+    const VALID: &str = r#"[session]
+name = "Test"
+tempo = 120
+beats_per_bar = 4
+quantise = "bar"
+
+[[track]]
+id = "drums"
+kind = "midi"
+instrument = { type = "drums" }
+
+[[track]]
+id = "bass"
+kind = "midi"
+
+[[track]]
+id = "pad"
+kind = "audio"
+pan = 0.5
+
+[[clip]]
+id = "beat-a"
+track = "drums"
+notes = [[0, 0.25, 36, 110], [1, 0.25, 38, 100]]
+
+[[clip]]
+id = "beat-b"
+track = "drums"
+notes = [[0, 0.5, 36, 110]]
+length_beats = 8
+
+[[clip]]
+id = "bass-a"
+track = "bass"
+notes = [[0, 1, 40, 100]]
+quantise = "1/16"
+
+[[scene]]
+id = "verse"
+clips = ["beat-a", "bass-a"]
+"#;
+
+    fn parse(text: &str) -> Result<Session, SessionError> {
+        parse_session(text, Path::new(FILE))
+    }
+
+    /// 1-based line of the first occurrence of `needle` in `text`.
+    fn line_of(text: &str, needle: &str) -> usize {
+        let at = text.find(needle).unwrap_or_else(|| panic!("{needle:?} not in text"));
+        text[..at].matches('\n').count() + 1
+    }
+
+    /// Asserts that `text` fails with an error naming `file`, on the line holding `needle`,
+    /// whose message contains `phrase`.
+    fn expect_err_in(result: Result<Session, SessionError>, file: &str, text: &str, needle: &str, phrase: &str) {
+        let line = line_of(text, needle);
+        let e = match result {
+            Ok(_) => panic!("expected an error containing {phrase:?}, but the session loaded"),
+            Err(e) => e,
+        };
+        let msg = e.to_string();
+        assert!(msg.starts_with(&format!("{file}:{line}:")), "wanted {file}:{line}: ..., got: {msg}");
+        assert!(msg.contains(phrase), "wanted {phrase:?} in: {msg}");
+        assert_eq!(e.line, Some(line), "{msg}");
+    }
+
+    /// `VALID` with `from` replaced by `to` must fail on the line of `needle` with `phrase`.
+    fn bad(from: &str, to: &str, needle: &str, phrase: &str) {
+        assert!(VALID.contains(from), "{from:?} not in VALID");
+        let text = VALID.replacen(from, to, 1);
+        expect_err_in(parse(&text), FILE, &text, needle, phrase);
+    }
+
+    /// A fresh, empty temporary folder for one test.
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("loophole-session-file-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn write_wav<S: hound::Sample + Copy>(path: &Path, spec: hound::WavSpec, samples: &[S]) {
+        let mut w = hound::WavWriter::create(path, spec).unwrap();
+        for &s in samples {
+            w.write_sample(s).unwrap();
+        }
+        w.finalize().unwrap();
+    }
+
+    fn int_spec(channels: u16, bits: u16, rate: u32) -> hound::WavSpec {
+        hound::WavSpec { channels, sample_rate: rate, bits_per_sample: bits, sample_format: hound::SampleFormat::Int }
+    }
+
+    /// A two-track SMF (format 1, 96 ticks per quarter): track 0 has a tempo and a note on
+    /// channel 9 at tick 0; track 1 has notes at 48 and 96 (the first ended by a velocity-0
+    /// note-on) and a CC at 144.
+    fn test_smf(timing: midly::Timing) -> Vec<u8> {
+        use midly::{Format, Header, MetaMessage, MidiMessage, Smf, TrackEvent, TrackEventKind};
+        let midi = |delta: u32, channel: u8, message: MidiMessage| TrackEvent {
+            delta: delta.into(),
+            kind: TrackEventKind::Midi { channel: channel.into(), message },
+        };
+        let end = TrackEvent { delta: 0.into(), kind: TrackEventKind::Meta(MetaMessage::EndOfTrack) };
+        let mut smf = Smf::new(Header::new(Format::Parallel, timing));
+        smf.tracks.push(vec![
+            TrackEvent { delta: 0.into(), kind: TrackEventKind::Meta(MetaMessage::Tempo(500_000.into())) },
+            midi(0, 9, MidiMessage::NoteOn { key: 36.into(), vel: 100.into() }),
+            midi(24, 9, MidiMessage::NoteOff { key: 36.into(), vel: 0.into() }),
+            end,
+        ]);
+        smf.tracks.push(vec![
+            midi(48, 0, MidiMessage::NoteOn { key: 60.into(), vel: 90.into() }),
+            midi(48, 0, MidiMessage::NoteOn { key: 60.into(), vel: 0.into() }),
+            midi(0, 0, MidiMessage::NoteOn { key: 64.into(), vel: 80.into() }),
+            midi(48, 0, MidiMessage::Controller { controller: 7.into(), value: 99.into() }),
+            midi(0, 0, MidiMessage::NoteOff { key: 64.into(), vel: 64.into() }),
+            end,
+        ]);
+        let mut bytes = Vec::new();
+        smf.write_std(&mut bytes).unwrap();
+        bytes
+    }
+
+    // ----------------------------------------------------------------------------- valid files
+
+    #[test]
+    fn valid_session_parses_with_the_right_values() {
+        let s = parse(VALID).unwrap();
+        assert_eq!(s.name, "Test");
+        assert_eq!(s.tempo, Bpm(120.0));
+        assert_eq!(s.beats_per_bar, 4.0);
+        assert_eq!(s.quantise, Quantise::Bar);
+        assert_eq!(s.crossfade_ms, DEFAULT_CROSSFADE_MS);
+        assert_eq!(s.tracks.len(), 3);
+        assert_eq!(s.tracks[0].id, "drums");
+        assert_eq!(s.tracks[0].kind, TrackKind::Midi);
+        assert!(matches!(s.tracks[0].instrument, Some(InstrumentSpec::Drums(_))));
+        assert_eq!(s.tracks[1].instrument, None);
+        assert_eq!(s.tracks[2].kind, TrackKind::Audio);
+        assert_eq!(s.tracks[2].pan, 0.5);
+        assert_eq!(s.clips.len(), 3);
+        let a = s.clip(s.clip_by_name("beat-a").unwrap());
+        assert_eq!(a.track, TrackId(0));
+        assert_eq!(a.length, Beats(4.0), "one bar, rounded up from the last note-off at 1.25");
+        assert!(a.looping);
+        assert_eq!(a.quantise, Quantise::Global);
+        let ClipContent::Midi(m) = &a.content else { panic!("MIDI expected") };
+        assert_eq!(m.events.len(), 4);
+        assert_eq!(
+            m.events[0],
+            MidiEvent { beat: Beats(0.0), msg: MidiMsg::NoteOn { channel: 0, key: 36, velocity: 110 } }
+        );
+        assert_eq!(m.events[3], MidiEvent { beat: Beats(1.25), msg: MidiMsg::NoteOff { channel: 0, key: 38 } });
+        assert_eq!(s.clip(ClipId(1)).length, Beats(8.0));
+        assert_eq!(s.clip(ClipId(2)).quantise, Quantise::Division(16));
+        assert_eq!(s.scenes.len(), 1);
+        assert_eq!(s.scenes[0].clips, vec![ClipId(0), ClipId(2)]);
+        assert_eq!(s.scenes[0].empty_slots, EmptySlot::Stop);
+    }
+
+    #[test]
+    fn every_setting_is_read() {
+        let text = r#"
+[session]
+name = "All"
+tempo = 98.5
+time_signature = "7/8"
+seed = 42
+quantise = "2-bars"
+crossfade_ms = 10
+
+[[track]]
+id = "k"
+kind = "midi"
+gain_db = -6
+pan = -1
+mute = true
+solo = true
+instrument = { type = "synth" }
+
+[[clip]]
+id = "c"
+track = "k"
+notes = []
+length_beats = 7
+loop = false
+start_offset_beats = 3.5
+gain_db = -3
+quantise = "1/8t"
+launch_mode = "repeat"
+velocity_amount = 0.25
+legato = true
+
+[[scene]]
+id = "s"
+clips = ["c"]
+quantise = "scene"
+empty_slots = "continue"
+"#;
+        let s = parse(text).unwrap();
+        assert_eq!((s.name.as_str(), s.tempo, s.beats_per_bar, s.seed), ("All", Bpm(98.5), 3.5, 42));
+        assert_eq!((s.quantise, s.crossfade_ms), (Quantise::Bars(2), 10.0));
+        let t = &s.tracks[0];
+        assert_eq!((t.gain_db, t.pan, t.mute, t.solo), (-6.0, -1.0, true, true));
+        assert!(matches!(t.instrument, Some(InstrumentSpec::Synth(_))));
+        let c = &s.clips[0];
+        assert_eq!((c.length, c.looping, c.start_offset, c.gain_db), (Beats(7.0), false, Beats(3.5), -3.0));
+        assert_eq!(
+            (c.quantise, c.launch_mode, c.velocity_amount, c.legato),
+            (Quantise::Triplet(8), LaunchMode::Repeat, 0.25, true)
+        );
+        assert_eq!((s.scenes[0].quantise, s.scenes[0].empty_slots), (Quantise::Scene, EmptySlot::Continue));
+    }
+
+    #[test]
+    fn defaults_without_a_session_table() {
+        let s = parse("[[track]]\nid = \"k\"\nkind = \"midi\"\n").unwrap();
+        assert_eq!(s.name, "bad", "named after the file");
+        assert_eq!((s.tempo, s.beats_per_bar, s.seed, s.quantise), (Bpm(120.0), 4.0, 0, Quantise::Bar));
+        let waltz = parse("[session]\nbeats_per_bar = 3\n[[track]]\nid='k'\nkind='midi'\n[[clip]]\nid='c'\ntrack='k'\nnotes=[[3.5,0.5,60,100]]\n").unwrap();
+        assert_eq!(waltz.clips[0].length, Beats(6.0), "rounded up to whole 3/4 bars");
+        let empty = parse("[[track]]\nid='k'\nkind='midi'\n[[clip]]\nid='c'\ntrack='k'\nnotes=[]\n").unwrap();
+        assert_eq!(empty.clips[0].length, Beats(4.0), "an empty clip is one bar");
+    }
+
+    // ------------------------------------------------------------------------------ bad files
+
+    #[test]
+    fn toml_syntax_error() {
+        bad("tempo = 120", "tempo = = 120", "tempo = = 120", "TOML syntax error");
+        bad("name = \"Test\"", "name = \"Test", "name = \"Test", "TOML syntax error");
+        bad("kind = \"audio\"", "kind = \"audio\"\nkind = \"midi\"", "kind = \"midi\"\npan", "duplicate key");
+    }
+
+    #[test]
+    fn wrong_types() {
+        bad("tempo = 120", "tempo = \"fast\"", "tempo = \"fast\"", "expected a number");
+        bad("pan = 0.5", "pan = \"left\"", "pan = \"left\"", "expected a number");
+        bad("[[0, 1, 40, 100]]", "[[0, 1, 40.5, 100]]", "40.5", "expected an integer");
+        bad("[[0, 1, 40, 100]]", "[[0, 1, 40]]", "[[0, 1, 40]]", "[start_beat, length_beats, key, velocity]");
+        bad("kind = \"audio\"", "kind = \"video\"", "kind = \"video\"", "unknown variant `video`");
+        bad(
+            "[[scene]]\nid = \"verse\"",
+            "[[scene]]\nid = \"verse\"\nempty_slots = \"keep\"",
+            "empty_slots",
+            "unknown variant `keep`",
+        );
+        let err = parse("[track]\nid = 'x'\nkind = 'midi'\n").unwrap_err().to_string();
+        assert!(err.starts_with("sets/bad.toml:1:") && err.contains("[[track]]"), "{err}");
+    }
+
+    #[test]
+    fn unknown_fields_are_typos() {
+        bad("tempo = 120", "tempoo = 120", "tempoo", "unknown field `tempoo`");
+        bad("pan = 0.5", "pann = 0.5", "pann", "unknown field `pann`");
+        bad("length_beats = 8", "lenght_beats = 8", "lenght_beats", "unknown field `lenght_beats`");
+        bad("[[scene]]", "[[scenes]]", "[[scenes]]", "unknown field `scenes`");
+    }
+
+    #[test]
+    fn missing_required_keys() {
+        bad("id = \"bass\"\nkind = \"midi\"\n", "id = \"bass\"\n", "[[track]]\nid = \"bass\"", "missing field `kind`");
+        bad("[[scene]]\nid = \"verse\"\n", "[[scene]]\n", "[[scene]]", "missing field `id`");
+    }
+
+    #[test]
+    fn unknown_track_in_a_clip() {
+        bad(
+            "track = \"bass\"",
+            "track = \"bas\"",
+            "track = \"bas\"",
+            "clip 'bass-a': track 'bas' does not exist (tracks: drums, bass, pad)",
+        );
+    }
+
+    #[test]
+    fn unknown_clip_in_a_scene() {
+        bad(
+            "clips = [\"beat-a\", \"bass-a\"]",
+            "clips = [\"beat-a\", \"bass-b\"]",
+            "clips = [",
+            "scene 'verse': clip 'bass-b' does not exist",
+        );
+    }
+
+    #[test]
+    fn duplicate_ids() {
+        bad(
+            "id = \"bass\"",
+            "id = \"drums\"",
+            "id = \"drums\"\nkind = \"midi\"\n\n[[track]]\nid = \"pad\"",
+            "duplicate track id 'drums' (already used on line 8)",
+        );
+        bad(
+            "id = \"beat-b\"",
+            "id = \"beat-a\"",
+            "id = \"beat-a\"\ntrack = \"drums\"\nnotes = [[0, 0.5",
+            "duplicate clip id 'beat-a'",
+        );
+        let text = format!("{VALID}\n[[scene]]\nid = \"verse\" # again\n");
+        expect_err_in(parse(&text), FILE, &text, "# again", "duplicate scene id 'verse'");
+        bad("id = \"bass\"", "id = \"  \"", "id = \"  \"", "track id is empty");
+    }
+
+    #[test]
+    fn midi_clip_on_an_audio_track() {
+        bad(
+            "track = \"bass\"",
+            "track = \"pad\"",
+            "track = \"pad\"",
+            "clip 'bass-a' is a MIDI clip but track 'pad' is an audio track",
+        );
+    }
+
+    #[test]
+    fn audio_clip_on_a_midi_track_and_other_file_problems() {
+        let dir = temp_dir("kinds");
+        write_wav(&dir.join("pad.wav"), int_spec(1, 16, 22_050), &[0i16; 2205]);
+        std::fs::write(dir.join("corrupt.wav"), b"RIFF\x10\x00\x00\x00WAVEjunkjunkjunk").unwrap();
+        std::fs::write(dir.join("corrupt.mid"), b"MThd\x00\x00\x00\x06\x00\x01").unwrap();
+        std::fs::write(dir.join("smpte.mid"), test_smf(midly::Timing::Timecode(midly::Fps::Fps25, 40))).unwrap();
+        std::fs::write(dir.join("ok.mid"), test_smf(midly::Timing::Metrical(96.into()))).unwrap();
+        let session = dir.join("set.toml");
+        let shown = session.display().to_string();
+        let base = "[[track]]\nid = \"keys\"\nkind = \"midi\"\n\n[[track]]\nid = \"pad\"\nkind = \"audio\"\n\n[[clip]]\nid = \"c\"\n";
+        let check = |clip: &str, needle: &str, phrase: &str| {
+            let text = format!("{base}{clip}\n");
+            std::fs::write(&session, &text).unwrap();
+            expect_err_in(load_session(&session), &shown, &text, needle, phrase);
+        };
+        check(
+            "track = \"keys\"\nfile = \"pad.wav\"",
+            "track = \"keys\"\nfile",
+            "clip 'c' is an audio clip but track 'keys' is a MIDI track",
+        );
+        check("track = \"pad\"\nfile = \"loops/missing.wav\"", "file = ", "audio file 'loops/missing.wav' not found");
+        check("track = \"keys\"\nmidi_file = \"nope.mid\"", "midi_file = ", "MIDI file 'nope.mid' not found");
+        check("track = \"pad\"\nfile = \"corrupt.wav\"", "file = ", "cannot load WAV file 'corrupt.wav'");
+        check(
+            "track = \"keys\"\nmidi_file = \"corrupt.mid\"",
+            "midi_file = ",
+            "cannot load MIDI file 'corrupt.mid': not a valid Standard MIDI File",
+        );
+        check("track = \"keys\"\nmidi_file = \"smpte.mid\"", "midi_file = ", "SMPTE timecode");
+        check(
+            "track = \"keys\"\nmidi_file = \"ok.mid\"\nmidi_track = 2",
+            "midi_track = 2",
+            "the file has 2 tracks (0..=1)",
+        );
+        check(
+            "track = \"keys\"\nnotes = []\nmidi_track = 1",
+            "midi_track = 1",
+            "midi_track only applies with midi_file",
+        );
+        check("track = \"keys\"\nnotes = []\nfile = \"pad.wav\"", "file = ", "has both `notes` (line 12) and `file`");
+        check(
+            "track = \"keys\"\nmidi_file = \"ok.mid\"\nnotes = []",
+            "notes = ",
+            "has both `midi_file` (line 12) and `notes`",
+        );
+        check("track = \"keys\"", "[[clip]]", "clip 'c': has no content");
+        check(
+            "track = \"pad\"\nfile = \"pad.wav\"\nstart_offset_beats = 0.2",
+            "start_offset_beats",
+            "less than the clip's length (0.2 beats)",
+        );
+        // An instrument on an audio track is refused.
+        let text = "[[track]]\nid = \"pad\"\nkind = \"audio\"\ninstrument = { type = \"synth\" }\n";
+        std::fs::write(&session, text).unwrap();
+        expect_err_in(load_session(&session), &shown, text, "instrument", "an audio track has no instrument");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn instrument_settings_are_checked() {
+        bad(
+            "instrument = { type = \"drums\" }",
+            "instrument = { type = \"drums\", tune = 40 }",
+            "instrument = {",
+            "track 'drums': instrument parameter `tune` is 40",
+        );
+        bad(
+            "instrument = { type = \"drums\" }",
+            "instrument = { type = \"drum\" }",
+            "instrument = {",
+            "unknown variant `drum`",
+        );
+        bad("instrument = { type = \"drums\" }", "instrument = { kind = \"drums\" }", "instrument = {", "type");
+    }
+
+    #[test]
+    fn clip_with_both_notes_and_file() {
+        bad("length_beats = 8", "length_beats = 8\nfile = \"x.wav\"", "file = ", "has both `notes`");
+    }
+
+    #[test]
+    fn two_clips_of_one_track_in_a_scene() {
+        bad(
+            "clips = [\"beat-a\", \"bass-a\"]",
+            "clips = [\"beat-a\", \"bass-a\", \"beat-b\"]",
+            "clips = [",
+            "clips 'beat-a' and 'beat-b' are both on track 'drums'",
+        );
+        bad(
+            "clips = [\"beat-a\", \"bass-a\"]",
+            "clips = [\"beat-a\", \"beat-a\"]",
+            "clips = [",
+            "clip 'beat-a' is listed twice",
+        );
+    }
+
+    #[test]
+    fn out_of_range_values() {
+        bad("tempo = 120", "tempo = 1000", "tempo = 1000", "tempo is 1000; it must be between 20 and 999 BPM");
+        bad("tempo = 120", "tempo = 19.5", "tempo = 19.5", "tempo is 19.5");
+        bad("tempo = 120", "tempo = nan", "tempo = nan", "tempo is NaN");
+        bad("beats_per_bar = 4", "beats_per_bar = 0", "beats_per_bar = 0", "beats_per_bar is 0");
+        bad("beats_per_bar = 4", "beats_per_bar = 3\ntime_signature = \"3/4\"", "time_signature", "not both");
+        bad("beats_per_bar = 4", "time_signature = \"3/5\"", "time_signature", "not a time signature");
+        bad(
+            "[[0, 1, 40, 100]]",
+            "[[0, 1, 40, 100], [1, 1, 128, 100]]",
+            "128",
+            "clip 'bass-a': note 2 key is 128; it must be between 0 and 127",
+        );
+        bad("[[0, 1, 40, 100]]", "[[0, 1, 40, 0]]", "[[0, 1, 40, 0]]", "note 1 velocity is 0");
+        bad(
+            "[[0, 1, 40, 100]]",
+            "[[0, -1, 40, 100]]",
+            "[[0, -1",
+            "note 1 length is -1; it must be greater than 0 beats",
+        );
+        bad("[[0, 1, 40, 100]]", "[[-2, 1, 40, 100]]", "[[-2", "note 1 start beat is -2");
+        bad(
+            "length_beats = 8",
+            "length_beats = -8",
+            "length_beats = -8",
+            "clip 'beat-b': length_beats is -8; it must be greater than 0",
+        );
+        bad("length_beats = 8", "length_beats = 0", "length_beats = 0", "length_beats is 0");
+        bad(
+            "pan = 0.5",
+            "pan = 1.5",
+            "pan = 1.5",
+            "track 'pad': pan is 1.5; it must be between -1 (left) and 1 (right)",
+        );
+        bad("pan = 0.5", "pan = -2", "pan = -2", "pan is -2");
+        bad("pan = 0.5", "gain_db = 40", "gain_db = 40", "track 'pad': gain_db is 40");
+        bad(
+            "quantise = \"1/16\"",
+            "quantise = \"1/16\"\nvelocity_amount = 2",
+            "velocity_amount",
+            "velocity_amount is 2",
+        );
+        bad("name = \"Test\"", "name = \"Test\"\nseed = -1", "seed = -1", "seed is -1; it must be 0 or more");
+        bad("name = \"Test\"", "name = \"Test\"\ncrossfade_ms = -1", "crossfade_ms", "crossfade_ms is -1");
+    }
+
+    #[test]
+    fn unparseable_quantise() {
+        bad(
+            "quantise = \"1/16\"",
+            "quantise = \"sometimes\"",
+            "quantise = \"sometimes\"",
+            "clip 'bass-a': quantise: 'sometimes' is not a quantisation",
+        );
+        bad(
+            "quantise = \"bar\"",
+            "quantise = \"3/4\"",
+            "quantise = \"3/4\"",
+            "session quantise: '3/4' is not a quantisation",
+        );
+        bad(
+            "quantise = \"bar\"",
+            "quantise = \"global\"",
+            "quantise = \"global\"",
+            "session quantise: 'global' is not a quantisation",
+        );
+    }
+
+    #[test]
+    fn not_utf8_and_unreadable_files() {
+        let dir = temp_dir("utf8");
+        let path = dir.join("latin1.toml");
+        std::fs::write(&path, b"[session]\nname = \"Caf\xe9\"\n").unwrap();
+        let e = load_session(&path).unwrap_err();
+        assert_eq!(e.line, Some(2), "{e}");
+        assert!(e.to_string().contains("not UTF-8"), "{e}");
+        let missing = dir.join("missing.toml");
+        let e = load_session(&missing).unwrap_err();
+        assert!(matches!(*e.kind, SessionErrorKind::Io(_)));
+        assert!(e.to_string().starts_with(&missing.display().to_string()), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn errors_have_a_column() {
+        let e = parse(&VALID.replacen("tempo = 120", "tempo = \"fast\"", 1)).unwrap_err();
+        assert_eq!((e.line, e.column), (Some(3), Some(9)));
+        assert!(e.to_string().starts_with("sets/bad.toml:3:9: "), "{e}");
+        assert!(e.to_string().contains("(in `tempo = \"fast\"`)"), "{e}");
+    }
+
+    // ------------------------------------------------------------------------ WAV and MIDI
+
+    #[test]
+    fn wav_mono_16_bit_is_duplicated_to_both_channels() {
+        let dir = temp_dir("wav16");
+        write_wav(&dir.join("m.wav"), int_spec(1, 16, 22_050), &[0i16, 16_384, -16_384, i16::MIN]);
+        let a = decode_wav(&std::fs::read(dir.join("m.wav")).unwrap()).unwrap();
+        assert_eq!(a.sample_rate, 22_050);
+        assert_eq!(a.left, vec![0.0, 0.5, -0.5, -1.0]);
+        assert_eq!(a.right, a.left);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn wav_stereo_24_bit_and_8_bit_and_32_bit_int() {
+        let dir = temp_dir("wav24");
+        write_wav(&dir.join("s24.wav"), int_spec(2, 24, 48_000), &[4_194_304i32, -4_194_304, 0, 8_388_607]);
+        let a = decode_wav(&std::fs::read(dir.join("s24.wav")).unwrap()).unwrap();
+        assert_eq!((a.sample_rate, a.frames()), (48_000, 2));
+        assert_eq!(a.left, vec![0.5, 0.0]);
+        assert_eq!(a.right[0], -0.5);
+        assert!((a.right[1] - 1.0).abs() < 1e-6);
+        write_wav(&dir.join("m8.wav"), int_spec(1, 8, 8_000), &[64i8, -128]);
+        let a = decode_wav(&std::fs::read(dir.join("m8.wav")).unwrap()).unwrap();
+        assert_eq!(a.left, vec![0.5, -1.0]);
+        write_wav(&dir.join("s32.wav"), int_spec(2, 32, 44_100), &[i32::MIN, 1 << 30]);
+        let a = decode_wav(&std::fs::read(dir.join("s32.wav")).unwrap()).unwrap();
+        assert_eq!((a.left[0], a.right[0]), (-1.0, 0.5));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn wav_float_stereo_and_more_than_two_channels() {
+        let dir = temp_dir("wavf");
+        let spec = hound::WavSpec {
+            channels: 2,
+            sample_rate: 44_100,
+            bits_per_sample: 32,
+            sample_format: hound::SampleFormat::Float,
+        };
+        write_wav(&dir.join("f.wav"), spec, &[0.25f32, -0.75, f32::NAN, 1.5]);
+        let a = decode_wav(&std::fs::read(dir.join("f.wav")).unwrap()).unwrap();
+        assert_eq!(a.left, vec![0.25, 0.0], "non-finite samples become silence");
+        assert_eq!(a.right, vec![-0.75, 1.5]);
+        write_wav(&dir.join("quad.wav"), int_spec(4, 16, 44_100), &[1i16, 2, 3, 4, 5, 6, 7, 8]);
+        let a = decode_wav(&std::fs::read(dir.join("quad.wav")).unwrap()).unwrap();
+        assert_eq!(a.frames(), 2);
+        assert_eq!(a.left, vec![1.0 / 32_768.0, 5.0 / 32_768.0]);
+        assert_eq!(a.right, vec![2.0 / 32_768.0, 6.0 / 32_768.0]);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn audio_clip_length_defaults_to_the_file_duration() {
+        let dir = temp_dir("audioclip");
+        write_wav(&dir.join("one-second.wav"), int_spec(1, 16, 22_050), &vec![100i16; 22_050]);
+        let text = "[session]\ntempo = 90\n[[track]]\nid='a'\nkind='audio'\n[[clip]]\nid='x'\ntrack='a'\nfile='one-second.wav'\n[[clip]]\nid='y'\ntrack='a'\nfile='one-second.wav'\nlength_beats=4\n";
+        let s = parse_session(text, &dir.join("set.toml")).unwrap();
+        assert_eq!(s.clips[0].length, Beats(1.5), "1 s at 90 BPM");
+        assert_eq!(s.clips[1].length, Beats(4.0));
+        let (ClipContent::Audio(x), ClipContent::Audio(y)) = (&s.clips[0].content, &s.clips[1].content) else {
+            panic!("audio expected")
+        };
+        assert!(Arc::ptr_eq(x, y), "a file used twice is loaded once");
+        assert_eq!((x.sample_rate, x.frames()), (22_050, 22_050));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn smf_import_gives_the_right_beats() {
+        let bytes = test_smf(midly::Timing::Metrical(96.into()));
+        let all = decode_smf(&bytes, None).unwrap();
+        let on = |channel, key, velocity| MidiMsg::NoteOn { channel, key, velocity };
+        let off = |channel, key| MidiMsg::NoteOff { channel, key };
+        let expected = vec![
+            MidiEvent { beat: Beats(0.0), msg: on(9, 36, 100) },
+            MidiEvent { beat: Beats(0.25), msg: off(9, 36) },
+            MidiEvent { beat: Beats(0.5), msg: on(0, 60, 90) },
+            MidiEvent { beat: Beats(1.0), msg: off(0, 60) },
+            MidiEvent { beat: Beats(1.0), msg: on(0, 64, 80) },
+            MidiEvent { beat: Beats(1.5), msg: off(0, 64) },
+            MidiEvent { beat: Beats(1.5), msg: MidiMsg::Cc { channel: 0, controller: 7, value: 99 } },
+        ];
+        assert_eq!(all.events, expected);
+        let one = decode_smf(&bytes, Some(1)).unwrap();
+        assert_eq!(one.events, expected[2..].to_vec());
+        assert!(decode_smf(&bytes, Some(2)).is_err());
+
+        // Through a session: default length is the last event rounded up to a bar.
+        let dir = temp_dir("smf");
+        std::fs::write(dir.join("song.mid"), &bytes).unwrap();
+        let text = "[session]\nbeats_per_bar = 3\n[[track]]\nid='k'\nkind='midi'\n[[clip]]\nid='c'\ntrack='k'\nmidi_file='song.mid'\nmidi_track=1\n";
+        let s = parse_session(text, &dir.join("set.toml")).unwrap();
+        assert_eq!(s.clips[0].length, Beats(3.0));
+        let ClipContent::Midi(m) = &s.clips[0].content else { panic!("MIDI expected") };
+        assert_eq!(m.events, expected[2..].to_vec());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn format_2_files_need_a_track() {
+        use midly::{Format, Header, MetaMessage, Smf, Timing, TrackEvent, TrackEventKind};
+        let end = TrackEvent { delta: 0.into(), kind: TrackEventKind::Meta(MetaMessage::EndOfTrack) };
+        let mut smf = Smf::new(Header::new(Format::Sequential, Timing::Metrical(96.into())));
+        smf.tracks = vec![vec![end], vec![end]];
+        let mut bytes = Vec::new();
+        smf.write_std(&mut bytes).unwrap();
+        assert!(decode_smf(&bytes, None).unwrap_err().contains("format-2"));
+        assert!(decode_smf(&bytes, Some(1)).is_ok());
+    }
+
+    // -------------------------------------------------------------------------- resampling
+
+    /// Least-squares fit of a sine at `freq` Hz over `x[skip..len-skip]`: (amplitude, delay in
+    /// samples relative to `sin(2 pi f n / rate)`).
+    fn fit_sine(x: &[f32], rate: u32, freq: f64, skip: usize) -> (f64, f64) {
+        let w = std::f64::consts::TAU * freq / f64::from(rate);
+        let (mut ss, mut sc, mut cc, mut ys, mut yc) = (0.0, 0.0, 0.0, 0.0, 0.0);
+        for (i, &y) in x.iter().enumerate().take(x.len() - skip).skip(skip) {
+            let (s, c) = (w * i as f64).sin_cos();
+            let y = f64::from(y);
+            ss += s * s;
+            sc += s * c;
+            cc += c * c;
+            ys += y * s;
+            yc += y * c;
+        }
+        let det = ss * cc - sc * sc;
+        let a = (ys * cc - yc * sc) / det;
+        let b = (yc * ss - ys * sc) / det;
+        ((a * a + b * b).sqrt(), -b.atan2(a) / w)
+    }
+
+    fn sine(rate: u32, freq: f64, frames: usize) -> AudioData {
+        let left: Vec<f32> =
+            (0..frames).map(|i| (std::f64::consts::TAU * freq * i as f64 / f64::from(rate)).sin() as f32).collect();
+        AudioData { sample_rate: rate, right: left.iter().map(|v| v * 0.5).collect(), left }
+    }
+
+    #[test]
+    fn resampling_a_sine_keeps_frequency_level_and_timing() {
+        for (from, to, frames) in [(44_100, 48_000, 44_100), (48_000, 44_100, 48_001), (22_050, 48_000, 22_050 * 2 + 7)]
+        {
+            let input = sine(from, 1000.0, frames);
+            let out = resample(&input, to);
+            assert_eq!(out.sample_rate, to);
+            let expected_len = (frames as f64 * f64::from(to) / f64::from(from)).round() as usize;
+            assert_eq!((out.left.len(), out.right.len()), (expected_len, expected_len), "{from} -> {to}");
+            let (amp, delay) = fit_sine(&out.left, to, 1000.0, 2000);
+            assert!((amp - 1.0).abs() < 1e-3, "{from} -> {to}: level {amp}");
+            assert!(delay.abs() < 0.01, "{from} -> {to}: output is offset by {delay} samples");
+            let (amp_r, _) = fit_sine(&out.right, to, 1000.0, 2000);
+            assert!((amp_r - 0.5).abs() < 1e-3, "right channel level {amp_r}");
+            // The same fit at a neighbouring frequency finds (almost) nothing: the pitch is right.
+            let (wrong, _) = fit_sine(&out.left, to, 1010.0, 2000);
+            assert!(wrong < 0.05, "{from} -> {to}: energy at 1010 Hz: {wrong}");
+        }
+    }
+
+    #[test]
+    fn resampling_keeps_an_impulse_at_the_same_time() {
+        let mut left = vec![0.0f32; 44_100];
+        left[4_410] = 1.0; // 100 ms
+        let input = AudioData { sample_rate: 44_100, right: left.clone(), left };
+        let out = resample(&input, 48_000);
+        let peak =
+            out.left.iter().enumerate().fold((0, 0.0f32), |best, (i, &v)| if v > best.1 { (i, v) } else { best });
+        assert_eq!(peak.0, 4_800, "the impulse is at 100 ms in the output too");
+    }
+
+    #[test]
+    fn resampling_to_the_same_rate_is_a_copy_and_odd_rates_do_not_panic() {
+        let input = sine(48_000, 440.0, 1000);
+        assert_eq!(resample(&input, 48_000), input);
+        let out = resample(&input, 44_099);
+        assert_eq!(out.frames(), 919);
+        let tiny = AudioData { sample_rate: 100, left: vec![1.0; 10], right: vec![1.0; 10] };
+        assert_eq!(resample(&tiny, 48_000).frames(), 4_800);
+        let one = AudioData { sample_rate: 44_100, left: vec![1.0], right: vec![1.0] };
+        assert_eq!(resample(&one, 48_000).frames(), 1);
+        let empty = AudioData { sample_rate: 44_100, left: vec![], right: vec![] };
+        assert_eq!(resample(&empty, 48_000).frames(), 0);
+    }
+
+    // ---------------------------------------------------------------------------- examples
+
+    #[test]
+    fn every_example_loads() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+        let band = load_session(&dir.join("band.toml")).unwrap_or_else(|e| panic!("{e}"));
+        let mut sessions = 0;
+        let mut scripts = 0;
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+            .collect();
+        entries.sort();
+        for path in entries {
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            if name.ends_with("-script.toml") {
+                let script = crate::script::Script::load(&path, &band).unwrap_or_else(|e| panic!("{e}"));
+                assert!(!script.actions.is_empty(), "{name} is empty");
+                scripts += 1;
+            } else {
+                load_session(&path).unwrap_or_else(|e| panic!("{e}"));
+                sessions += 1;
+            }
+        }
+        assert!(sessions >= 3 && scripts >= 1, "{sessions} sessions, {scripts} scripts");
+
+        // Spot checks of band.toml: the audio clip and the MIDI-file clip.
+        let pad = band.clip(band.clip_by_name("pad-a").unwrap());
+        let ClipContent::Audio(audio) = &pad.content else { panic!("pad-a is audio") };
+        assert_eq!(audio.sample_rate, 22_050);
+        assert!((pad.length.0 - 8.0).abs() < 1e-9, "4 s at 120 BPM: {}", pad.length);
+        let bass = band.clip(band.clip_by_name("bass-a").unwrap());
+        assert_eq!(bass.length, Beats(8.0));
+        let ClipContent::Midi(m) = &bass.content else { panic!("bass-a is MIDI") };
+        assert!(m.events.iter().any(|e| matches!(e.msg, MidiMsg::NoteOn { key: 45, .. })));
+        assert!(band.scenes.len() >= 3);
+        let waltz = load_session(&dir.join("waltz.toml")).unwrap();
+        assert_eq!(waltz.beats_per_bar, 3.0);
+    }
+
+    // ----------------------------------------------------------------------- never panics
+
+    /// Fragments spliced into a valid session to reach the semantic checks.
+    const FRAGMENTS: &[&str] = &[
+        "\n[[clip]]\nid = \"x\"\ntrack = \"drums\"\n",
+        "\n[[scene]]\nid = \"verse\"\nclips = [\"x\", \"beat-a\"]\n",
+        "\n[[track]]\nid = \"drums\"\nkind = \"audio\"\n",
+        "\nfile = \"missing.wav\"\n",
+        "\nmidi_file = \"missing.mid\"\nmidi_track = -3\n",
+        "\nlength_beats = -1e308\n",
+        "\nstart_offset_beats = inf\n",
+        "\nquantise = \"1/0t\"\n",
+        "\nnotes = [[1e308, 1e308, 127, 127]]\n",
+        "\ntime_signature = \"0/0\"\n",
+        "[",
+        "]",
+        "\"",
+        "=",
+        "\n",
+        "nan",
+        "-",
+        "\u{e9}",
+    ];
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+        #[test]
+        fn arbitrary_text_never_panics(text in ".{0,400}") {
+            let _ = parse(&text);
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..600)) {
+            let _ = parse(&String::from_utf8_lossy(&bytes));
+            let _ = decode_wav(&bytes);
+            let _ = decode_smf(&bytes, None);
+        }
+
+        #[test]
+        fn mutated_sessions_never_panic(
+            edits in proptest::collection::vec((0usize..2000, 0usize..FRAGMENTS.len(), 0usize..40, any::<bool>()), 1..5)
+        ) {
+            let mut text = VALID.to_string();
+            for (at, fragment, cut, insert) in edits {
+                let mut at = at % (text.len() + 1);
+                while !text.is_char_boundary(at) {
+                    at -= 1;
+                }
+                if insert {
+                    text.insert_str(at, FRAGMENTS[fragment]);
+                } else {
+                    let mut end = (at + cut).min(text.len());
+                    while !text.is_char_boundary(end) {
+                        end -= 1;
+                    }
+                    text.replace_range(at..end, "");
+                }
+            }
+            if let Err(e) = parse(&text) {
+                // Every error names the file.
+                prop_assert!(e.to_string().starts_with(FILE));
+            }
+        }
+
+        #[test]
+        fn corrupted_wav_and_midi_never_panic(index in 0usize..200, byte in any::<u8>(), cut in 0usize..200) {
+            let mut wav = Vec::new();
+            {
+                let mut w = hound::WavWriter::new(std::io::Cursor::new(&mut wav), int_spec(2, 16, 44_100)).unwrap();
+                for i in 0..64i16 {
+                    w.write_sample(i * 100).unwrap();
+                }
+                w.finalize().unwrap();
+            }
+            let mut smf = test_smf(midly::Timing::Metrical(96.into()));
+            for data in [&mut wav, &mut smf] {
+                let i = index % data.len();
+                data[i] = byte;
+                data.truncate(data.len().saturating_sub(cut % 8));
+            }
+            let _ = decode_wav(&wav);
+            let _ = decode_smf(&smf, None);
+            let _ = decode_smf(&smf, Some(index % 3));
+        }
+    }
+}

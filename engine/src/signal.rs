@@ -1,0 +1,921 @@
+//! Signal: the realtime renderer.
+//!
+//! Signal is built on the control thread ([`crate::build`]) with every buffer and queue sized,
+//! then moved to the audio thread. There, [`Signal::process`] renders one block:
+//!
+//! 1. drains the command queue from Pulse into a fixed-capacity pending list;
+//! 2. executes every pending event at the exact sample where the block's beat crosses the
+//!    event's target beat ([`BlockClock::frame_of_beat`]), splitting the block there;
+//! 3. renders clip players (audio voices with equal-power crossfades, MIDI clips into the track's
+//!    built-in instrument), applies the mixer (gain, balance, mute, solo) and meters the result;
+//! 4. reports what it executed through the report queue.
+//!
+//! `process` never allocates, frees, locks, blocks or does I/O (proved by
+//! `engine/tests/no_alloc.rs`). All state evolves per sample, so the same timeline cut into any
+//! block sizes gives bit-identical output.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use crate::instrument::Instrument;
+use crate::model::{ClipId, MidiData, MidiEvent, MidiMsg, TrackId};
+use crate::time::{Beats, BlockClock, SampleTime};
+
+/// Identifies one scheduled trigger from the press that made it to the report of its execution.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+pub struct TriggerId(pub u64);
+
+/// What a scheduled event does to its track.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Op {
+    /// Start a clip. Its position at beat `b` is `b - anchor` (wrapped into its loop), so a
+    /// normal start has `anchor == target`, a legato start keeps the old clip's anchor, and a late
+    /// start is phase-aligned automatically.
+    Start {
+        /// The clip.
+        clip: ClipId,
+        /// The beat at which the clip's content position is its start offset.
+        anchor: Beats,
+        /// Linear gain for this launch (clip gain times launch velocity).
+        gain: f32,
+    },
+    /// Stop the track. `fade` is the fade length in beats; `None` uses the declick crossfade.
+    Stop {
+        /// Fade length in beats, or the declick crossfade.
+        fade: Option<Beats>,
+    },
+}
+
+/// An event Pulse has scheduled for Signal to execute at `target`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Scheduled {
+    /// Trigger id (reports carry it back). Events at the same sample execute in id order.
+    pub id: TriggerId,
+    /// Track the event applies to.
+    pub track: TrackId,
+    /// The beat at which it executes.
+    pub target: Beats,
+    /// What it does.
+    pub op: Op,
+}
+
+/// Mixer settings of one track.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MixSettings {
+    /// Linear fader gain.
+    pub gain: f32,
+    /// Balance -1..=1 (equal-power, unity at centre).
+    pub pan: f32,
+    /// Muted.
+    pub mute: bool,
+    /// Soloed.
+    pub solo: bool,
+}
+
+/// A command from Pulse (control thread) to Signal (audio thread).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Command {
+    /// Execute an event at its target beat.
+    Schedule(Scheduled),
+    /// Change a track's mixer settings (ramped over the declick time).
+    Mix {
+        /// The track.
+        track: TrackId,
+        /// New settings.
+        settings: MixSettings,
+    },
+    /// Forget every pending event and silence everything with the declick fade.
+    Panic,
+}
+
+/// What Signal did, reported back to the control thread.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Report {
+    /// A scheduled event was executed.
+    Executed {
+        /// The event.
+        event: Scheduled,
+        /// Beat at the sample it executed at.
+        beat: Beats,
+        /// Absolute sample it executed at.
+        sample: SampleTime,
+        /// Tempo at that moment (BPM).
+        tempo: f64,
+        /// It arrived after its target beat had passed, and was executed at the first sample of
+        /// the block, phase-aligned.
+        late: bool,
+    },
+    /// A one-shot clip reached its end.
+    ClipEnded {
+        /// The track.
+        track: TrackId,
+        /// The clip.
+        clip: ClipId,
+        /// Absolute sample of the end.
+        sample: SampleTime,
+    },
+    /// The pending list was full and an event was refused; Pulse must reschedule or report it.
+    Overflow {
+        /// The refused event.
+        event: Scheduled,
+    },
+}
+
+/// Peak meters, readable from any thread without locks. Each peak holds the largest absolute
+/// sample since it was last taken.
+#[derive(Debug)]
+pub struct Meters {
+    tracks: Vec<[AtomicU32; 2]>,
+    master: [AtomicU32; 2],
+    /// Blocks processed (for load and liveness displays).
+    blocks: AtomicU64,
+}
+
+impl Meters {
+    fn new(tracks: usize) -> Meters {
+        Meters {
+            tracks: (0..tracks).map(|_| [AtomicU32::new(0), AtomicU32::new(0)]).collect(),
+            master: [AtomicU32::new(0), AtomicU32::new(0)],
+            blocks: AtomicU64::new(0),
+        }
+    }
+
+    /// Takes (reads and resets) the left/right peaks of a track. Thread-safe, lock-free.
+    pub fn take_track(&self, track: TrackId) -> [f32; 2] {
+        let t = &self.tracks[track.index()];
+        [f32::from_bits(t[0].swap(0, Ordering::Relaxed)), f32::from_bits(t[1].swap(0, Ordering::Relaxed))]
+    }
+
+    /// Takes (reads and resets) the master peaks. Thread-safe, lock-free.
+    pub fn take_master(&self) -> [f32; 2] {
+        [
+            f32::from_bits(self.master[0].swap(0, Ordering::Relaxed)),
+            f32::from_bits(self.master[1].swap(0, Ordering::Relaxed)),
+        ]
+    }
+
+    /// Blocks processed so far.
+    pub fn blocks(&self) -> u64 {
+        self.blocks.load(Ordering::Relaxed)
+    }
+
+    #[inline]
+    fn hold(slot: &AtomicU32, peak: f32) {
+        // Non-negative floats order like their bit patterns.
+        slot.fetch_max(peak.abs().to_bits(), Ordering::Relaxed);
+    }
+}
+
+/// Audio clip data prepared for the engine's sample rate.
+#[derive(Debug)]
+pub(crate) struct AudioClip {
+    pub left: Vec<f32>,
+    pub right: Vec<f32>,
+}
+
+/// Everything Signal needs about one clip, resolved at build time.
+#[derive(Debug)]
+pub(crate) struct ClipSlot {
+    pub content: SlotContent,
+    pub looping: bool,
+    pub length: Beats,
+    pub start_offset: Beats,
+}
+
+#[derive(Debug)]
+pub(crate) enum SlotContent {
+    Audio(Arc<AudioClip>),
+    Midi(Arc<MidiData>),
+}
+
+/// An equal-power gain ramp.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Ramp {
+    pos: u32,
+    len: u32,
+    fade_in: bool,
+}
+
+impl Ramp {
+    /// Gain at the current position; then advances.
+    #[inline]
+    fn next(&mut self) -> f32 {
+        let g = self.level();
+        if self.pos < self.len {
+            self.pos += 1;
+        }
+        g
+    }
+
+    #[inline]
+    fn done(&self) -> bool {
+        self.pos >= self.len
+    }
+
+    /// The gain the ramp is at now (without advancing).
+    #[inline]
+    fn level(&self) -> f32 {
+        if self.pos >= self.len {
+            // Exactly silent (or exactly unity) at the end: cos(pi/2) is not 0 in f32.
+            return if self.fade_in { 1.0 } else { 0.0 };
+        }
+        let t = self.pos as f32 / self.len as f32;
+        let angle = t * std::f32::consts::FRAC_PI_2;
+        if self.fade_in { angle.sin() } else { angle.cos() }
+    }
+}
+
+/// One playing instance of an audio clip.
+#[derive(Debug, Clone, Copy)]
+struct AudioVoice {
+    clip: ClipId,
+    /// Position in the content, in samples.
+    pos: i64,
+    /// Content sample where the loop (and playback) starts.
+    offset: i64,
+    anchor: Beats,
+    /// Loop iteration (0 = first pass).
+    iteration: i64,
+    length: Beats,
+    looping: bool,
+    gain: f32,
+    fade_in: Option<Ramp>,
+    fade_out: Option<Ramp>,
+}
+
+/// The MIDI clip a MIDI track is playing.
+#[derive(Debug, Clone, Copy)]
+struct MidiVoice {
+    clip: ClipId,
+    anchor: Beats,
+    iteration: i64,
+    /// Index of the next event (within the loop window) to play.
+    next: usize,
+    /// Events in `[lo, hi)` form the loop window.
+    lo: usize,
+    hi: usize,
+    length: Beats,
+    start_offset: Beats,
+    looping: bool,
+    /// Launch gain as MIDI velocity scale.
+    velocity_scale: f32,
+}
+
+const VOICES_PER_TRACK: usize = 4;
+
+struct TrackState {
+    voices: [Option<AudioVoice>; VOICES_PER_TRACK],
+    midi: Option<MidiVoice>,
+    instrument: Option<Instrument>,
+    /// Keys currently held by the MIDI clip player (bit per key, channel-agnostic).
+    held: [u64; 2],
+    /// Fade applied to the instrument's output when a MIDI clip is faded out.
+    midi_fade: Option<Ramp>,
+    mix: MixSettings,
+    /// Per-sample ramped linear gains (left, right).
+    gain_now: [f32; 2],
+    left: Vec<f32>,
+    right: Vec<f32>,
+}
+
+/// The realtime renderer. See the module docs.
+pub struct Signal {
+    sample_rate: u32,
+    max_block: usize,
+    declick: u32,
+    clips: Vec<ClipSlot>,
+    tracks: Vec<TrackState>,
+    pending: Vec<Scheduled>,
+    commands: rtrb::Consumer<Command>,
+    reports: rtrb::Producer<Report>,
+    meters: Arc<Meters>,
+    any_solo: bool,
+    master_left: Vec<f32>,
+    master_right: Vec<f32>,
+    /// Reports that could not be pushed because the report queue was full.
+    lost_reports: Arc<AtomicU64>,
+}
+
+/// Sizes fixed when Signal is built.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SignalSizes {
+    pub sample_rate: u32,
+    pub max_block: usize,
+    pub pending: usize,
+    pub declick_ms: f64,
+}
+
+impl Signal {
+    /// Builds Signal. Control thread; allocates.
+    pub(crate) fn new(
+        sizes: SignalSizes,
+        clips: Vec<ClipSlot>,
+        tracks: Vec<(MixSettings, Option<Instrument>)>,
+        commands: rtrb::Consumer<Command>,
+        reports: rtrb::Producer<Report>,
+    ) -> Signal {
+        let max_block = sizes.max_block.max(1);
+        let any_solo = tracks.iter().any(|(m, _)| m.solo);
+        let tracks: Vec<TrackState> = tracks
+            .into_iter()
+            .map(|(mix, instrument)| {
+                let g = audible_gains(&mix, any_solo);
+                TrackState {
+                    voices: [None; VOICES_PER_TRACK],
+                    midi: None,
+                    instrument,
+                    held: [0; 2],
+                    midi_fade: None,
+                    mix,
+                    gain_now: g,
+                    left: vec![0.0; max_block],
+                    right: vec![0.0; max_block],
+                }
+            })
+            .collect();
+        let meters = Arc::new(Meters::new(tracks.len()));
+        Signal {
+            sample_rate: sizes.sample_rate,
+            max_block,
+            declick: (sizes.declick_ms.max(0.0) * 1e-3 * sizes.sample_rate as f64).round() as u32,
+            clips,
+            tracks,
+            pending: Vec::with_capacity(sizes.pending.max(1)),
+            commands,
+            reports,
+            meters,
+            any_solo,
+            master_left: vec![0.0; max_block],
+            master_right: vec![0.0; max_block],
+            lost_reports: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// The meters this Signal writes. Any thread.
+    pub fn meters(&self) -> Arc<Meters> {
+        self.meters.clone()
+    }
+
+    /// A counter of reports dropped because the report queue was full. Any thread.
+    pub fn lost_reports(&self) -> Arc<AtomicU64> {
+        self.lost_reports.clone()
+    }
+
+    /// The sample rate Signal was built for.
+    pub fn sample_rate(&self) -> u32 {
+        self.sample_rate
+    }
+
+    /// Renders one block of interleaved stereo into `out` (`out.len() == clock.frames * 2`;
+    /// extra samples are left untouched, a short buffer renders only what fits).
+    ///
+    /// Audio thread. Realtime-safe: no allocation, lock, blocking or I/O. Blocks longer than the
+    /// `max_block` Signal was built with are rendered in pieces, with identical output.
+    pub fn process(&mut self, clock: &BlockClock, out: &mut [f32]) {
+        self.drain_commands();
+        let frames = clock.frames.min(out.len() / 2);
+        let mut done = 0usize;
+        while done < frames {
+            let n = (frames - done).min(self.max_block);
+            let sub = BlockClock {
+                sample_time: clock.sample_time + done as i64,
+                beat_at_first_sample: clock.beat_at_frame(done as i64),
+                frames: n,
+                ..*clock
+            };
+            self.process_block(&sub, &mut out[done * 2..(done + n) * 2]);
+            done += n;
+        }
+        self.meters.blocks.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn drain_commands(&mut self) {
+        while let Ok(cmd) = self.commands.pop() {
+            match cmd {
+                Command::Schedule(ev) => {
+                    if self.pending.len() < self.pending.capacity() {
+                        self.pending.push(ev);
+                    } else {
+                        self.report(Report::Overflow { event: ev });
+                    }
+                }
+                Command::Mix { track, settings } => {
+                    if let Some(t) = self.tracks.get_mut(track.index()) {
+                        t.mix = settings;
+                    }
+                    self.any_solo = self.tracks.iter().any(|t| t.mix.solo);
+                }
+                Command::Panic => {
+                    self.pending.clear();
+                    let declick = self.declick;
+                    for t in &mut self.tracks {
+                        for v in t.voices.iter_mut().flatten() {
+                            start_fade_out(v, declick);
+                        }
+                        if t.midi.take().is_some() || t.held != [0; 2] {
+                            t.midi_fade = None;
+                            release_held(t);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[inline]
+    fn report(&mut self, r: Report) {
+        if self.reports.push(r).is_err() {
+            self.lost_reports.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn process_block(&mut self, clock: &BlockClock, out: &mut [f32]) {
+        let frames = clock.frames;
+        for t in &mut self.tracks {
+            t.left[..frames].fill(0.0);
+            t.right[..frames].fill(0.0);
+        }
+        let mut cursor = 0usize;
+        loop {
+            // The earliest pending event (ties: lowest id) that falls in this block.
+            let mut best: Option<(usize, i64)> = None;
+            for (i, ev) in self.pending.iter().enumerate() {
+                let f = clock.frame_of_beat(ev.target);
+                if f >= frames as i64 {
+                    continue;
+                }
+                let better = match best {
+                    None => true,
+                    Some((j, bf)) => f < bf || (f == bf && ev.id < self.pending[j].id),
+                };
+                if better {
+                    best = Some((i, f));
+                }
+            }
+            let Some((i, f)) = best else { break };
+            let at = (f.max(cursor as i64)) as usize;
+            self.render_tracks(clock, cursor, at);
+            cursor = at;
+            let ev = self.pending.swap_remove(i);
+            self.execute(clock, ev, at, f < 0);
+        }
+        self.render_tracks(clock, cursor, frames);
+        self.mix(frames, out);
+    }
+
+    fn execute(&mut self, clock: &BlockClock, ev: Scheduled, frame: usize, late: bool) {
+        let Some(track) = self.tracks.get_mut(ev.track.index()) else { return };
+        let beat = clock.beat_at_frame(frame as i64);
+        let declick = self.declick;
+        match ev.op {
+            Op::Start { clip, anchor, gain } => {
+                if let Some(slot) = self.clips.get(clip.index()) {
+                    start_clip(track, slot, clip, anchor, gain, beat, clock, declick);
+                }
+            }
+            Op::Stop { fade } => {
+                let len = match fade {
+                    Some(b) => (b.0 / clock.beats_per_sample).round().max(0.0) as u32,
+                    None => declick,
+                };
+                for v in track.voices.iter_mut().flatten() {
+                    start_fade_out(v, len);
+                }
+                if track.midi.take().is_some() {
+                    if fade.is_some() && len > 0 {
+                        // Keep the notes sounding through the fade; silence them at its end.
+                        track.midi_fade = Some(Ramp { pos: 0, len, fade_in: false });
+                    } else {
+                        release_held(track);
+                    }
+                }
+            }
+        }
+        self.report(Report::Executed {
+            event: ev,
+            beat,
+            sample: clock.sample_time + frame as i64,
+            tempo: clock.tempo().0,
+            late,
+        });
+    }
+
+    /// Renders every track's clip players for frames `[from, to)` of the block.
+    fn render_tracks(&mut self, clock: &BlockClock, from: usize, to: usize) {
+        if to <= from {
+            return;
+        }
+        for ti in 0..self.tracks.len() {
+            let track = &mut self.tracks[ti];
+            for vi in 0..VOICES_PER_TRACK {
+                if let Some(mut v) = track.voices[vi] {
+                    let alive = match self.clips.get(v.clip.index()).map(|s| &s.content) {
+                        Some(SlotContent::Audio(a)) => {
+                            render_audio_voice(&mut v, a, clock, from, to, &mut track.left, &mut track.right)
+                        }
+                        _ => None,
+                    };
+                    match alive {
+                        Some(VoiceEnd::Playing) => track.voices[vi] = Some(v),
+                        Some(VoiceEnd::Ended(frame)) => {
+                            track.voices[vi] = None;
+                            if v.fade_out.is_none() && self.reports.push(Report::ClipEnded {
+                                track: TrackId(ti as u32),
+                                clip: v.clip,
+                                sample: clock.sample_time + frame as i64,
+                            })
+                            .is_err()
+                            {
+                                self.lost_reports.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                        Some(VoiceEnd::Faded) | None => track.voices[vi] = None,
+                    }
+                }
+            }
+            if track.instrument.is_some() {
+                if let Some(end) = render_midi_track(track, &self.clips, clock, from, to) {
+                    if self
+                        .reports
+                        .push(Report::ClipEnded {
+                            track: TrackId(ti as u32),
+                            clip: end.0,
+                            sample: clock.sample_time + end.1 as i64,
+                        })
+                        .is_err()
+                    {
+                        self.lost_reports.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        }
+    }
+
+    fn mix(&mut self, frames: usize, out: &mut [f32]) {
+        let step = if self.declick == 0 { 1.0 } else { 1.0 / self.declick as f32 };
+        self.master_left[..frames].fill(0.0);
+        self.master_right[..frames].fill(0.0);
+        for (ti, t) in self.tracks.iter_mut().enumerate() {
+            let target = audible_gains(&t.mix, self.any_solo);
+            let mut peak = [0f32; 2];
+            for i in 0..frames {
+                for c in 0..2 {
+                    let g = &mut t.gain_now[c];
+                    if *g != target[c] {
+                        let d = target[c] - *g;
+                        *g = if d.abs() <= step { target[c] } else { *g + step * d.signum() };
+                    }
+                }
+                let l = t.left[i] * t.gain_now[0];
+                let r = t.right[i] * t.gain_now[1];
+                peak[0] = peak[0].max(l.abs());
+                peak[1] = peak[1].max(r.abs());
+                self.master_left[i] += l;
+                self.master_right[i] += r;
+            }
+            Meters::hold(&self.meters.tracks[ti][0], peak[0]);
+            Meters::hold(&self.meters.tracks[ti][1], peak[1]);
+        }
+        let mut peak = [0f32; 2];
+        for i in 0..frames {
+            let l = self.master_left[i];
+            let r = self.master_right[i];
+            peak[0] = peak[0].max(l.abs());
+            peak[1] = peak[1].max(r.abs());
+            out[2 * i] = l;
+            out[2 * i + 1] = r;
+        }
+        Meters::hold(&self.meters.master[0], peak[0]);
+        Meters::hold(&self.meters.master[1], peak[1]);
+    }
+}
+
+/// Left/right linear gains of a track given mute, solo, fader and balance.
+fn audible_gains(mix: &MixSettings, any_solo: bool) -> [f32; 2] {
+    if mix.mute || (any_solo && !mix.solo) {
+        return [0.0, 0.0];
+    }
+    let p = mix.pan.clamp(-1.0, 1.0);
+    let l = if p > 0.0 { (p * std::f32::consts::FRAC_PI_2).cos() } else { 1.0 };
+    let r = if p < 0.0 { (-p * std::f32::consts::FRAC_PI_2).cos() } else { 1.0 };
+    [mix.gain * l, mix.gain * r]
+}
+
+fn start_fade_out(v: &mut AudioVoice, len: u32) {
+    // Continue from the level any fade-in had reached, so a fade-out never jumps up.
+    let level = v.fade_in.map(|r| r.level()).unwrap_or(1.0);
+    v.fade_in = None;
+    match v.fade_out {
+        Some(r) if r.len.saturating_sub(r.pos) <= len => {}
+        _ => {
+            // Start the cosine at the angle whose value is the current level.
+            // A zero-length fade silences the voice at once (the ramp's level is then 0).
+            let start = (level.clamp(0.0, 1.0).acos() / std::f32::consts::FRAC_PI_2 * len as f32) as u32;
+            v.fade_out = Some(Ramp { pos: start.min(len), len, fade_in: false });
+        }
+    }
+}
+
+/// Sends note-offs for every key the clip player holds.
+fn release_held(track: &mut TrackState) {
+    if let Some(inst) = track.instrument.as_mut() {
+        for key in 0..128u8 {
+            let (w, b) = ((key / 64) as usize, key % 64);
+            if track.held[w] & (1 << b) != 0 {
+                inst.handle(MidiMsg::NoteOff { channel: 0, key });
+            }
+        }
+    }
+    track.held = [0; 2];
+}
+
+#[allow(clippy::too_many_arguments)]
+fn start_clip(
+    track: &mut TrackState,
+    slot: &ClipSlot,
+    clip: ClipId,
+    anchor: Beats,
+    gain: f32,
+    beat: Beats,
+    clock: &BlockClock,
+    declick: u32,
+) {
+    // Position of the clip at this beat, in beats from its start offset.
+    let length = slot.length.0.max(1e-9);
+    let elapsed = (beat.0 - anchor.0).max(0.0);
+    let mut iteration = (elapsed / length).floor() as i64;
+    if !slot.looping && iteration > 0 {
+        // A one-shot whose time has passed does not start.
+        return;
+    }
+    if !slot.looping {
+        iteration = 0;
+    }
+    let into = elapsed - iteration as f64 * length;
+    match &slot.content {
+        SlotContent::Audio(_) => {
+            for v in track.voices.iter_mut().flatten() {
+                start_fade_out(v, declick);
+            }
+            let spb = 1.0 / clock.beats_per_sample;
+            let offset = (slot.start_offset.0 * spb).round() as i64;
+            let into_samples = (into * spb).round() as i64;
+            let voice = AudioVoice {
+                clip,
+                pos: offset + into_samples,
+                offset,
+                anchor,
+                iteration,
+                length: slot.length,
+                looping: slot.looping,
+                gain,
+                fade_in: if into_samples != 0 { Some(Ramp { pos: 0, len: declick, fade_in: true }) } else { None },
+                fade_out: None,
+            };
+            // A free slot, or else the voice that is quietest (furthest into its fade-out).
+            let idx = track.voices.iter().position(|v| v.is_none()).unwrap_or_else(|| {
+                let mut best = 0;
+                let mut best_level = f32::MAX;
+                for (i, v) in track.voices.iter().enumerate() {
+                    let level = v.and_then(|v| v.fade_out).map(|r| r.level()).unwrap_or(1.0);
+                    if level < best_level {
+                        best_level = level;
+                        best = i;
+                    }
+                }
+                best
+            });
+            track.voices[idx] = Some(voice);
+        }
+        SlotContent::Midi(data) => {
+            release_held(track);
+            track.midi_fade = None;
+            let lo = data.events.partition_point(|e| e.beat.0 < slot.start_offset.0 - 1e-9);
+            let hi = data.events.partition_point(|e| e.beat.0 < slot.start_offset.0 + slot.length.0 - 1e-9);
+            let next = lo + data.events[lo..hi].partition_point(|e| e.beat.0 - slot.start_offset.0 < into - 1e-9);
+            track.midi = Some(MidiVoice {
+                clip,
+                anchor,
+                iteration,
+                next,
+                lo,
+                hi,
+                length: slot.length,
+                start_offset: slot.start_offset,
+                looping: slot.looping,
+                velocity_scale: gain,
+            });
+        }
+    }
+}
+
+enum VoiceEnd {
+    Playing,
+    /// A one-shot reached its end at this frame.
+    Ended(usize),
+    /// A fade-out finished.
+    Faded,
+}
+
+/// Renders one audio voice into the track buffers for frames `[from, to)`.
+fn render_audio_voice(
+    v: &mut AudioVoice,
+    audio: &AudioClip,
+    clock: &BlockClock,
+    from: usize,
+    to: usize,
+    left: &mut [f32],
+    right: &mut [f32],
+) -> Option<VoiceEnd> {
+    let data_len = audio.left.len() as i64;
+    let mut i = from;
+    while i < to {
+        // Where this pass of the loop ends (beat grid, so loops never drift from the beat).
+        let end_beat = Beats(v.anchor.0 + (v.iteration + 1) as f64 * v.length.0);
+        let end_frame = clock.frame_of_beat(end_beat);
+        if end_frame <= i as i64 {
+            if v.looping {
+                v.iteration += 1;
+                v.pos = v.offset;
+                continue;
+            }
+            return Some(VoiceEnd::Ended(i));
+        }
+        let seg_end = (end_frame.min(to as i64)) as usize;
+        let n = seg_end - i;
+        if v.fade_in.is_none() && v.fade_out.is_none() && v.pos >= 0 && v.pos + n as i64 <= data_len {
+            // The hot path: a straight copy-add with gain.
+            let p = v.pos as usize;
+            let g = v.gain;
+            for ((o, s), (or, sr)) in left[i..seg_end]
+                .iter_mut()
+                .zip(&audio.left[p..p + n])
+                .zip(right[i..seg_end].iter_mut().zip(&audio.right[p..p + n]))
+            {
+                *o += s * g;
+                *or += sr * g;
+            }
+        } else {
+            for k in 0..n {
+                let p = v.pos + k as i64;
+                let mut g = v.gain;
+                if let Some(r) = v.fade_in.as_mut() {
+                    g *= r.next();
+                    if r.done() {
+                        v.fade_in = None;
+                    }
+                }
+                let mut faded = false;
+                if let Some(r) = v.fade_out.as_mut() {
+                    g *= r.next();
+                    faded = r.done();
+                }
+                if p >= 0 && p < data_len {
+                    left[i + k] += audio.left[p as usize] * g;
+                    right[i + k] += audio.right[p as usize] * g;
+                }
+                if faded {
+                    return Some(VoiceEnd::Faded);
+                }
+            }
+        }
+        v.pos += n as i64;
+        i = seg_end;
+    }
+    Some(VoiceEnd::Playing)
+}
+
+/// Renders a MIDI track (clip events into its instrument) for frames `[from, to)`.
+/// Returns the clip and frame if a one-shot MIDI clip ended.
+fn render_midi_track(
+    track: &mut TrackState,
+    clips: &[ClipSlot],
+    clock: &BlockClock,
+    from: usize,
+    to: usize,
+) -> Option<(ClipId, usize)> {
+    let mut ended = None;
+    let mut i = from;
+    while i < to {
+        // Next thing that happens: a clip event or the end of a loop pass.
+        let mut next_frame = to;
+        let mut action: Option<MidiStep> = None;
+        if let Some(m) = track.midi.as_ref() {
+            if let Some(SlotContent::Midi(data)) = clips.get(m.clip.index()).map(|s| &s.content) {
+                let base = m.anchor.0 + m.iteration as f64 * m.length.0 - m.start_offset.0;
+                let pass_end = clock.frame_of_beat(Beats(m.anchor.0 + (m.iteration + 1) as f64 * m.length.0));
+                let ev_frame = data.events.get(m.next).filter(|_| m.next < m.hi).map(|e: &MidiEvent| {
+                    (clock.frame_of_beat(Beats(base + e.beat.0)), *e)
+                });
+                match ev_frame {
+                    Some((f, e)) if f < pass_end => {
+                        if f < next_frame as i64 {
+                            next_frame = f.max(i as i64) as usize;
+                            action = Some(MidiStep::Event(e.msg));
+                        }
+                    }
+                    _ => {
+                        if pass_end < next_frame as i64 {
+                            next_frame = pass_end.max(i as i64) as usize;
+                            action = Some(MidiStep::PassEnd);
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(r) = track.midi_fade {
+            // The fade ends within this span?
+            let left_in_fade = (r.len - r.pos) as usize;
+            if i + left_in_fade < next_frame {
+                next_frame = i + left_in_fade;
+                action = Some(MidiStep::FadeEnd);
+            }
+        }
+        render_instrument(track, i, next_frame);
+        i = next_frame;
+        match action {
+            None => {}
+            Some(MidiStep::Event(msg)) => {
+                let Some(m) = track.midi.as_mut() else { continue };
+                m.next += 1;
+                let scale = m.velocity_scale;
+                play_clip_msg(track, msg, scale);
+            }
+            Some(MidiStep::PassEnd) => {
+                let Some(m) = track.midi.as_mut() else { continue };
+                if m.looping {
+                    m.iteration += 1;
+                    m.next = m.lo;
+                    release_held(track);
+                } else {
+                    ended = Some((m.clip, i));
+                    track.midi = None;
+                    release_held(track);
+                }
+            }
+            Some(MidiStep::FadeEnd) => {
+                track.midi_fade = None;
+                release_held(track);
+                if let Some(inst) = track.instrument.as_mut() {
+                    // All Sound Off: the fade has reached silence, so cut the release tails.
+                    inst.handle(MidiMsg::Cc { channel: 0, controller: 120, value: 0 });
+                }
+            }
+        }
+    }
+    ended
+}
+
+enum MidiStep {
+    Event(MidiMsg),
+    PassEnd,
+    FadeEnd,
+}
+
+fn play_clip_msg(track: &mut TrackState, msg: MidiMsg, velocity_scale: f32) {
+    let Some(inst) = track.instrument.as_mut() else { return };
+    match msg {
+        MidiMsg::NoteOn { channel, key, velocity } => {
+            let v = ((velocity as f32 * velocity_scale).round() as i32).clamp(1, 127) as u8;
+            let (w, b) = ((key / 64) as usize & 1, key % 64);
+            track.held[w] |= 1 << b;
+            inst.handle(MidiMsg::NoteOn { channel, key, velocity: v });
+        }
+        MidiMsg::NoteOff { key, .. } => {
+            let (w, b) = ((key / 64) as usize & 1, key % 64);
+            track.held[w] &= !(1 << b);
+            inst.handle(msg);
+        }
+        MidiMsg::Cc { .. } => inst.handle(msg),
+    }
+}
+
+/// Renders the track's instrument into its buffers for `[from, to)`, applying a MIDI fade.
+fn render_instrument(track: &mut TrackState, from: usize, to: usize) {
+    if to <= from {
+        return;
+    }
+    let Some(inst) = track.instrument.as_mut() else { return };
+    if let Some(r) = track.midi_fade.as_mut() {
+        // Render into the (zeroed) tail of the buffer region, then scale.
+        let (l, rr) = (&mut track.left[from..to], &mut track.right[from..to]);
+        // The buffers may already hold nothing but zeros for a MIDI track (no audio voices).
+        let mut tmp_l = [0f32; 64];
+        let mut tmp_r = [0f32; 64];
+        let mut k = 0;
+        while k < l.len() {
+            let n = (l.len() - k).min(64);
+            tmp_l[..n].fill(0.0);
+            tmp_r[..n].fill(0.0);
+            inst.render(&mut tmp_l[..n], &mut tmp_r[..n]);
+            for j in 0..n {
+                let g = r.next();
+                l[k + j] += tmp_l[j] * g;
+                rr[k + j] += tmp_r[j] * g;
+            }
+            k += n;
+        }
+    } else {
+        inst.render(&mut track.left[from..to], &mut track.right[from..to]);
+    }
+}

@@ -1,0 +1,370 @@
+//! Audio devices through cpal.
+//!
+//! [`find`] picks a device and a configuration (f32 preferred; i16, u16, i32 and the other integer
+//! formats converted in the callback). [`DevicePlan::start`] moves an [`AudioCore`] into a cpal
+//! output stream. The stream's data callback owns the core inside a [`CoreSlot`]; whenever the
+//! callback is dropped (the stream was dropped, or it could not be built or started), the slot
+//! pushes the core into a one-slot `rtrb` ring, and the control thread takes it back from there.
+//! That is how a failed device hands Signal and its sample counter over to the null device with
+//! no lock anywhere near the callback.
+//!
+//! The error callback forwards errors through another ring (counting xruns in an atomic); the
+//! control thread reads them with [`DeviceStream::failure`].
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
+use cpal::{ErrorKind, FromSample, SampleFormat, SizedSample, StreamConfig};
+
+use super::core::AudioCore;
+
+/// Why there is no device to play on, as a short phrase for the user (e.g.
+/// `no audio device (DeviceNotAvailable)`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NoDevice(pub String);
+
+impl std::fmt::Display for NoDevice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A device that could not be started, with the core handed back (`None` only if cpal kept the
+/// callback of a stream it could not build).
+pub struct StartError {
+    /// Why.
+    pub why: NoDevice,
+    /// The core that was to run in the device's callback.
+    pub core: Option<AudioCore>,
+}
+
+/// A device and the configuration to open it with.
+pub struct DevicePlan {
+    device: cpal::Device,
+    label: String,
+    config: StreamConfig,
+    format: SampleFormat,
+}
+
+impl std::fmt::Debug for DevicePlan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DevicePlan")
+            .field("label", &self.label)
+            .field("config", &self.config)
+            .field("format", &self.format)
+            .finish()
+    }
+}
+
+/// Sample formats the callback converts to.
+const FORMATS: [SampleFormat; 8] = [
+    SampleFormat::F32,
+    SampleFormat::F64,
+    SampleFormat::I32,
+    SampleFormat::I16,
+    SampleFormat::U16,
+    SampleFormat::U32,
+    SampleFormat::I8,
+    SampleFormat::U8,
+];
+
+fn format_rank(f: SampleFormat) -> Option<usize> {
+    FORMATS.iter().position(|x| *x == f)
+}
+
+/// The output device named `name` (an id or a name as `devices` prints them; case-insensitive;
+/// a unique part of a name also matches), or the default output device, with a configuration at
+/// `sample_rate` (default: the device's) and `buffer` frames (default: the device's).
+///
+/// Thread: control. Not realtime-safe.
+pub fn find(name: Option<&str>, sample_rate: Option<u32>, buffer: Option<u32>) -> Result<DevicePlan, NoDevice> {
+    let device = match name {
+        None => cpal::default_host()
+            .default_output_device()
+            .ok_or_else(|| NoDevice("no audio device (no default output device)".into()))?,
+        Some(name) => by_name(name)?,
+    };
+    let label = device_label(&device);
+    let (config, format) = choose_config(&device, sample_rate).map_err(|why| match name {
+        None => NoDevice(format!("no audio device ({why})")),
+        Some(_) => NoDevice(format!("cannot use audio device '{label}' ({why})")),
+    })?;
+    let config =
+        StreamConfig { buffer_size: buffer.map_or(cpal::BufferSize::Default, cpal::BufferSize::Fixed), ..config };
+    Ok(DevicePlan { device, label, config, format })
+}
+
+fn by_name(name: &str) -> Result<cpal::Device, NoDevice> {
+    let wanted = name.to_lowercase();
+    let mut partial = Vec::new();
+    for host_id in cpal::available_hosts() {
+        let Ok(host) = cpal::host_from_id(host_id) else { continue };
+        let Ok(devices) = host.output_devices() else { continue };
+        for device in devices {
+            let id = device.id().map(|id| id.to_string().to_lowercase()).unwrap_or_default();
+            let desc = device.description().map(|d| d.name().to_lowercase()).unwrap_or_default();
+            if id == wanted || desc == wanted {
+                return Ok(device);
+            }
+            if desc.contains(&wanted) || id.contains(&wanted) {
+                partial.push(device);
+            }
+        }
+    }
+    match partial.len() {
+        1 => Ok(partial.remove(0)),
+        0 => Err(NoDevice(format!("no audio device named '{name}' (see `loophole-node devices`)"))),
+        n => {
+            Err(NoDevice(format!("'{name}' matches {n} audio devices; give its full id (see `loophole-node devices`)")))
+        }
+    }
+}
+
+/// A device's name for messages.
+pub fn device_label(device: &cpal::Device) -> String {
+    match (device.description(), device.id()) {
+        (Ok(d), _) => d.name().to_string(),
+        (Err(_), Ok(id)) => id.to_string(),
+        _ => "unnamed device".into(),
+    }
+}
+
+fn choose_config(device: &cpal::Device, sample_rate: Option<u32>) -> Result<(StreamConfig, SampleFormat), String> {
+    let ranges: Vec<_> = device.supported_output_configs().map(|r| r.collect()).unwrap_or_default();
+    // Best usable configuration at `rate`: f32 first, then stereo, then more channels.
+    let best_at = |rate: u32| {
+        ranges
+            .iter()
+            .filter(|r| r.contains_rate(rate))
+            .filter_map(|r| Some((format_rank(r.sample_format())?, r)))
+            .min_by_key(|(rank, r)| (*rank, r.channels() != 2, r.channels() < 2))
+            .and_then(|(_, r)| r.try_with_sample_rate(rate))
+            .map(|c| (c.config(), c.sample_format()))
+    };
+    match sample_rate {
+        Some(rate) => best_at(rate).ok_or_else(|| format!("it cannot play at {rate} Hz in a usable format")),
+        None => {
+            let default = device.default_output_config().map_err(|e| format!("{:?}", e.kind()))?;
+            let rate = default.sample_rate();
+            if default.sample_format() == SampleFormat::F32 {
+                return Ok((default.config(), SampleFormat::F32));
+            }
+            match best_at(rate) {
+                Some(c) => Ok(c),
+                None if format_rank(default.sample_format()).is_some() => {
+                    Ok((default.config(), default.sample_format()))
+                }
+                None => Err(format!("unsupported sample format {}", default.sample_format())),
+            }
+        }
+    }
+}
+
+impl DevicePlan {
+    /// The device's name.
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    /// The sample rate it will run at.
+    pub fn sample_rate(&self) -> u32 {
+        self.config.sample_rate
+    }
+
+    /// The fixed buffer size asked for, if any.
+    pub fn buffer(&self) -> Option<u32> {
+        match self.config.buffer_size {
+            cpal::BufferSize::Fixed(n) => Some(n),
+            cpal::BufferSize::Default => None,
+        }
+    }
+
+    /// A description such as `48000 Hz, 2 channels, f32`.
+    pub fn describe(&self) -> String {
+        format!("{} Hz, {} channels, {}", self.config.sample_rate, self.config.channels, self.format)
+    }
+
+    /// Builds and starts the output stream with `core` in its callback. On failure the core is
+    /// handed back with the reason (`None` only if cpal kept the callback of a stream it could not
+    /// build for more than two seconds).
+    ///
+    /// Thread: control. Not realtime-safe.
+    pub fn start(self, core: AudioCore) -> Result<DeviceStream, Box<StartError>> {
+        let (back_tx, mut back_rx) = rtrb::RingBuffer::new(1);
+        let (err_tx, err_rx) = rtrb::RingBuffer::new(64);
+        let xruns = Arc::new(AtomicU64::new(0));
+        let slot = CoreSlot { core: Some(core), back: back_tx };
+        let errors = ErrorSink { ring: err_tx, xruns: xruns.clone() };
+        let channels = self.config.channels as usize;
+        let built = match self.format {
+            SampleFormat::F32 if channels == 2 => {
+                let mut slot = slot;
+                let mut errors = errors;
+                self.device.build_output_stream::<f32, _, _>(
+                    self.config,
+                    move |data: &mut [f32], _: &cpal::OutputCallbackInfo| match slot.core.as_mut() {
+                        Some(core) => core.render_stereo(data),
+                        None => data.fill(0.0),
+                    },
+                    move |e| errors.report(e),
+                    None,
+                )
+            }
+            SampleFormat::F32 => build::<f32>(&self.device, self.config, slot, errors),
+            SampleFormat::F64 => build::<f64>(&self.device, self.config, slot, errors),
+            SampleFormat::I32 => build::<i32>(&self.device, self.config, slot, errors),
+            SampleFormat::I16 => build::<i16>(&self.device, self.config, slot, errors),
+            SampleFormat::U16 => build::<u16>(&self.device, self.config, slot, errors),
+            SampleFormat::U32 => build::<u32>(&self.device, self.config, slot, errors),
+            SampleFormat::I8 => build::<i8>(&self.device, self.config, slot, errors),
+            SampleFormat::U8 => build::<u8>(&self.device, self.config, slot, errors),
+            other => {
+                drop(slot);
+                let core = take_back(&mut back_rx, Duration::from_secs(1));
+                let why = NoDevice(format!("cannot use audio device '{}' (sample format {other})", self.label));
+                return Err(Box::new(StartError { why, core }));
+            }
+        };
+        let failed = |why: String, mut back_rx: rtrb::Consumer<AudioCore>| {
+            let core = take_back(&mut back_rx, Duration::from_secs(2));
+            Box::new(StartError { why: NoDevice(format!("cannot open audio device '{}' ({why})", self.label)), core })
+        };
+        let stream = match built {
+            Ok(stream) => stream,
+            Err(e) => return Err(failed(format!("{:?}: {e}", e.kind()), back_rx)),
+        };
+        if let Err(e) = stream.play() {
+            drop(stream);
+            return Err(failed(format!("{:?}: {e}", e.kind()), back_rx));
+        }
+        Ok(DeviceStream { stream: Some(stream), back: back_rx, errors: err_rx, xruns, label: self.label })
+    }
+}
+
+fn build<T>(
+    device: &cpal::Device,
+    config: StreamConfig,
+    mut slot: CoreSlot,
+    mut errors: ErrorSink,
+) -> Result<cpal::Stream, cpal::Error>
+where
+    T: SizedSample + FromSample<f32>,
+{
+    let channels = config.channels as usize;
+    device.build_output_stream::<T, _, _>(
+        config,
+        move |data: &mut [T], _: &cpal::OutputCallbackInfo| match slot.core.as_mut() {
+            Some(core) => core.render_device(data, channels),
+            None => data.fill(T::EQUILIBRIUM),
+        },
+        move |e| errors.report(e),
+        None,
+    )
+}
+
+fn take_back(ring: &mut rtrb::Consumer<AudioCore>, wait: Duration) -> Option<AudioCore> {
+    let until = Instant::now() + wait;
+    loop {
+        if let Ok(core) = ring.pop() {
+            return Some(core);
+        }
+        if Instant::now() >= until {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+/// Owns the [`AudioCore`] inside a device callback, and hands it back through a one-slot ring
+/// when the callback is dropped. Realtime-safe: the push moves the core into a preallocated slot.
+pub struct CoreSlot {
+    core: Option<AudioCore>,
+    back: rtrb::Producer<AudioCore>,
+}
+
+impl CoreSlot {
+    /// A slot holding `core`, handing it back into `back` on drop.
+    pub fn new(core: AudioCore, back: rtrb::Producer<AudioCore>) -> CoreSlot {
+        CoreSlot { core: Some(core), back }
+    }
+
+    /// The core, while the slot holds it.
+    pub fn core(&mut self) -> Option<&mut AudioCore> {
+        self.core.as_mut()
+    }
+}
+
+impl Drop for CoreSlot {
+    fn drop(&mut self) {
+        if let Some(core) = self.core.take()
+            && self.back.push(core).is_err()
+        {
+            tracing::error!("could not hand the audio engine back (ring full)");
+        }
+    }
+}
+
+/// The error callback's side: xruns are counted, everything else is forwarded to the control
+/// thread (dropped, not blocked on, when 64 are waiting).
+struct ErrorSink {
+    ring: rtrb::Producer<cpal::Error>,
+    xruns: Arc<AtomicU64>,
+}
+
+impl ErrorSink {
+    fn report(&mut self, e: cpal::Error) {
+        if e.kind() == ErrorKind::Xrun {
+            self.xruns.fetch_add(1, Ordering::Relaxed);
+        } else {
+            let _ = self.ring.push(e);
+        }
+    }
+}
+
+/// A running cpal output stream with the core in its callback.
+pub struct DeviceStream {
+    stream: Option<cpal::Stream>,
+    back: rtrb::Consumer<AudioCore>,
+    errors: rtrb::Consumer<cpal::Error>,
+    xruns: Arc<AtomicU64>,
+    label: String,
+}
+
+impl DeviceStream {
+    /// The device's name.
+    pub fn label(&self) -> &str {
+        &self.label
+    }
+
+    /// Underruns the device reported.
+    pub fn xruns(&self) -> u64 {
+        self.xruns.load(Ordering::Relaxed)
+    }
+
+    /// Reads the errors the device reported since the last call. Returns why the device failed,
+    /// if it did; notices (route changed, realtime priority refused) are only logged.
+    ///
+    /// Thread: control.
+    pub fn failure(&mut self) -> Option<String> {
+        while let Ok(e) = self.errors.pop() {
+            match e.kind() {
+                ErrorKind::DeviceChanged | ErrorKind::RealtimeDenied | ErrorKind::DeviceBusy => {
+                    tracing::warn!("audio device '{}': {e}", self.label);
+                }
+                kind => return Some(format!("{kind:?}: {e}")),
+            }
+        }
+        None
+    }
+
+    /// Stops the stream and takes the core back (`None` if the backend kept the callback for
+    /// more than a second after the stream was dropped).
+    ///
+    /// Thread: control. Blocks until the stream's thread has stopped.
+    pub fn stop(mut self) -> Option<AudioCore> {
+        drop(self.stream.take());
+        take_back(&mut self.back, Duration::from_secs(1))
+    }
+}

@@ -1,0 +1,147 @@
+//! Audio output.
+//!
+//! Every backend calls the same realtime callback, [`AudioCore`]: it builds the block's clock from
+//! a sample counter, runs Signal, copies the block to the capture ring if there is one, and
+//! publishes the position through [`Transport`] atomics for the control thread. Backends:
+//!
+//! - [`device`]: a cpal output stream (any host, any sample format, any channel count);
+//! - [`null`]: the null device, a thread paced by the clock with absolute deadlines, for
+//!   machines without a sound card and as the fallback when a device fails.
+//!
+//! A backend owns the core while it runs and hands it back when stopped ([`AudioBackend::stop`]),
+//! so a failed device's successor continues with the same Signal at the same sample.
+
+pub mod capture;
+pub mod core;
+pub mod device;
+pub mod null;
+
+pub use self::core::{AudioCore, Transport};
+use self::device::{CoreSlot, DeviceStream};
+use self::null::{NullConfig, NullStats, NullStream};
+
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A running audio output with an [`AudioCore`] in its callback.
+pub enum AudioBackend {
+    /// A cpal output stream.
+    Device(DeviceStream),
+    /// The null device.
+    Null {
+        /// The device thread.
+        stream: NullStream,
+        /// Where its callback hands the core back when stopped.
+        back: rtrb::Consumer<AudioCore>,
+        /// Its counters.
+        stats: Arc<NullStats>,
+    },
+}
+
+impl AudioBackend {
+    /// Starts the null device with `core` in its callback (stereo, `block` frames per callback).
+    ///
+    /// Thread: control.
+    pub fn start_null(core: AudioCore, block: usize) -> std::io::Result<AudioBackend> {
+        let config = NullConfig { sample_rate: core.sample_rate(), channels: 2, block };
+        let (tx, back) = rtrb::RingBuffer::new(1);
+        let mut slot = CoreSlot::new(core, tx);
+        let stream = NullStream::start(config, move |buf, _info| match slot.core() {
+            Some(core) => core.render_stereo(buf),
+            None => buf.fill(0.0),
+        })?;
+        let stats = stream.stats();
+        Ok(AudioBackend::Null { stream, back, stats })
+    }
+
+    /// What it plays on, for messages.
+    pub fn label(&self) -> String {
+        match self {
+            AudioBackend::Device(d) => format!("audio device '{}'", d.label()),
+            AudioBackend::Null { .. } => "the null device".to_string(),
+        }
+    }
+
+    /// Whether this is the null device.
+    pub fn is_null(&self) -> bool {
+        matches!(self, AudioBackend::Null { .. })
+    }
+
+    /// Underruns the device reported, or the null device's late callbacks.
+    pub fn xruns(&self) -> u64 {
+        match self {
+            AudioBackend::Device(d) => d.xruns(),
+            AudioBackend::Null { stats, .. } => stats.late(),
+        }
+    }
+
+    /// Why the device failed, if it reported a failure since the last call. Control thread.
+    pub fn failure(&mut self) -> Option<String> {
+        match self {
+            AudioBackend::Device(d) => d.failure(),
+            AudioBackend::Null { .. } => None,
+        }
+    }
+
+    /// Stops the output and takes the core back (`None` if it could not be recovered).
+    ///
+    /// Thread: control. Blocks until the backend's thread has stopped.
+    pub fn stop(self) -> Option<AudioCore> {
+        match self {
+            AudioBackend::Device(d) => d.stop(),
+            AudioBackend::Null { stream, mut back, .. } => {
+                stream.stop();
+                let until = std::time::Instant::now() + Duration::from_secs(1);
+                loop {
+                    if let Ok(core) = back.pop() {
+                        return Some(core);
+                    }
+                    if std::time::Instant::now() >= until {
+                        return None;
+                    }
+                    std::thread::sleep(Duration::from_millis(1));
+                }
+            }
+        }
+    }
+}
+
+/// Routes alsa-lib's messages on this thread (it prints a page of them to stderr while probing a
+/// machine without a sound card) into `tracing` at debug level (`RUST_LOG=alsa=debug`).
+///
+/// Keep the guard alive while probing and opening devices on this thread; call
+/// [`AlsaMessages::flush`] to log what was collected.
+pub struct AlsaMessages {
+    #[cfg(any(target_os = "linux", target_os = "dragonfly", target_os = "freebsd", target_os = "netbsd"))]
+    output: Option<std::rc::Rc<std::cell::RefCell<alsa::Output>>>,
+}
+
+impl AlsaMessages {
+    /// Starts collecting alsa-lib's messages on the current thread.
+    pub fn collect() -> AlsaMessages {
+        AlsaMessages {
+            #[cfg(any(target_os = "linux", target_os = "dragonfly", target_os = "freebsd", target_os = "netbsd"))]
+            output: alsa::Output::local_error_handler().ok(),
+        }
+    }
+
+    /// Logs the messages collected so far and starts afresh.
+    pub fn flush(&mut self) {
+        #[cfg(any(target_os = "linux", target_os = "dragonfly", target_os = "freebsd", target_os = "netbsd"))]
+        if let Some(output) = &self.output {
+            let text = output.borrow().to_string();
+            for line in text.lines().filter(|l| !l.trim().is_empty()) {
+                tracing::debug!(target: "alsa", "{line}");
+            }
+            if !text.is_empty() {
+                self.output = alsa::Output::local_error_handler().ok();
+            }
+        }
+    }
+}
+
+impl Drop for AlsaMessages {
+    fn drop(&mut self) {
+        self.flush();
+    }
+}

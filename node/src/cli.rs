@@ -1,0 +1,238 @@
+//! The command line. Scripts and tests depend on these subcommand and flag names: keep them
+//! stable (see `docs/` and the architecture page).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::BadInput;
+use crate::input::{InputArgs, Source};
+use crate::play::{Backend, PlayOptions};
+use crate::render::RenderOptions;
+
+/// `loophole-node`: a live clip launcher.
+#[derive(Debug, Parser)]
+#[command(name = "loophole-node", version, about = "Loophole: a live clip launcher", propagate_version = true)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Render a session (or the demo) offline to a 32-bit float stereo WAV file, as fast as the
+    /// machine can.
+    Render(RenderArgs),
+    /// Play a session (or the demo) live on an audio device, or on the null device when there is
+    /// none.
+    Play(PlayArgs),
+    /// Play the built-in demo performance live (`play --demo`).
+    Demo(DemoArgs),
+    /// List audio hosts and output devices.
+    Devices,
+}
+
+/// What to perform: a session file or the demo, and a performance script.
+#[derive(Debug, Args)]
+pub struct SourceArgs {
+    /// Session file (TOML).
+    #[arg(value_name = "SESSION", required_unless_present = "demo", conflicts_with = "demo")]
+    pub session: Option<PathBuf>,
+    /// Use the built-in demo session and its performance script.
+    #[arg(long)]
+    pub demo: bool,
+    /// Performance script (timed actions, TOML). Replaces the demo's script with `--demo`.
+    #[arg(long, value_name = "PERF.toml")]
+    pub script: Option<PathBuf>,
+    /// Overrides the session's seed (follow-action choices).
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
+}
+
+impl SourceArgs {
+    fn input(&self) -> InputArgs {
+        InputArgs {
+            source: match &self.session {
+                Some(p) if !self.demo => Source::File(p.clone()),
+                _ => Source::Demo,
+            },
+            script: self.script.clone(),
+            seed: self.seed,
+        }
+    }
+}
+
+/// `render` options.
+#[derive(Debug, Args)]
+pub struct RenderArgs {
+    /// What to render.
+    #[command(flatten)]
+    pub source: SourceArgs,
+    /// Output WAV file (32-bit float, stereo).
+    #[arg(long, value_name = "OUT.wav")]
+    pub out: PathBuf,
+    /// Frames per block (the output does not depend on it).
+    #[arg(long, value_name = "N", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=1_048_576))]
+    pub block: u32,
+    /// Sample rate in Hz.
+    #[arg(long, value_name = "SR", default_value_t = 48_000, value_parser = clap::value_parser!(u32).range(1..=384_000))]
+    pub sample_rate: u32,
+    /// Length in seconds. Default: the demo's length with `--demo`; with a script, its last action
+    /// plus two bars; otherwise 30 s.
+    #[arg(long, value_name = "S")]
+    pub seconds: Option<f64>,
+    /// Write every executed event as one JSON object per line.
+    #[arg(long, value_name = "LOG.jsonl")]
+    pub log: Option<PathBuf>,
+}
+
+impl RenderArgs {
+    /// The options [`crate::render::run`] takes.
+    pub fn into_options(self) -> anyhow::Result<RenderOptions> {
+        Ok(RenderOptions {
+            input: self.source.input(),
+            out: self.out,
+            block: self.block as usize,
+            sample_rate: self.sample_rate,
+            seconds: check_seconds(self.seconds)?,
+            log: self.log,
+        })
+    }
+}
+
+/// Options shared by `play` and `demo`.
+#[derive(Debug, Args)]
+pub struct LiveArgs {
+    /// Output device: a name or id as `devices` lists it, or `null` for the null device (paced by
+    /// the clock, no sound). Default: the system's default output device.
+    #[arg(long, value_name = "NAME")]
+    pub audio: Option<String>,
+    /// Sample rate in Hz. Default: the device's (48000 on the null device).
+    #[arg(long, value_name = "SR", value_parser = clap::value_parser!(u32).range(1..=384_000))]
+    pub sample_rate: Option<u32>,
+    /// Frames per device buffer. Default: the device's (256 on the null device).
+    #[arg(long, value_name = "FRAMES", value_parser = clap::value_parser!(u32).range(16..=65_536))]
+    pub buffer: Option<u32>,
+    /// Stop after this many seconds of audio. Default: the demo's length; with a script, its last
+    /// action plus two bars; otherwise until Ctrl-C.
+    #[arg(long, value_name = "S")]
+    pub seconds: Option<f64>,
+    /// Write every executed event as one JSON object per line (with `host_time`).
+    #[arg(long, value_name = "LOG.jsonl")]
+    pub log: Option<PathBuf>,
+    /// Also write what is played to this WAV file (32-bit float, stereo).
+    #[arg(long, value_name = "OUT.wav")]
+    pub capture: Option<PathBuf>,
+}
+
+impl LiveArgs {
+    fn options(self, input: InputArgs) -> anyhow::Result<PlayOptions> {
+        let backend = match self.audio.as_deref() {
+            Some(name) if name.eq_ignore_ascii_case("null") => Backend::Null,
+            Some(name) => Backend::Device(Some(name.to_string())),
+            None => Backend::Device(None),
+        };
+        Ok(PlayOptions {
+            input,
+            backend,
+            sample_rate: self.sample_rate,
+            buffer: self.buffer,
+            seconds: check_seconds(self.seconds)?,
+            log: self.log,
+            capture: self.capture,
+        })
+    }
+}
+
+/// `play` options.
+#[derive(Debug, Args)]
+pub struct PlayArgs {
+    /// What to play.
+    #[command(flatten)]
+    pub source: SourceArgs,
+    /// How to play it.
+    #[command(flatten)]
+    pub live: LiveArgs,
+}
+
+impl PlayArgs {
+    /// The options [`crate::play::run`] takes.
+    pub fn into_options(self) -> anyhow::Result<PlayOptions> {
+        let input = self.source.input();
+        self.live.options(input)
+    }
+}
+
+/// `demo` options: `play --demo` with the demo's performance script.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Performance script to use instead of the demo's own.
+    #[arg(long, value_name = "PERF.toml")]
+    pub script: Option<PathBuf>,
+    /// Overrides the demo session's seed.
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
+    /// How to play it.
+    #[command(flatten)]
+    pub live: LiveArgs,
+}
+
+impl DemoArgs {
+    /// The options [`crate::play::run`] takes.
+    pub fn into_options(self) -> anyhow::Result<PlayOptions> {
+        let input = InputArgs { source: Source::Demo, script: self.script, seed: self.seed };
+        self.live.options(input)
+    }
+}
+
+fn check_seconds(seconds: Option<f64>) -> anyhow::Result<Option<f64>> {
+    match seconds {
+        Some(s) if !(s.is_finite() && s >= 0.0) => {
+            Err(BadInput(format!("--seconds must be a finite number of seconds >= 0, not {s}")).into())
+        }
+        s => Ok(s),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn render_needs_a_session_or_demo_but_not_both() {
+        assert!(Cli::try_parse_from(["loophole-node", "render", "--out", "x.wav"]).is_err());
+        assert!(Cli::try_parse_from(["loophole-node", "render", "s.toml", "--demo", "--out", "x.wav"]).is_err());
+        let cli = Cli::try_parse_from(["loophole-node", "render", "--demo", "--out", "x.wav"]).unwrap();
+        let Command::Render(args) = cli.command else { panic!("not render") };
+        let o = args.into_options().unwrap();
+        assert_eq!(o.block, 256);
+        assert_eq!(o.sample_rate, 48_000);
+        assert!(matches!(o.input.source, Source::Demo));
+    }
+
+    #[test]
+    fn audio_null_selects_the_null_device() {
+        let cli = Cli::try_parse_from(["loophole-node", "demo", "--audio", "null"]).unwrap();
+        let Command::Demo(args) = cli.command else { panic!("not demo") };
+        assert!(matches!(args.into_options().unwrap().backend, Backend::Null));
+        let cli = Cli::try_parse_from(["loophole-node", "play", "s.toml", "--audio", "hw:0"]).unwrap();
+        let Command::Play(args) = cli.command else { panic!("not play") };
+        assert!(matches!(args.into_options().unwrap().backend, Backend::Device(Some(n)) if n == "hw:0"));
+    }
+
+    #[test]
+    fn negative_seconds_are_bad_input() {
+        let cli = Cli::try_parse_from(["loophole-node", "render", "--demo", "--out", "x.wav", "--seconds=-1"]).unwrap();
+        let Command::Render(args) = cli.command else { panic!("not render") };
+        let err = args.into_options().unwrap_err();
+        assert_eq!(crate::exit_code(&err), 2);
+    }
+}

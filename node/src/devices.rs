@@ -1,0 +1,55 @@
+//! `loophole-node devices`: the audio hosts and output devices cpal sees, with their default
+//! configurations. Says so plainly when there are none (and exits 0: having no device is a
+//! normal state for a server, which plays on the null device).
+
+use cpal::traits::{DeviceTrait, HostTrait};
+
+use crate::say;
+
+/// Prints the device list. Thread: main thread.
+pub fn run() -> anyhow::Result<()> {
+    let _alsa = crate::audio::AlsaMessages::collect();
+    let mut outputs = 0usize;
+    let hosts = cpal::available_hosts();
+    if hosts.is_empty() {
+        say(format_args!("audio: no audio host is available"));
+    }
+    for host_id in hosts {
+        let host = match cpal::host_from_id(host_id) {
+            Ok(host) => host,
+            Err(e) => {
+                say(format_args!("host {}: not available ({e})", host_id.name()));
+                continue;
+            }
+        };
+        say(format_args!("host {}", host_id.name()));
+        let default_id = host.default_output_device().and_then(|d| d.id().ok());
+        let devices = match host.output_devices() {
+            Ok(devices) => devices,
+            Err(e) => {
+                say(format_args!("  cannot list output devices ({e})"));
+                continue;
+            }
+        };
+        for device in devices {
+            let id = device.id().map(|id| id.to_string()).unwrap_or_else(|_| "?".into());
+            let is_default = default_id.as_ref().is_some_and(|d| device.id().ok().as_ref() == Some(d));
+            let name = crate::audio::device::device_label(&device);
+            let config = match device.default_output_config() {
+                Ok(c) => format!("{} Hz, {} channels, {}", c.sample_rate(), c.channels(), c.sample_format()),
+                Err(e) => format!("unusable: {:?}", e.kind()),
+            };
+            if !config.starts_with("unusable") {
+                outputs += 1;
+            }
+            say(format_args!("  {name} [{id}]{}: {config}", if is_default { " (default)" } else { "" }));
+        }
+    }
+    if outputs == 0 {
+        say(format_args!(
+            "audio: no usable output device; `play` and `demo` will play on the null device (paced in real time) and write what they play to a WAV file"
+        ));
+    }
+    say(format_args!("MIDI: not supported yet (issue: live node)"));
+    Ok(())
+}

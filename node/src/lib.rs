@@ -1,0 +1,112 @@
+//! # loophole-node
+//!
+//! The binary a musician runs, as a library so that tests reach every part of it. `main.rs` only
+//! parses the command line ([`cli`]) and calls [`run`].
+//!
+//! - [`input`]: what to perform: a session file or the built-in demo, an optional performance
+//!   script, the seed, and how long a performance lasts by default.
+//! - [`render`]: `loophole-node render`: the engine's offline [`Renderer`] streamed to a WAV file.
+//! - [`play`]: `loophole-node play` and `demo`: the same engine live, on an audio device or on the
+//!   null device, with the control thread that presses the script's actions and logs what happens.
+//! - [`audio`]: audio output: the realtime callback ([`audio::AudioCore`]), cpal devices, the null
+//!   device (paced by the clock, for machines with no sound card) and the capture writer.
+//! - [`devices`]: `loophole-node devices`.
+//! - [`wav`], [`eventlog`]: the streaming float WAV writer and the JSON-lines event log.
+//!
+//! Errors are [`anyhow`] errors with context. [`exit_code`] maps them to the process exit code:
+//! 2 for bad input (a session or script file that does not load, an impossible option), 1 for
+//! anything else.
+//!
+//! [`Renderer`]: loophole_engine::render::Renderer
+#![warn(missing_docs)]
+
+pub mod audio;
+pub mod cli;
+pub mod devices;
+pub mod eventlog;
+pub mod input;
+pub mod play;
+pub mod render;
+pub mod wav;
+
+use std::io::Write;
+
+/// Marks an error as the user's input being wrong (exit code 2), as opposed to something failing
+/// while running (exit code 1). Attach it with [`anyhow::Error::new`] or `.context(BadInput(..))`.
+#[derive(Debug)]
+pub struct BadInput(pub String);
+
+impl std::fmt::Display for BadInput {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for BadInput {}
+
+/// The process exit code for an error returned by [`run`]: 2 when the input is at fault (a
+/// session or script file that does not load, an impossible option), 1 otherwise.
+pub fn exit_code(err: &anyhow::Error) -> u8 {
+    let bad_input = err.chain().any(|e| {
+        e.is::<BadInput>()
+            || e.is::<loophole_engine::session_file::SessionError>()
+            || e.is::<loophole_engine::script::ScriptError>()
+    });
+    if bad_input { 2 } else { 1 }
+}
+
+/// Runs one command line. Thread: main thread.
+pub fn run(cli: cli::Cli) -> anyhow::Result<()> {
+    match cli.command {
+        cli::Command::Render(args) => render::run(&args.into_options()?).map(|_| ()),
+        cli::Command::Play(args) => play::run(args.into_options()?).map(|_| ()),
+        cli::Command::Demo(args) => play::run(args.into_options()?).map(|_| ()),
+        cli::Command::Devices => devices::run(),
+    }
+}
+
+/// Sets up `tracing` diagnostics on stderr, filtered by `RUST_LOG` (default: warnings).
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+/// Prints one line to stdout, ignoring a closed pipe (`loophole-node ... | head` must not panic).
+pub(crate) fn say(line: std::fmt::Arguments<'_>) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_fmt(line);
+    let _ = out.write_all(b"\n");
+    let _ = out.flush();
+}
+
+/// Prints one line to stderr, ignoring errors.
+pub(crate) fn warn_line(line: std::fmt::Arguments<'_>) {
+    let mut err = std::io::stderr().lock();
+    let _ = err.write_fmt(line);
+    let _ = err.write_all(b"\n");
+}
+
+/// A linear peak as dBFS text (`-inf` for silence).
+pub fn dbfs(peak: f32) -> String {
+    if peak > 0.0 { format!("{:.1} dBFS", 20.0 * (peak as f64).log10()) } else { "-inf dBFS".to_string() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dbfs_of_full_scale_half_and_silence() {
+        assert_eq!(dbfs(1.0), "0.0 dBFS");
+        assert_eq!(dbfs(0.5), "-6.0 dBFS");
+        assert_eq!(dbfs(0.0), "-inf dBFS");
+    }
+
+    #[test]
+    fn bad_input_maps_to_exit_code_2() {
+        let e = anyhow::Error::new(BadInput("seconds must be positive".into())).context("render");
+        assert_eq!(exit_code(&e), 2);
+        assert_eq!(exit_code(&anyhow::anyhow!("disk full")), 1);
+    }
+}

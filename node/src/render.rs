@@ -1,0 +1,140 @@
+//! `loophole-node render`: the engine's offline [`Renderer`] (the same Pulse and Signal as live,
+//! driven by a simulated clock) streamed block by block to a 32-bit float WAV file.
+//!
+//! The output is bit-identical whatever `--block` is, and identical to what `play` captures for
+//! the same performance. The node adds no per-sample work: each block goes to the WAV writer as
+//! one slice, the peak comes from the engine's meters, and events are drained once per block.
+
+use std::io::IsTerminal as _;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use loophole_engine::render::{RenderConfig, Renderer};
+
+use crate::eventlog::{EventLog, LogSource};
+use crate::input::{InputArgs, Performance};
+use crate::wav::FloatWavWriter;
+use crate::{BadInput, dbfs, say, warn_line};
+
+/// Length of a render when neither `--seconds`, a script nor the demo gives one.
+pub const DEFAULT_SECONDS: f64 = 30.0;
+
+/// What to render and how.
+#[derive(Debug, Clone)]
+pub struct RenderOptions {
+    /// The session and script.
+    pub input: InputArgs,
+    /// Output WAV file.
+    pub out: PathBuf,
+    /// Frames per block.
+    pub block: usize,
+    /// Sample rate in Hz.
+    pub sample_rate: u32,
+    /// Length; `None` for the performance's natural length (or [`DEFAULT_SECONDS`]).
+    pub seconds: Option<f64>,
+    /// JSON-lines event log.
+    pub log: Option<PathBuf>,
+}
+
+/// What a render did.
+#[derive(Debug, Clone)]
+pub struct RenderSummary {
+    /// Frames written.
+    pub frames: u64,
+    /// Seconds of audio written.
+    pub seconds: f64,
+    /// Wall-clock time the render took.
+    pub wall: Duration,
+    /// Output peak (linear, the larger channel).
+    pub peak: f32,
+    /// Events the engine reported.
+    pub events: u64,
+    /// Script actions Pulse refused.
+    pub refused: usize,
+}
+
+/// Runs a render and prints its summary line. Thread: main thread.
+pub fn run(opts: &RenderOptions) -> anyhow::Result<RenderSummary> {
+    let perf = Performance::load(&opts.input)?;
+    let seconds = opts.seconds.or(perf.natural_seconds).unwrap_or(DEFAULT_SECONDS);
+    let started = Instant::now();
+    let mut renderer = Renderer::new(
+        perf.session.clone(),
+        perf.script.clone(),
+        RenderConfig { sample_rate: opts.sample_rate, block: opts.block, seconds },
+    )
+    .map_err(|e| BadInput(e.to_string()))
+    .context("cannot set up the render")?;
+    let mut wav = FloatWavWriter::create(&opts.out, opts.sample_rate, 2)
+        .with_context(|| format!("cannot create {}", opts.out.display()))?;
+    let mut log = opts.log.as_deref().map(|p| EventLog::create(p, LogSource::Render)).transpose()?;
+    let meters = renderer.signal().meters();
+    let total = renderer.total_frames();
+
+    let progress = std::io::stderr().is_terminal().then(|| progress_bar(total, opts.sample_rate));
+    let mut buf = vec![0f32; opts.block * 2];
+    let mut events = 0u64;
+    let mut since_progress = 0u64;
+    loop {
+        let n = renderer.render_block(&mut buf);
+        if n == 0 {
+            break;
+        }
+        wav.write(&buf[..n * 2]).with_context(|| format!("cannot write {}", opts.out.display()))?;
+        while let Some(event) = renderer.poll_event() {
+            events += 1;
+            if let Some(log) = &mut log {
+                log.write(&event, &perf.session, None)?;
+            }
+        }
+        since_progress += n as u64;
+        if let Some(bar) = &progress
+            && since_progress >= opts.sample_rate as u64 / 10
+        {
+            bar.set_position(renderer.position());
+            since_progress = 0;
+        }
+    }
+    if let Some(bar) = progress {
+        bar.finish_and_clear();
+    }
+    let frames = wav.finish().with_context(|| format!("cannot finish {}", opts.out.display()))?;
+    if let Some(log) = log {
+        log.finish()?;
+    }
+    for (beat, err) in renderer.errors() {
+        warn_line(format_args!("loophole: warning: script action at beat {beat} refused: {err}"));
+    }
+    let wall = started.elapsed();
+    let [l, r] = meters.take_master();
+    let summary = RenderSummary {
+        frames,
+        seconds: frames as f64 / opts.sample_rate as f64,
+        wall,
+        peak: l.max(r),
+        events,
+        refused: renderer.errors().len(),
+    };
+    say(format_args!(
+        "rendered {} frames ({:.2} s of audio) in {:.2} s wall, {:.1}x realtime, peak {}, {} events -> {}",
+        summary.frames,
+        summary.seconds,
+        wall.as_secs_f64(),
+        summary.seconds / wall.as_secs_f64().max(1e-9),
+        dbfs(summary.peak),
+        summary.events,
+        opts.out.display()
+    ));
+    Ok(summary)
+}
+
+fn progress_bar(total: u64, sample_rate: u32) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(total);
+    let style = indicatif::ProgressStyle::with_template("{spinner} rendering [{bar:40}] {percent:>3}% {msg} eta {eta}")
+        .map(|s| s.progress_chars("=> "))
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+    bar.set_style(style);
+    bar.set_message(format!("{:.0} s of audio", total as f64 / sample_rate as f64));
+    bar
+}

@@ -1,0 +1,48 @@
+//! Bad input gets a clear message naming the file and line, exit code 2, and never a panic.
+
+mod common;
+
+use common::*;
+
+fn assert_bad_input(out: &std::process::Output, must_name: &str) {
+    let (_, stderr) = texts(out);
+    assert_eq!(out.status.code(), Some(2), "exit code for bad input; stderr:\n{stderr}");
+    assert!(stderr.contains(must_name), "stderr does not name `{must_name}`:\n{stderr}");
+    assert_no_panic(out);
+}
+
+#[test]
+fn a_missing_session_file_is_exit_code_2_naming_the_file() {
+    let dir = scratch("missing-session");
+    let out = run_in(&dir, &["play", "no-such-session.toml", "--audio", "null", "--seconds", "1"]);
+    assert_bad_input(&out, "no-such-session.toml");
+    let out = run_in(&dir, &["render", "no-such-session.toml", "--out", "x.wav"]);
+    assert_bad_input(&out, "no-such-session.toml");
+}
+
+#[test]
+fn a_corrupt_session_file_is_exit_code_2_naming_the_file_and_line() {
+    let dir = scratch("corrupt-session");
+    std::fs::write(dir.join("corrupt.toml"), "[session]\nname = \"broken\"\ntempo = = 120\n").unwrap();
+    let out = run_in(&dir, &["play", "corrupt.toml", "--audio", "null", "--seconds", "1"]);
+    assert_bad_input(&out, "corrupt.toml:3");
+    let out = run_in(&dir, &["render", "corrupt.toml", "--out", "x.wav"]);
+    assert_bad_input(&out, "corrupt.toml:3");
+}
+
+#[test]
+fn a_corrupt_script_is_exit_code_2_naming_the_file_and_line() {
+    let dir = scratch("corrupt-script");
+    std::fs::write(dir.join("perf.toml"), "# a script\n\n[[action\n").unwrap();
+    let out = run_in(&dir, &["render", "--demo", "--script", "perf.toml", "--out", "x.wav"]);
+    assert_bad_input(&out, "perf.toml:3");
+}
+
+#[test]
+fn impossible_options_are_exit_code_2() {
+    let dir = scratch("bad-options");
+    let out = run_in(&dir, &["render", "--demo", "--out", "x.wav", "--seconds=-3"]);
+    assert_bad_input(&out, "--seconds");
+    let out = run_in(&dir, &["render", "--demo", "--out", "x.wav", "--block", "0"]);
+    assert_bad_input(&out, "--block");
+}

@@ -1,0 +1,109 @@
+//! Proves that the node's audio callback ([`AudioCore`]) never allocates or frees: Signal, the
+//! block clock, the capture ring push, the position atomics and the sample-format and channel
+//! conversions, over the demo performance with its scene changes.
+//!
+//! A global allocator counts allocations, reallocations and frees made on a thread while it is
+//! inside the callback. Pulse and the capture writer run outside the counted region, as live.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use loophole_engine::EngineConfig;
+use loophole_engine::time::{Beats, SimClock};
+use loophole_node::audio::capture::Capture;
+use loophole_node::audio::{AudioCore, Transport};
+
+struct Counting;
+
+static ALLOCS: AtomicUsize = AtomicUsize::new(0);
+thread_local! {
+    static COUNTING: Cell<bool> = const { Cell::new(false) };
+}
+
+fn note() {
+    if COUNTING.with(|c| c.get()) {
+        ALLOCS.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        note();
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        note();
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        note();
+        unsafe { System.alloc_zeroed(layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        note();
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn counted(f: impl FnOnce()) -> usize {
+    let before = ALLOCS.load(Ordering::Relaxed);
+    COUNTING.with(|c| c.set(true));
+    f();
+    COUNTING.with(|c| c.set(false));
+    ALLOCS.load(Ordering::Relaxed) - before
+}
+
+#[test]
+fn the_audio_callback_never_allocates_or_frees() {
+    let session = std::sync::Arc::new(loophole_engine::demo::session());
+    let script = loophole_engine::demo::script();
+    let rate = 48_000;
+    let (mut pulse, signal) = loophole_engine::build(
+        session.clone(),
+        &EngineConfig { sample_rate: rate, max_block: 1024, queue_capacity: 8192 },
+    )
+    .unwrap();
+    let clock = SimClock { sample_rate: rate, tempo: session.tempo, quantum: session.beats_per_bar };
+    let transport = Transport::new();
+    let mut core = AudioCore::new(signal, clock, 0, transport.clone());
+    let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("no-alloc-capture.wav");
+    let (capture, ring) = Capture::start(&path, rate, None).unwrap();
+    core.set_capture(ring);
+
+    let bps = session.tempo.beats_per_sample(rate);
+    let mut stereo = vec![0f32; 2 * 2048];
+    let mut mono_i16 = vec![0i16; 300];
+    let mut six_u16 = vec![0u16; 6 * 5000];
+    let mut next = 0;
+    let mut allocs = 0;
+    let mut block = 0usize;
+    let seconds = loophole_engine::demo::SECONDS.min(40.0);
+    while (transport.rendered() as f64) < seconds * rate as f64 {
+        // Control thread's work, not counted: press what is due within the lookahead, tick.
+        let now = transport.rendered() as f64 * bps;
+        while let Some(a) = script.actions.get(next).filter(|a| a.beat.0 - 0.1 <= now) {
+            pulse.tick(a.beat, a.beat).unwrap();
+            pulse.press(a.action, a.beat).unwrap();
+            next += 1;
+        }
+        pulse.tick(Beats(now), Beats(now + 0.1)).unwrap();
+        while pulse.poll_event().is_some() {}
+        // The callback, counted: stereo f32 in varying sizes, mono i16, 6-channel u16 (more
+        // frames than the scratch buffer holds).
+        allocs += counted(|| match block % 3 {
+            0 => core.render_stereo(&mut stereo[..2 * (64 + block % 1900)]),
+            1 => core.render_device(&mut mono_i16, 1),
+            _ => core.render_device(&mut six_u16, 6),
+        });
+        block += 1;
+        std::thread::yield_now();
+    }
+    assert!(next >= 4, "the demo's scene changes were pressed ({next})");
+    assert_eq!(allocs, 0, "the audio callback allocated or freed {allocs} times");
+    drop(core);
+    capture.finish().unwrap();
+}

@@ -1,0 +1,213 @@
+//! The bench runner: mixes the same N generated stems offline with `loophole-node render` and with
+//! `sox -m` (matching gain) in the same run, and prints the speed ratio and the largest sample
+//! difference. It also turns criterion's `signal` bench estimates (if present) into fractions of
+//! the block deadline.
+//!
+//! Usage: `loophole-bench --node PATH [--stems 8,64] [--seconds 60] [--dir DIR] [--runs 3]
+//! [--criterion DIR]`. `deploy/bench.sh` builds everything and runs it.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+
+const RATE: u32 = 48_000;
+const TEMPO: f64 = 120.0;
+
+struct Args {
+    node: PathBuf,
+    stems: Vec<usize>,
+    seconds: f64,
+    dir: PathBuf,
+    runs: usize,
+    criterion: Option<PathBuf>,
+}
+
+fn parse_args() -> Result<Args> {
+    let mut a = Args {
+        node: PathBuf::new(),
+        stems: vec![8, 64],
+        seconds: 60.0,
+        dir: std::env::temp_dir().join("loophole-bench"),
+        runs: 3,
+        criterion: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(k) = it.next() {
+        let mut v = || it.next().with_context(|| format!("{k} needs a value"));
+        match k.as_str() {
+            "--node" => a.node = v()?.into(),
+            "--stems" => a.stems = v()?.split(',').map(|s| s.trim().parse()).collect::<Result<_, _>>()?,
+            "--seconds" => a.seconds = v()?.parse()?,
+            "--dir" => a.dir = v()?.into(),
+            "--runs" => a.runs = v()?.parse()?,
+            "--criterion" => a.criterion = Some(v()?.into()),
+            other => bail!("unknown argument {other}"),
+        }
+    }
+    if a.node.as_os_str().is_empty() {
+        bail!("--node PATH (the loophole-node binary) is required");
+    }
+    Ok(a)
+}
+
+/// A deterministic stereo stem: a few partials and a little noise, quiet enough that 64 of them
+/// sum without clipping.
+fn write_stem(path: &Path, index: usize, frames: usize) -> Result<()> {
+    let spec = hound::WavSpec { channels: 2, sample_rate: RATE, bits_per_sample: 32, sample_format: hound::SampleFormat::Float };
+    let mut w = hound::WavWriter::create(path, spec)?;
+    let f1 = 55.0 * (1.0 + index as f64 * 0.37);
+    let f2 = f1 * 1.5;
+    let mut seed = 0x9E37_79B9_7F4A_7C15u64 ^ index as u64;
+    for i in 0..frames {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        let noise = ((seed >> 40) as f64 / (1u64 << 24) as f64 - 0.5) * 0.002;
+        let t = i as f64 / RATE as f64;
+        let l = 0.006 * (std::f64::consts::TAU * f1 * t).sin() + noise;
+        let r = 0.006 * (std::f64::consts::TAU * f2 * t).sin() - noise;
+        w.write_sample(l as f32)?;
+        w.write_sample(r as f32)?;
+    }
+    w.finalize()?;
+    Ok(())
+}
+
+fn prepare(dir: &Path, n: usize, seconds: f64) -> Result<(PathBuf, PathBuf, Vec<PathBuf>)> {
+    std::fs::create_dir_all(dir)?;
+    let frames = (seconds * RATE as f64).round() as usize;
+    let mut stems = Vec::new();
+    for i in 0..n {
+        let p = dir.join(format!("stem-{i:02}-{frames}.wav"));
+        if !p.exists() {
+            write_stem(&p, i, frames)?;
+        }
+        stems.push(p);
+    }
+    let beats = seconds * TEMPO / 60.0;
+    let mut session = format!(
+        "[session]\nname = \"bench-{n}\"\ntempo = {TEMPO}\nbeats_per_bar = 4\nquantise = \"none\"\ncrossfade_ms = 0.0\n\n"
+    );
+    for (i, p) in stems.iter().enumerate() {
+        session += &format!("[[track]]\nid = \"t{i}\"\nkind = \"audio\"\n\n");
+        session += &format!(
+            "[[clip]]\nid = \"c{i}\"\ntrack = \"t{i}\"\nfile = \"{}\"\nlength_beats = {beats}\nloop = false\n\n",
+            p.display()
+        );
+    }
+    let clips: Vec<String> = (0..n).map(|i| format!("\"c{i}\"")).collect();
+    session += &format!("[[scene]]\nid = \"all\"\nclips = [{}]\n", clips.join(", "));
+    let session_path = dir.join(format!("bench-{n}.toml"));
+    std::fs::write(&session_path, session)?;
+    let script_path = dir.join(format!("bench-{n}-script.toml"));
+    std::fs::write(&script_path, "[[at]]\nbeat = 0\nscene = \"all\"\nquantise = \"none\"\n")?;
+    Ok((session_path, script_path, stems))
+}
+
+fn read_wav(path: &Path) -> Result<Vec<f32>> {
+    let mut r = hound::WavReader::open(path).with_context(|| format!("reading {}", path.display()))?;
+    let spec = r.spec();
+    Ok(match spec.sample_format {
+        hound::SampleFormat::Float => r.samples::<f32>().collect::<Result<_, _>>()?,
+        hound::SampleFormat::Int => {
+            let scale = 1.0 / (1u64 << (spec.bits_per_sample - 1)) as f32;
+            r.samples::<i32>().map(|s| s.map(|v| v as f32 * scale)).collect::<Result<_, _>>()?
+        }
+    })
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+fn time_runs(runs: usize, mut cmd: impl FnMut() -> Command) -> Result<f64> {
+    let mut times = Vec::new();
+    for _ in 0..runs {
+        let mut c = cmd();
+        let start = Instant::now();
+        let out = c.output().context("running the command")?;
+        let t = start.elapsed().as_secs_f64();
+        if !out.status.success() {
+            bail!("{:?} failed: {}", c, String::from_utf8_lossy(&out.stderr));
+        }
+        times.push(t);
+    }
+    Ok(median(times))
+}
+
+fn criterion_summary(dir: &Path) {
+    for frames in [64usize, 128] {
+        let est = dir.join(format!("signal_process_64_stereo_clips_{frames}_frames/new/estimates.json"));
+        let Ok(text) = std::fs::read_to_string(&est) else {
+            println!("signal bench {frames} frames: no criterion estimates at {}", est.display());
+            continue;
+        };
+        let v: serde_json::Value = match serde_json::from_str(&text) {
+            Ok(v) => v,
+            Err(e) => {
+                println!("signal bench {frames} frames: unreadable estimates: {e}");
+                continue;
+            }
+        };
+        let median_ns = v["median"]["point_estimate"].as_f64().unwrap_or(f64::NAN);
+        let deadline_ns = frames as f64 / RATE as f64 * 1e9;
+        println!(
+            "Signal::process, 64 stereo looping clips with crossfades, {frames} frames @ 48 kHz: median {:.1} us = {:.2}% of the {:.3} ms deadline",
+            median_ns / 1e3,
+            100.0 * median_ns / deadline_ns,
+            deadline_ns / 1e6
+        );
+    }
+}
+
+fn main() -> Result<()> {
+    let args = parse_args()?;
+    if let Some(dir) = &args.criterion {
+        criterion_summary(dir);
+    }
+    for &n in &args.stems {
+        let (session, script, stems) = prepare(&args.dir, n, args.seconds)?;
+        // Warm the page cache so both tools read from memory.
+        for s in &stems {
+            std::fs::read(s)?;
+        }
+        let ours = args.dir.join(format!("mix-{n}-loophole.wav"));
+        let theirs = args.dir.join(format!("mix-{n}-sox.wav"));
+        let t_ours = time_runs(args.runs, || {
+            let mut c = Command::new(&args.node);
+            c.arg("render").arg(&session).arg("--script").arg(&script).arg("--out").arg(&ours);
+            c.arg("--seconds").arg(args.seconds.to_string()).arg("--block").arg("1024");
+            c
+        })?;
+        let t_sox = time_runs(args.runs, || {
+            let mut c = Command::new("sox");
+            c.arg("-m");
+            for s in &stems {
+                c.arg("-v").arg("1").arg(s);
+            }
+            c.args(["-b", "32", "-e", "floating-point"]).arg(&theirs);
+            c
+        })?;
+        let a = read_wav(&ours)?;
+        let b = read_wav(&theirs)?;
+        if a.len() != b.len() {
+            bail!("length differs: loophole {} samples, sox {} samples", a.len(), b.len());
+        }
+        let max_diff = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+        let peak = a.iter().fold(0f32, |m, x| m.max(x.abs()));
+        println!(
+            "{n} stereo stems x {}s: loophole-node render {:.3}s, sox -m {:.3}s (medians of {}): loophole is {:.2}x sox's speed; largest sample difference {:.2e} (peak {:.3})",
+            args.seconds,
+            t_ours,
+            t_sox,
+            args.runs,
+            t_sox / t_ours,
+            max_diff,
+            peak
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,1 @@
+//! Cross-crate integration tests for Loophole live in `tests/tests/`.
