@@ -26,8 +26,9 @@ fn session() -> Session {
         let track = s.add_track(Track::new(format!("t{t}"), TrackKind::Audio));
         for k in 0..2 {
             let hz = 110.0 * (1.0 + t as f64 / 7.0 + k as f64 / 3.0);
-            let left: Vec<f32> =
-                (0..frames).map(|i| 0.01 * (i as f64 * hz * std::f64::consts::TAU / RATE as f64).sin() as f32).collect();
+            let left: Vec<f32> = (0..frames)
+                .map(|i| 0.01 * (i as f64 * hz * std::f64::consts::TAU / RATE as f64).sin() as f32)
+                .collect();
             let right: Vec<f32> = left.iter().rev().copied().collect();
             let data = AudioData { sample_rate: RATE, left, right };
             let mut c = Clip::new(format!("t{t}c{k}"), track, ClipContent::Audio(Arc::new(data)), Beats(4.0));
@@ -56,12 +57,13 @@ fn bench_frames(c: &mut Criterion, frames: usize) {
         b.iter(|| {
             // Every 8 blocks, switch a quarter of the tracks to their other clip: there is always a
             // crossfade in flight somewhere.
-            if block % 8 == 0 {
+            if block.is_multiple_of(8) {
                 let now = Beats(t as f64 / 24_000.0);
                 for k in 0..CLIPS / 4 {
                     let track = (block as usize / 8 * 7 + k * 4) % CLIPS;
                     let other = ClipId((2 * track + (block as usize / 8) % 2) as u32);
-                    let _ = pulse.press(Action::Launch { clip: other, quantise: Some(Quantise::None), velocity: None }, now);
+                    let _ = pulse
+                        .press(Action::Launch { clip: other, quantise: Some(Quantise::None), velocity: None }, now);
                 }
                 while pulse.poll_event().is_some() {}
             }

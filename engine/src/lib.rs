@@ -17,12 +17,12 @@
 pub mod demo;
 pub mod instrument;
 pub mod model;
-pub mod time;
 pub mod pulse;
 pub mod render;
-pub mod signal;
-pub mod session_file;
 pub mod script;
+pub mod session_file;
+pub mod signal;
+pub mod time;
 
 use std::sync::Arc;
 

@@ -382,8 +382,7 @@ impl MidiData {
                 MidiMsg::NoteOn { .. } => 2,
             }
         }
-        self.events
-            .sort_by(|a, b| a.beat.0.total_cmp(&b.beat.0).then_with(|| rank(&a.msg).cmp(&rank(&b.msg))));
+        self.events.sort_by(|a, b| a.beat.0.total_cmp(&b.beat.0).then_with(|| rank(&a.msg).cmp(&rank(&b.msg))));
     }
 }
 

@@ -288,23 +288,16 @@ impl Pulse {
                 let target = self.quantised(now, q);
                 let track = c.track;
                 match mode {
-                    LaunchMode::Toggle
-                        if self.plans[track.index()].state_at(target).map(|p| p.clip) == Some(clip) =>
-                    {
+                    LaunchMode::Toggle if self.plans[track.index()].state_at(target).map(|p| p.clip) == Some(clip) => {
                         ids.extend(self.schedule_stop(track, target, None, None)?);
                     }
                     _ => {
                         ids.push(self.schedule_start(clip, target, velocity, None)?);
-                        if mode == LaunchMode::Repeat {
-                            if let Some(grid) = q.grid(self.session.beats_per_bar) {
-                                self.repeating.retain(|r| r.clip != clip);
-                                self.repeating.push(Repeating {
-                                    clip,
-                                    grid,
-                                    next: Beats(target.0 + grid),
-                                    velocity,
-                                });
-                            }
+                        if mode == LaunchMode::Repeat
+                            && let Some(grid) = q.grid(self.session.beats_per_bar)
+                        {
+                            self.repeating.retain(|r| r.clip != clip);
+                            self.repeating.push(Repeating { clip, grid, next: Beats(target.0 + grid), velocity });
                         }
                     }
                 }
@@ -392,7 +385,8 @@ impl Pulse {
         let r = self.reports.pop().ok()?;
         Some(match r {
             Report::Executed { event, beat, sample, tempo, late } => {
-                let meta = self.meta.remove(&event.id).unwrap_or(Meta { kind: TriggerKind::Start, clip: None, scene: None });
+                let meta =
+                    self.meta.remove(&event.id).unwrap_or(Meta { kind: TriggerKind::Start, clip: None, scene: None });
                 PulseEvent::Executed {
                     id: event.id,
                     kind: meta.kind,
@@ -445,13 +439,7 @@ impl Pulse {
     /// Start beat and length of the current scene (its longest clip).
     fn scene_length(&self) -> Option<(Beats, f64)> {
         let (scene, start) = self.scene?;
-        let len = self
-            .session
-            .scene(scene)
-            .clips
-            .iter()
-            .map(|c| self.session.clip(*c).length.0)
-            .fold(0.0, f64::max);
+        let len = self.session.scene(scene).clips.iter().map(|c| self.session.clip(*c).length.0).fold(0.0, f64::max);
         (len > 0.0).then_some((start, len))
     }
 

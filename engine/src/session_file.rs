@@ -338,7 +338,7 @@ pub(crate) fn parse_toml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T
 /// Rewords serde's type names into the words of the session format.
 fn friendly_serde_message(message: &str) -> String {
     let mut m = message
-        .replace("as i128, expected i64", ", expected an integer that fits in 64 bits")
+        .replace(" as i128, expected i64", ", expected an integer that fits in 64 bits")
         .replace("expected f64", "expected a number")
         .replace("expected i64", "expected an integer")
         .replace("expected u64", "expected a non-negative integer")
@@ -1245,10 +1245,14 @@ impl Ctx<'_> {
                 )
             };
             if !(start.is_finite() && (0.0..=MAX_CLIP_BEATS).contains(&start)) {
-                return Err(bad("start beat", start.to_string(), "0 or more"));
+                return Err(bad("start beat", start.to_string(), &format!("between 0 and {MAX_CLIP_BEATS}")));
             }
             if !(length.is_finite() && length > 0.0 && length <= MAX_CLIP_BEATS) {
-                return Err(bad("length", length.to_string(), "greater than 0 beats"));
+                return Err(bad(
+                    "length",
+                    length.to_string(),
+                    &format!("greater than 0 and at most {MAX_CLIP_BEATS} beats"),
+                ));
             }
             if !(0..=127).contains(&key) {
                 return Err(bad("key", key.to_string(), "between 0 and 127 (60 is middle C)"));
@@ -1738,7 +1742,7 @@ empty_slots = "continue"
             "[[0, 1, 40, 100]]",
             "[[0, -1, 40, 100]]",
             "[[0, -1",
-            "note 1 length is -1; it must be greater than 0 beats",
+            "note 1 length is -1; it must be greater than 0 and at most 100000 beats",
         );
         bad("[[0, 1, 40, 100]]", "[[-2, 1, 40, 100]]", "[[-2", "note 1 start beat is -2");
         bad(

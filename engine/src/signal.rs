@@ -424,9 +424,7 @@ impl Signal {
 
     #[inline]
     fn report(&mut self, r: Report) {
-        if self.reports.push(r).is_err() {
-            self.lost_reports.fetch_add(1, Ordering::Relaxed);
-        }
+        push_report(&mut self.reports, &self.lost_reports, r);
     }
 
     fn process_block(&mut self, clock: &BlockClock, out: &mut [f32]) {
@@ -519,34 +517,24 @@ impl Signal {
                         Some(VoiceEnd::Playing) => track.voices[vi] = Some(v),
                         Some(VoiceEnd::Ended(frame)) => {
                             track.voices[vi] = None;
-                            if v.fade_out.is_none() && self.reports.push(Report::ClipEnded {
-                                track: TrackId(ti as u32),
-                                clip: v.clip,
-                                sample: clock.sample_time + frame as i64,
-                            })
-                            .is_err()
-                            {
-                                self.lost_reports.fetch_add(1, Ordering::Relaxed);
+                            if v.fade_out.is_none() {
+                                let r = Report::ClipEnded {
+                                    track: TrackId(ti as u32),
+                                    clip: v.clip,
+                                    sample: clock.sample_time + frame as i64,
+                                };
+                                push_report(&mut self.reports, &self.lost_reports, r);
                             }
                         }
                         Some(VoiceEnd::Faded) | None => track.voices[vi] = None,
                     }
                 }
             }
-            if track.instrument.is_some() {
-                if let Some(end) = render_midi_track(track, &self.clips, clock, from, to) {
-                    if self
-                        .reports
-                        .push(Report::ClipEnded {
-                            track: TrackId(ti as u32),
-                            clip: end.0,
-                            sample: clock.sample_time + end.1 as i64,
-                        })
-                        .is_err()
-                    {
-                        self.lost_reports.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
+            if track.instrument.is_some()
+                && let Some((clip, frame)) = render_midi_track(track, &self.clips, clock, from, to)
+            {
+                let r = Report::ClipEnded { track: TrackId(ti as u32), clip, sample: clock.sample_time + frame as i64 };
+                push_report(&mut self.reports, &self.lost_reports, r);
             }
         }
     }
@@ -558,20 +546,33 @@ impl Signal {
         for (ti, t) in self.tracks.iter_mut().enumerate() {
             let target = audible_gains(&t.mix, self.any_solo);
             let mut peak = [0f32; 2];
-            for i in 0..frames {
-                for c in 0..2 {
-                    let g = &mut t.gain_now[c];
-                    if *g != target[c] {
-                        let d = target[c] - *g;
-                        *g = if d.abs() <= step { target[c] } else { *g + step * d.signum() };
-                    }
+            let (ml, mr) = (&mut self.master_left[..frames], &mut self.master_right[..frames]);
+            if t.gain_now == target {
+                // Steady gain: the common case, a straight multiply-add.
+                let [gl, gr] = target;
+                for (((m_l, m_r), &l), &r) in
+                    ml.iter_mut().zip(mr.iter_mut()).zip(&t.left[..frames]).zip(&t.right[..frames])
+                {
+                    let (l, r) = (l * gl, r * gr);
+                    peak[0] = peak[0].max(l.abs());
+                    peak[1] = peak[1].max(r.abs());
+                    *m_l += l;
+                    *m_r += r;
                 }
-                let l = t.left[i] * t.gain_now[0];
-                let r = t.right[i] * t.gain_now[1];
-                peak[0] = peak[0].max(l.abs());
-                peak[1] = peak[1].max(r.abs());
-                self.master_left[i] += l;
-                self.master_right[i] += r;
+            } else {
+                // Ramping towards a new gain, one step per sample (declick).
+                for i in 0..frames {
+                    for (g, tg) in t.gain_now.iter_mut().zip(target) {
+                        let d = tg - *g;
+                        *g = if d.abs() <= step { tg } else { *g + step * d.signum() };
+                    }
+                    let l = t.left[i] * t.gain_now[0];
+                    let r = t.right[i] * t.gain_now[1];
+                    peak[0] = peak[0].max(l.abs());
+                    peak[1] = peak[1].max(r.abs());
+                    ml[i] += l;
+                    mr[i] += r;
+                }
             }
             Meters::hold(&self.meters.tracks[ti][0], peak[0]);
             Meters::hold(&self.meters.tracks[ti][1], peak[1]);
@@ -587,6 +588,14 @@ impl Signal {
         }
         Meters::hold(&self.meters.master[0], peak[0]);
         Meters::hold(&self.meters.master[1], peak[1]);
+    }
+}
+
+/// Pushes a report; a full queue counts it as lost instead of blocking.
+#[inline]
+fn push_report(reports: &mut rtrb::Producer<Report>, lost: &AtomicU64, r: Report) {
+    if reports.push(r).is_err() {
+        lost.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -800,25 +809,27 @@ fn render_midi_track(
         // Next thing that happens: a clip event or the end of a loop pass.
         let mut next_frame = to;
         let mut action: Option<MidiStep> = None;
-        if let Some(m) = track.midi.as_ref() {
-            if let Some(SlotContent::Midi(data)) = clips.get(m.clip.index()).map(|s| &s.content) {
-                let base = m.anchor.0 + m.iteration as f64 * m.length.0 - m.start_offset.0;
-                let pass_end = clock.frame_of_beat(Beats(m.anchor.0 + (m.iteration + 1) as f64 * m.length.0));
-                let ev_frame = data.events.get(m.next).filter(|_| m.next < m.hi).map(|e: &MidiEvent| {
-                    (clock.frame_of_beat(Beats(base + e.beat.0)), *e)
-                });
-                match ev_frame {
-                    Some((f, e)) if f < pass_end => {
-                        if f < next_frame as i64 {
-                            next_frame = f.max(i as i64) as usize;
-                            action = Some(MidiStep::Event(e.msg));
-                        }
+        if let Some(m) = track.midi.as_ref()
+            && let Some(SlotContent::Midi(data)) = clips.get(m.clip.index()).map(|s| &s.content)
+        {
+            let base = m.anchor.0 + m.iteration as f64 * m.length.0 - m.start_offset.0;
+            let pass_end = clock.frame_of_beat(Beats(m.anchor.0 + (m.iteration + 1) as f64 * m.length.0));
+            let ev_frame = data
+                .events
+                .get(m.next)
+                .filter(|_| m.next < m.hi)
+                .map(|e: &MidiEvent| (clock.frame_of_beat(Beats(base + e.beat.0)), *e));
+            match ev_frame {
+                Some((f, e)) if f < pass_end => {
+                    if f < next_frame as i64 {
+                        next_frame = f.max(i as i64) as usize;
+                        action = Some(MidiStep::Event(e.msg));
                     }
-                    _ => {
-                        if pass_end < next_frame as i64 {
-                            next_frame = pass_end.max(i as i64) as usize;
-                            action = Some(MidiStep::PassEnd);
-                        }
+                }
+                _ => {
+                    if pass_end < next_frame as i64 {
+                        next_frame = pass_end.max(i as i64) as usize;
+                        action = Some(MidiStep::PassEnd);
                     }
                 }
             }

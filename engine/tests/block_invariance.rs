@@ -37,9 +37,11 @@ fn performance() -> (Session, Script) {
         instrument: Some(InstrumentSpec::Drums(DrumSpec::default())),
         ..Track::new("drums", TrackKind::Midi)
     });
-    let notes: Vec<(f64, f64, u8, u8)> = (0..12).map(|i| (i as f64 * 0.3333, 0.7, 45 + (i * 5 % 24) as u8, 90)).collect();
+    let notes: Vec<(f64, f64, u8, u8)> =
+        (0..12).map(|i| (i as f64 * 0.3333, 0.7, 45 + (i * 5 % 24) as u8, 90)).collect();
     s.add_clip(Clip::new("m1", synth, ClipContent::Midi(Arc::new(MidiData::from_notes(&notes))), Beats(4.0)));
-    let beats: Vec<(f64, f64, u8, u8)> = (0..16).map(|i| (i as f64 * 0.25, 0.1, [36, 42, 38, 46][i % 4], 100)).collect();
+    let beats: Vec<(f64, f64, u8, u8)> =
+        (0..16).map(|i| (i as f64 * 0.25, 0.1, [36, 42, 38, 46][i % 4], 100)).collect();
     let mut gate = Clip::new("d1", drums, ClipContent::Midi(Arc::new(MidiData::from_notes(&beats))), Beats(4.0));
     gate.launch_mode = LaunchMode::Repeat;
     gate.quantise = Quantise::Division(16);

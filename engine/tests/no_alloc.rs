@@ -122,10 +122,14 @@ fn signal_process_never_allocates_or_frees() {
     pulse.press(Action::LaunchScene { scene: SceneId(0), quantise: Some(Quantise::None) }, now(t)).unwrap();
     total += step(&mut pulse, &mut signal, 400, &mut t);
     // Legato switch on the audio track (crossfade, mid-waveform fade-in).
-    pulse.press(Action::Launch { clip: ClipId(1), quantise: Some(Quantise::Beat), velocity: Some(0.5) }, now(t)).unwrap();
+    pulse
+        .press(Action::Launch { clip: ClipId(1), quantise: Some(Quantise::Beat), velocity: Some(0.5) }, now(t))
+        .unwrap();
     total += step(&mut pulse, &mut signal, 400, &mut t);
     // Retrigger, one-shot start and end, immediate and quantised stops, fades, section end.
-    pulse.press(Action::Launch { clip: ClipId(1), quantise: Some(Quantise::HalfBeat), velocity: None }, now(t)).unwrap();
+    pulse
+        .press(Action::Launch { clip: ClipId(1), quantise: Some(Quantise::HalfBeat), velocity: None }, now(t))
+        .unwrap();
     pulse.press(Action::Launch { clip: ClipId(2), quantise: Some(Quantise::None), velocity: None }, now(t)).unwrap();
     total += step(&mut pulse, &mut signal, 600, &mut t);
     pulse.press(Action::StopTrack { track: TrackId(1), mode: StopMode::FadeOut(Beats(1.0)) }, now(t)).unwrap();
@@ -142,11 +146,17 @@ fn signal_process_never_allocates_or_frees() {
     total += step(&mut pulse, &mut signal, 100, &mut t);
     // Overflow: more events than the pending list holds (64), far in the future.
     for k in 0..40 {
-        let _ = pulse.press(Action::Launch { clip: ClipId(0), quantise: Some(Quantise::None), velocity: None }, Beats(1e6 + k as f64));
+        let _ = pulse.press(
+            Action::Launch { clip: ClipId(0), quantise: Some(Quantise::None), velocity: None },
+            Beats(1e6 + k as f64),
+        );
     }
     total += step(&mut pulse, &mut signal, 2, &mut t);
     for k in 0..40 {
-        let _ = pulse.press(Action::Launch { clip: ClipId(3), quantise: Some(Quantise::None), velocity: None }, Beats(2e6 + k as f64));
+        let _ = pulse.press(
+            Action::Launch { clip: ClipId(3), quantise: Some(Quantise::None), velocity: None },
+            Beats(2e6 + k as f64),
+        );
     }
     total += step(&mut pulse, &mut signal, 2, &mut t);
     // Sanity: the run made sound, so the code paths were exercised.

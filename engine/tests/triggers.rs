@@ -63,7 +63,8 @@ fn impulse_lands_on_the_computed_sample_for_every_quantisation() {
 #[test]
 fn quantisation_resolves_clip_then_scene_then_global() {
     use loophole_engine::model::Scene;
-    let mut s = audio_session(120.0, vec![("a", impulse(10, 48_000), 1.0, false), ("b", impulse(10, 48_000), 1.0, false)]);
+    let mut s =
+        audio_session(120.0, vec![("a", impulse(10, 48_000), 1.0, false), ("b", impulse(10, 48_000), 1.0, false)]);
     s.quantise = Quantise::Bar;
     s.clips[0].quantise = Quantise::Beat; // per clip wins
     let mut scene = Scene::new("s", vec![ClipId(1)]);
@@ -280,7 +281,9 @@ fn a_late_trigger_starts_phase_aligned_and_says_so() {
         t += 256;
     }
     // Press now, targeting beat 0.5 (already past).
-    pulse.press(Action::Launch { clip: ClipId(0), quantise: Some(Quantise::None), velocity: None }, Beats(0.5)).unwrap();
+    pulse
+        .press(Action::Launch { clip: ClipId(0), quantise: Some(Quantise::None), velocity: None }, Beats(0.5))
+        .unwrap();
     signal.process(&clock.block(t, 256), &mut out);
     let ev = pulse.poll_event().expect("executed");
     match ev {

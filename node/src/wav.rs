@@ -1,8 +1,9 @@
 //! A streaming writer of 32-bit float WAV files.
 //!
-//! Renders and captures are written block by block, never held in memory. The header is the one
-//! `hound` writes for float audio (`WAVE_FORMAT_EXTENSIBLE` with the IEEE float subtype), with the
-//! sizes patched in by [`FloatWavWriter::finish`]. Samples go through a byte scratch buffer over
+//! Renders and captures are written block by block, never held in memory. The header is the
+//! standard one for float audio, as sox writes it (`WAVE_FORMAT_IEEE_FLOAT` in an 18-byte
+//! `WAVEFORMATEX`, then a `fact` chunk), with the sizes patched in by [`FloatWavWriter::finish`];
+//! sox, hound and libsndfile read it without complaint. Samples go through a byte scratch buffer over
 //! whole blocks (`f32::to_le_bytes`, which compiles to a plain copy on little-endian machines)
 //! into a large `BufWriter`: no per-sample call reaches the writer.
 //!
@@ -12,11 +13,13 @@ use std::fs::File;
 use std::io::{self, BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-const HEADER_LEN: u64 = 68;
-/// Offset of the data chunk's size field.
+const HEADER_LEN: u64 = 58;
+/// Offset of the `fact` chunk's frame count.
+const FACT_FRAMES_AT: u64 = 46;
+/// Offset of the `data` chunk's size field.
 const DATA_SIZE_AT: u64 = HEADER_LEN - 4;
 const BUFFER_BYTES: usize = 1 << 20;
-const WAVE_FORMAT_EXTENSIBLE: u16 = 0xfffe;
+const WAVE_FORMAT_IEEE_FLOAT: u16 = 3;
 
 /// Writes an interleaved 32-bit float WAV file as it is produced.
 #[derive(Debug)]
@@ -33,7 +36,7 @@ impl FloatWavWriter {
     pub fn create(path: &Path, sample_rate: u32, channels: u16) -> io::Result<FloatWavWriter> {
         let file = File::create(path)?;
         let mut out = BufWriter::with_capacity(BUFFER_BYTES, file);
-        out.write_all(&header(sample_rate, channels, 0))?;
+        out.write_all(&header(sample_rate, channels, 0, 0))?;
         Ok(FloatWavWriter {
             out,
             path: path.to_path_buf(),
@@ -71,9 +74,12 @@ impl FloatWavWriter {
     pub fn finish(mut self) -> io::Result<u64> {
         self.out.flush()?;
         let data_bytes = u32::try_from(self.samples * 4).unwrap_or(u32::MAX - HEADER_LEN as u32);
+        let frames = u32::try_from(self.frames()).unwrap_or(u32::MAX);
         let file = self.out.get_mut();
         file.seek(SeekFrom::Start(4))?;
         file.write_all(&(data_bytes + HEADER_LEN as u32 - 8).to_le_bytes())?;
+        file.seek(SeekFrom::Start(FACT_FRAMES_AT))?;
+        file.write_all(&frames.to_le_bytes())?;
         file.seek(SeekFrom::Start(DATA_SIZE_AT))?;
         file.write_all(&data_bytes.to_le_bytes())?;
         file.flush()?;
@@ -81,32 +87,27 @@ impl FloatWavWriter {
     }
 }
 
-/// KSDATAFORMAT_SUBTYPE_IEEE_FLOAT.
-const SUBTYPE_IEEE_FLOAT: [u8; 16] =
-    [0x03, 0x00, 0x00, 0x00, 0x00, 0x00, 0x10, 0x00, 0x80, 0x00, 0x00, 0xaa, 0x00, 0x38, 0x9b, 0x71];
-
-/// A RIFF/WAVE header for float samples with `data_bytes` of audio: `WAVEFORMATEXTENSIBLE` with
-/// the IEEE float subtype, byte for byte what `hound` writes.
-fn header(sample_rate: u32, channels: u16, data_bytes: u32) -> [u8; HEADER_LEN as usize] {
+/// A RIFF/WAVE header for float samples: a `WAVEFORMATEX` `fmt ` chunk (`WAVE_FORMAT_IEEE_FLOAT`,
+/// `cbSize` 0) and the `fact` chunk non-PCM formats carry, the layout sox itself writes.
+fn header(sample_rate: u32, channels: u16, frames: u32, data_bytes: u32) -> [u8; HEADER_LEN as usize] {
     let channels = channels.max(1);
     let block_align = channels * 4;
-    let mask = (0..u32::from(channels.min(18))).fold(0u32, |m, c| m | (1 << c));
     let mut h = Vec::with_capacity(HEADER_LEN as usize);
     h.extend_from_slice(b"RIFF");
     h.extend_from_slice(&data_bytes.saturating_add(HEADER_LEN as u32 - 8).to_le_bytes());
     h.extend_from_slice(b"WAVE");
     h.extend_from_slice(b"fmt ");
-    h.extend_from_slice(&40u32.to_le_bytes());
-    h.extend_from_slice(&WAVE_FORMAT_EXTENSIBLE.to_le_bytes());
+    h.extend_from_slice(&18u32.to_le_bytes());
+    h.extend_from_slice(&WAVE_FORMAT_IEEE_FLOAT.to_le_bytes());
     h.extend_from_slice(&channels.to_le_bytes());
     h.extend_from_slice(&sample_rate.to_le_bytes());
     h.extend_from_slice(&(sample_rate.saturating_mul(u32::from(block_align))).to_le_bytes());
     h.extend_from_slice(&block_align.to_le_bytes());
-    h.extend_from_slice(&32u16.to_le_bytes()); // container bits
-    h.extend_from_slice(&22u16.to_le_bytes()); // cbSize
-    h.extend_from_slice(&32u16.to_le_bytes()); // valid bits
-    h.extend_from_slice(&mask.to_le_bytes());
-    h.extend_from_slice(&SUBTYPE_IEEE_FLOAT);
+    h.extend_from_slice(&32u16.to_le_bytes());
+    h.extend_from_slice(&0u16.to_le_bytes()); // cbSize
+    h.extend_from_slice(b"fact");
+    h.extend_from_slice(&4u32.to_le_bytes());
+    h.extend_from_slice(&frames.to_le_bytes());
     h.extend_from_slice(b"data");
     h.extend_from_slice(&data_bytes.to_le_bytes());
     let mut out = [0u8; HEADER_LEN as usize];
@@ -147,26 +148,23 @@ mod tests {
     }
 
     #[test]
-    fn the_header_matches_the_one_hound_writes() {
-        let ours = temp("ours.wav");
-        let theirs = temp("theirs.wav");
-        let samples = [0.25f32, -0.5, 1.0, 0.0];
-        let mut w = FloatWavWriter::create(&ours, 48_000, 2).unwrap();
-        w.write(&samples).unwrap();
+    fn the_header_is_a_float_waveformatex_with_a_fact_chunk_and_final_sizes() {
+        let path = temp("header.wav");
+        let mut w = FloatWavWriter::create(&path, 48_000, 2).unwrap();
+        w.write(&[0.25f32, -0.5, 1.0, 0.0, 0.5, 0.5]).unwrap();
         w.finish().unwrap();
-        let spec = hound::WavSpec {
-            channels: 2,
-            sample_rate: 48_000,
-            bits_per_sample: 32,
-            sample_format: hound::SampleFormat::Float,
-        };
-        let mut h = hound::WavWriter::create(&theirs, spec).unwrap();
-        for s in samples {
-            h.write_sample(s).unwrap();
-        }
-        h.finalize().unwrap();
-        assert_eq!(std::fs::read(&ours).unwrap(), std::fs::read(&theirs).unwrap());
-        std::fs::remove_file(&ours).unwrap();
-        std::fs::remove_file(&theirs).unwrap();
+        let b = std::fs::read(&path).unwrap();
+        let u16_at = |i: usize| u16::from_le_bytes([b[i], b[i + 1]]);
+        let u32_at = |i: usize| u32::from_le_bytes([b[i], b[i + 1], b[i + 2], b[i + 3]]);
+        assert_eq!(b.len(), 58 + 24);
+        assert_eq!(&b[0..4], b"RIFF");
+        assert_eq!(u32_at(4) as usize, b.len() - 8);
+        assert_eq!((&b[8..16], u32_at(16)), (&b"WAVEfmt "[..], 18));
+        assert_eq!((u16_at(20), u16_at(22), u32_at(24)), (3, 2, 48_000), "float, stereo, 48 kHz");
+        assert_eq!((u32_at(28), u16_at(32), u16_at(34), u16_at(36)), (48_000 * 8, 8, 32, 0));
+        assert_eq!((&b[38..42], u32_at(42), u32_at(46)), (&b"fact"[..], 4, 3), "fact: 3 frames");
+        assert_eq!((&b[50..54], u32_at(54)), (&b"data"[..], 24));
+        assert_eq!(&b[58..62], &0.25f32.to_le_bytes());
+        std::fs::remove_file(&path).unwrap();
     }
 }

@@ -107,3 +107,9 @@ fn the_audio_callback_never_allocates_or_frees() {
     drop(core);
     capture.finish().unwrap();
 }
+
+#[test]
+fn the_counter_sees_allocations() {
+    // The proof above is only as good as the counter: it must see an allocation and a free.
+    assert_eq!(counted(|| drop(std::hint::black_box(vec![1u8; 10]))), 2);
+}

@@ -73,3 +73,52 @@ fn devices_lists_what_there_is_and_exits_0() {
     let (stdout, _) = texts(&out);
     assert!(stdout.contains("MIDI: not supported yet (issue: live node)"), "{stdout}");
 }
+
+#[cfg(unix)]
+#[test]
+fn ctrl_c_stops_cleanly_and_finishes_the_capture() {
+    use std::process::Stdio;
+    let dir = scratch("ctrl-c");
+    let child = bin()
+        .current_dir(&dir)
+        .args(["demo", "--audio", "null", "--capture", "x.wav"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start the demo");
+    std::thread::sleep(Duration::from_millis(1200));
+    let killed = std::process::Command::new("kill").args(["-INT", &child.id().to_string()]).status();
+    assert!(killed.is_ok_and(|s| s.success()), "cannot send SIGINT");
+    let out = child.wait_with_output().expect("wait for the demo");
+    assert_ok(&out);
+    let (stdout, _) = texts(&out);
+    assert!(stdout.contains("stopped by Ctrl-C"), "status line:\n{stdout}");
+    // The WAV was finished properly: its header gives the length of what was played.
+    let (_, samples) = read_wav(&dir.join("x.wav"));
+    let seconds = samples.len() as f64 / 2.0 / 48_000.0;
+    assert!((0.5..5.0).contains(&seconds), "captured {seconds} s before Ctrl-C");
+}
+
+/// ALSA's `null` device takes audio as fast as it is given: the node must notice that it is not
+/// paced, take Signal back from its callback and carry on on the null device at the same sample.
+/// The capture spans both devices and must still be the offline render, bit for bit.
+#[test]
+fn an_unpaced_device_is_replaced_by_the_null_device_without_losing_a_sample() {
+    let dir = scratch("unpaced-device");
+    let (devices, _) = texts(&run_in(&dir, &["devices"]));
+    if !devices.contains("[alsa:null]") {
+        eprintln!("skipped: no ALSA null device on this machine");
+        return;
+    }
+    let out = run_in(&dir, &["demo", "--audio", "alsa:null", "--seconds", "4", "--capture", "x.wav"]);
+    assert_ok(&out);
+    let (_, stderr) = texts(&out);
+    assert!(stderr.contains("plays faster than real time") && stderr.contains(FALLBACK), "no handover:\n{stderr}");
+    assert_ok(&run_in(&dir, &["render", "--demo", "--seconds", "4", "--out", "offline.wav"]));
+    let (_, live) = read_wav(&dir.join("x.wav"));
+    let (_, offline) = read_wav(&dir.join("offline.wav"));
+    assert_eq!(live.len(), offline.len(), "the capture is not 4 s long");
+    if let Some(i) = (0..live.len()).find(|&i| live[i].to_bits() != offline[i].to_bits()) {
+        panic!("capture and render differ first at frame {} ({} vs {})", i / 2, live[i], offline[i]);
+    }
+}

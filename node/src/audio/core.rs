@@ -16,6 +16,8 @@ pub const SCRATCH_FRAMES: usize = 4096;
 pub struct Transport {
     /// Frames rendered so far: the sample the next block starts at. Beat 0 is sample 0.
     rendered: AtomicU64,
+    /// The beat the next block starts at, as `f64` bits.
+    beat: AtomicU64,
     /// Callbacks (blocks) rendered.
     blocks: AtomicU64,
     /// The largest block a callback has asked for.
@@ -33,6 +35,11 @@ impl Transport {
     /// Frames rendered so far (the sample the next block starts at).
     pub fn rendered(&self) -> u64 {
         self.rendered.load(Ordering::Acquire)
+    }
+
+    /// The beat the next block starts at (the beat of [`Transport::rendered`]).
+    pub fn beat(&self) -> Beats {
+        Beats(f64::from_bits(self.beat.load(Ordering::Acquire)))
     }
 
     /// Blocks rendered so far.
@@ -71,6 +78,7 @@ impl AudioCore {
     /// Thread: control. Not realtime-safe (allocates the scratch buffer).
     pub fn new(signal: Signal, clock: SimClock, start: SampleTime, transport: Arc<Transport>) -> AudioCore {
         transport.rendered.store(start.max(0) as u64, Ordering::Release);
+        transport.beat.store(clock.block(start, 0).beat_at_first_sample.0.to_bits(), Ordering::Release);
         AudioCore { signal, clock, sample: start, transport, capture: None, scratch: vec![0.0; SCRATCH_FRAMES * 2] }
     }
 
@@ -121,6 +129,7 @@ impl AudioCore {
             }
         }
         self.sample += frames as SampleTime;
+        self.transport.beat.store(clock.end_beat().0.to_bits(), Ordering::Release);
         self.transport.max_block.fetch_max(frames as u64, Ordering::Relaxed);
         self.transport.blocks.fetch_add(1, Ordering::Relaxed);
         self.transport.rendered.store(self.sample as u64, Ordering::Release);
@@ -190,6 +199,7 @@ mod tests {
         core.render_stereo(&mut buf[..100]);
         assert_eq!(core.sample(), 256 + 50);
         assert_eq!(transport.rendered(), 306);
+        assert_eq!(transport.beat(), Beats(306.0 * 120.0 / 60.0 / 48_000.0));
         assert_eq!(transport.blocks(), 2);
         assert_eq!(transport.max_block(), 256);
         assert!(buf.iter().all(|s| *s == 0.0), "an empty session renders silence");

@@ -55,7 +55,12 @@ fn parse_args() -> Result<Args> {
 /// A deterministic stereo stem: a few partials and a little noise, quiet enough that 64 of them
 /// sum without clipping.
 fn write_stem(path: &Path, index: usize, frames: usize) -> Result<()> {
-    let spec = hound::WavSpec { channels: 2, sample_rate: RATE, bits_per_sample: 32, sample_format: hound::SampleFormat::Float };
+    let spec = hound::WavSpec {
+        channels: 2,
+        sample_rate: RATE,
+        bits_per_sample: 32,
+        sample_format: hound::SampleFormat::Float,
+    };
     let mut w = hound::WavWriter::create(path, spec)?;
     let f1 = 55.0 * (1.0 + index as f64 * 0.37);
     let f2 = f1 * 1.5;
