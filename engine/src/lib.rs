@@ -28,7 +28,7 @@ use std::sync::Arc;
 
 use model::{ClipContent, Session, TrackKind, db_to_gain};
 use pulse::Pulse;
-use signal::{AudioClip, ClipSlot, MixSettings, Signal, SignalSizes, SlotContent};
+use signal::{ClipSlot, MixSettings, Signal, SignalSizes, SlotContent};
 
 /// Sizes and rates an engine is built with.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -77,14 +77,8 @@ pub fn build(session: Arc<Session>, config: &EngineConfig) -> Result<(Pulse, Sig
         .iter()
         .map(|c| ClipSlot {
             content: match &c.content {
-                ClipContent::Audio(a) => {
-                    let a = if a.sample_rate == config.sample_rate {
-                        a.as_ref().clone()
-                    } else {
-                        session_file::resample(a, config.sample_rate)
-                    };
-                    SlotContent::Audio(Arc::new(AudioClip { left: a.left, right: a.right }))
-                }
+                ClipContent::Audio(a) if a.sample_rate == config.sample_rate => SlotContent::Audio(a.clone()),
+                ClipContent::Audio(a) => SlotContent::Audio(Arc::new(session_file::resample(a, config.sample_rate))),
                 ClipContent::Midi(m) => SlotContent::Midi(m.clone()),
             },
             looping: c.looping,

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use crate::instrument::Instrument;
-use crate::model::{ClipId, MidiData, MidiEvent, MidiMsg, TrackId};
+use crate::model::{AudioData, ClipId, MidiData, MidiEvent, MidiMsg, TrackId};
 use crate::time::{Beats, BlockClock, SampleTime};
 
 /// Identifies one scheduled trigger from the press that made it to the report of its execution.
@@ -166,13 +166,6 @@ impl Meters {
     }
 }
 
-/// Audio clip data prepared for the engine's sample rate.
-#[derive(Debug)]
-pub(crate) struct AudioClip {
-    pub left: Vec<f32>,
-    pub right: Vec<f32>,
-}
-
 /// Everything Signal needs about one clip, resolved at build time.
 #[derive(Debug)]
 pub(crate) struct ClipSlot {
@@ -184,7 +177,8 @@ pub(crate) struct ClipSlot {
 
 #[derive(Debug)]
 pub(crate) enum SlotContent {
-    Audio(Arc<AudioClip>),
+    /// Audio at the engine's sample rate (shared with the session when the rates match).
+    Audio(Arc<AudioData>),
     Midi(Arc<MidiData>),
 }
 
@@ -548,16 +542,18 @@ impl Signal {
             let mut peak = [0f32; 2];
             let (ml, mr) = (&mut self.master_left[..frames], &mut self.master_right[..frames]);
             if t.gain_now == target {
-                // Steady gain: the common case, a straight multiply-add.
-                let [gl, gr] = target;
-                for (((m_l, m_r), &l), &r) in
-                    ml.iter_mut().zip(mr.iter_mut()).zip(&t.left[..frames]).zip(&t.right[..frames])
-                {
-                    let (l, r) = (l * gl, r * gr);
-                    peak[0] = peak[0].max(l.abs());
-                    peak[1] = peak[1].max(r.abs());
-                    *m_l += l;
-                    *m_r += r;
+                // Steady gain: the common case, a straight multiply-add per channel. The peak is
+                // kept as the integer bits of |x| (which order like the floats), so the loop
+                // vectorises: a float max reduction would not, without fast-math.
+                for (c, (m, src)) in [(ml, &t.left[..frames]), (mr, &t.right[..frames])].into_iter().enumerate() {
+                    let g = target[c];
+                    let mut bits = 0u32;
+                    for (m, &x) in m.iter_mut().zip(src) {
+                        let y = x * g;
+                        bits = bits.max(y.to_bits() & 0x7fff_ffff);
+                        *m += y;
+                    }
+                    peak[c] = f32::from_bits(bits);
                 }
             } else {
                 // Ramping towards a new gain, one step per sample (declick).
@@ -729,7 +725,7 @@ enum VoiceEnd {
 /// Renders one audio voice into the track buffers for frames `[from, to)`.
 fn render_audio_voice(
     v: &mut AudioVoice,
-    audio: &AudioClip,
+    audio: &AudioData,
     clock: &BlockClock,
     from: usize,
     to: usize,

@@ -285,7 +285,7 @@ pub fn next_grid_point(now: Beats, spacing: f64) -> Beats {
         return now;
     }
     let k = (now.0 / spacing - 1e-9).ceil();
-    Beats(k * spacing)
+    Beats(k * spacing + 0.0) // + 0.0 turns -0.0 into 0.0
 }
 
 #[cfg(test)]

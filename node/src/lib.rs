@@ -13,6 +13,28 @@
 //! - [`devices`]: `loophole-node devices`.
 //! - [`wav`], [`eventlog`]: the streaming float WAV writer and the JSON-lines event log.
 //!
+//! ## Command line (scripts depend on these names)
+//!
+//! ```text
+//! loophole-node render (SESSION | --demo) [--script PERF.toml] --out OUT.wav [--block N (256)]
+//!                      [--sample-rate SR (48000)] [--seconds S] [--seed N] [--log LOG.jsonl]
+//! loophole-node play   (SESSION | --demo) [--script PERF.toml] [--seed N] [--audio NAME|null]
+//!                      [--sample-rate SR] [--buffer FRAMES] [--seconds S] [--log LOG.jsonl]
+//!                      [--capture OUT.wav]
+//! loophole-node demo   [--script PERF.toml] [--seed N] [--audio NAME|null] [--sample-rate SR]
+//!                      [--buffer FRAMES] [--seconds S] [--log LOG.jsonl] [--capture OUT.wav]
+//! loophole-node devices
+//! ```
+//!
+//! `--demo` is the demo session performed by the demo script (unless `--script` replaces it).
+//! Default lengths: the demo's length; a script's last action plus two bars; otherwise 30 s for
+//! `render` and until Ctrl-C for `play`. With no usable audio device (or when the device fails,
+//! stops calling back, or plays faster than real time) `play` says so on stderr, e.g.
+//! `loophole: no audio device (DeviceNotAvailable); playing on the null device, paced in real
+//! time, and writing what it plays to loophole-demo.wav`, and carries on on the null device from
+//! the same sample. `--log` lines are [`loophole_engine::pulse::PulseEvent::to_json`] plus
+//! `source` (`render` / `live`) and, live, `host_time` (seconds since playback started).
+//!
 //! Errors are [`anyhow`] errors with context. [`exit_code`] maps them to the process exit code:
 //! 2 for bad input (a session or script file that does not load, an impossible option), 1 for
 //! anything else.

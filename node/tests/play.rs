@@ -122,3 +122,56 @@ fn an_unpaced_device_is_replaced_by_the_null_device_without_losing_a_sample() {
         panic!("capture and render differ first at frame {} ({} vs {})", i / 2, live[i], offline[i]);
     }
 }
+
+/// Actions pressed while the audio runs (ahead of their beat by the lookahead) land exactly where
+/// the offline render puts them: a scene change, a one-shot fill on a beat and an immediate stop.
+#[test]
+fn actions_pressed_during_playback_land_on_the_same_samples_as_offline() {
+    let dir = scratch("live-script");
+    std::fs::write(
+        dir.join("perf.toml"),
+        r#"
+[[at]]
+beat = 0
+scene = "verse"
+
+[[at]]
+beat = 2.5
+launch = "drums-fill"
+quantise = "beat"
+
+[[at]]
+beat = 3.5
+scene = "chorus"
+
+[[at]]
+beat = 5.25
+stop = "bass"
+mode = "immediate"
+"#,
+    )
+    .unwrap();
+    let out = run_in(
+        &dir,
+        &["play", "--demo", "--script", "perf.toml", "--audio", "null", "--capture", "live.wav", "--log", "live.jsonl"],
+    );
+    assert_ok(&out);
+    let (stdout, _) = texts(&out);
+    assert!(stdout.contains("bar 2.1  scene 'chorus'"), "no line for the chorus on bar 2:\n{stdout}");
+    let out =
+        run_in(&dir, &["render", "--demo", "--script", "perf.toml", "--out", "offline.wav", "--log", "offline.jsonl"]);
+    assert_ok(&out);
+
+    // The script's length: last action (5.25) + 2 bars = 13.25 beats = 6.625 s at 120 BPM.
+    let (_, live) = read_wav(&dir.join("live.wav"));
+    let (_, offline) = read_wav(&dir.join("offline.wav"));
+    assert_eq!(offline.len(), 318_000 * 2);
+    assert_eq!(live.len(), offline.len(), "live capture and offline render differ in length");
+    if let Some(i) = (0..live.len()).find(|&i| live[i].to_bits() != offline[i].to_bits()) {
+        panic!("capture and render differ first at frame {} ({} vs {})", i / 2, live[i], offline[i]);
+    }
+    let key = |e: &serde_json::Value| (e["event"].clone(), e["id"].clone(), e["sample"].clone(), e["late"].clone());
+    let live_events: Vec<_> = read_log(&dir.join("live.jsonl")).iter().map(key).collect();
+    let offline_events: Vec<_> = read_log(&dir.join("offline.jsonl")).iter().map(key).collect();
+    assert_eq!(live_events, offline_events, "live and offline events differ");
+}

