@@ -6,6 +6,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 deploy/install-deps.sh
 target="${CARGO_TARGET_DIR:-$PWD/target}"
-cargo bench -p loophole-engine --bench signal
+cargo bench -p loophole-engine --bench signal --bench pulse
 cargo build --release -p loophole-node -p loophole-tests --bin loophole-node --bin loophole-bench
 "$target/release/loophole-bench" --node "$target/release/loophole-node" --criterion "$target/criterion" "$@"

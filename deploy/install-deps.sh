@@ -3,7 +3,7 @@
 # Idempotent: packages already present are skipped, and it says what it installs.
 set -euo pipefail
 
-PKGS=(build-essential pkg-config cmake libasound2-dev libfontconfig1-dev libclang-dev sox)
+PKGS=(build-essential pkg-config cmake libasound2-dev libfontconfig1-dev libclang-dev sox iproute2)
 
 missing=()
 for p in "${PKGS[@]}"; do

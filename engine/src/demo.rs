@@ -11,14 +11,19 @@
 //! | `texture` | audio | 48 kHz stereo synthesised here                | `shaker` 8 (shaker, bongos), `arp` 16 (FM plucks, ping-pong echoes) |
 //!
 //! The verse harmony is Am–F–C–G, one chord per bar; the chorus is F–G–Am–E. Scenes, in order:
-//! `intro`, `verse`, `chorus`, `breakdown`, `outro` (see [`session`] for their clips). [`script`]
-//! performs them in [`SECONDS`] seconds, for `loophole-node play --demo` and `render --demo`.
+//! `intro`, `verse`, `chorus`, `breakdown`, `outro` (see [`session`] for their clips). The
+//! playlist `song` plays them in order; follow actions with chances vary the drums, the chorus
+//! lead and the breakdown. [`script`] starts the playlist and adds two drum fills by hand; the
+//! performance lasts [`SECONDS`] seconds, for `loophole-node play --demo` and `render --demo`.
 
 use std::sync::Arc;
 
 use crate::instrument::{DrumSpec, InstrumentSpec, Svf, SynthSpec, Waveform, XorShift32};
-use crate::model::{AudioData, Clip, ClipContent, ClipId, MidiData, Scene, Session, Track, TrackId, TrackKind};
-use crate::pulse::{Action, StopMode};
+use crate::model::{
+    AudioData, Clip, ClipContent, ClipId, FollowAction, FollowActions, FollowConstraints, FollowTarget, MidiData,
+    Playlist, PlaylistStep, Scene, Session, Track, TrackId, TrackKind,
+};
+use crate::pulse::Action;
 use crate::script::{Script, ScriptAction};
 use crate::time::{Beats, Bpm, Quantise};
 
@@ -26,9 +31,9 @@ use crate::time::{Beats, Bpm, Quantise};
 pub const TEMPO: f64 = 120.0;
 /// Sample rate of the demo's audio clips.
 pub const SAMPLE_RATE: u32 = 48_000;
-/// Length of the demo performance ([`script`]) in seconds: 150 beats at 120 BPM, which leaves
-/// six beats after the final stop for tails to ring out.
-pub const SECONDS: f64 = 75.0;
+/// Length of the demo performance ([`script`]) in seconds: the playlist `song` (112 beats at
+/// 120 BPM) and six beats after its end for tails to ring out: 118 beats.
+pub const SECONDS: f64 = 59.0;
 
 /// A note `(start beat, length in beats, key, velocity)`, as [`MidiData::from_notes`] takes it.
 type Note = (f64, f64, u8, u8);
@@ -78,7 +83,19 @@ const RIDE: u8 = 51;
 /// | `outro`     | `drums-intro`, `bass-intro`, `chords-verse`, `lead-a`, `arp`|
 ///
 /// `drums-fill` (one bar) is in no scene: launch it by hand before a scene change.
-/// Seed 1, bar quantisation, 5 ms crossfades.
+///
+/// Follow actions (decided with the session seed, so every render makes the same choices):
+///
+/// | on            | after     | action A                  | action B                 |
+/// |---------------|-----------|---------------------------|--------------------------|
+/// | `drums-basic` | 2 loops   | repeat, 60 %              | `drums-busy`, 40 %       |
+/// | `lead-b`      | 1 loop    | repeat, 50 %              | stop, 30 % (20 %: plays on) |
+/// | `breakdown`   | 1 length  | scene `chorus`, 50 %      | scene `outro`, 50 %      |
+///
+/// The playlist `song`: `intro` ×1, `verse` ×2, `chorus` ×2, `breakdown` ×1, `outro` ×1
+/// (112 beats), then it stops. Clip follow actions work inside a playlist; the breakdown's scene
+/// follow action works when the breakdown is launched by hand (in a playlist, the playlist says
+/// which scene comes next). Seed 1, bar quantisation, 5 ms crossfades.
 ///
 /// Thread: control. Not realtime-safe: builds the session and synthesises the audio clips
 /// (12 s of stereo audio; about 0.1 s in a debug build).
@@ -110,50 +127,63 @@ pub fn session() -> Session {
     let shaker = audio_clip(&mut s, "shaker", texture, 8.0, shaker_loop());
     let arp = audio_clip(&mut s, "arp", texture, 16.0, arp_loop());
 
-    s.add_scene(Scene::new("intro", vec![drums_intro, bass_intro, chords_verse, arp]));
-    s.add_scene(Scene::new("verse", vec![drums_basic, bass_a, chords_verse, lead_a, shaker]));
-    s.add_scene(Scene::new("chorus", vec![drums_busy, bass_b, chords_chorus, lead_b, shaker]));
-    s.add_scene(Scene::new("breakdown", vec![drums_break, chords_verse, arp]));
-    s.add_scene(Scene::new("outro", vec![drums_intro, bass_intro, chords_verse, lead_a, arp]));
+    let intro = s.add_scene(Scene::new("intro", vec![drums_intro, bass_intro, chords_verse, arp]));
+    let verse = s.add_scene(Scene::new("verse", vec![drums_basic, bass_a, chords_verse, lead_a, shaker]));
+    let chorus = s.add_scene(Scene::new("chorus", vec![drums_busy, bass_b, chords_chorus, lead_b, shaker]));
+    let breakdown = s.add_scene(Scene::new("breakdown", vec![drums_break, chords_verse, arp]));
+    let outro = s.add_scene(Scene::new("outro", vec![drums_intro, bass_intro, chords_verse, lead_a, arp]));
+
+    // Follow actions: the verse drums sometimes get busier, the chorus lead sometimes drops
+    // out, and a breakdown launched by hand goes on to one more chorus or to the outro.
+    s.clips[drums_basic.index()].follow =
+        Some(follow(2, (FollowTarget::Repeat, 0.6), Some((FollowTarget::Clip(drums_busy), 0.4))));
+    s.clips[lead_b.index()].follow = Some(follow(1, (FollowTarget::Repeat, 0.5), Some((FollowTarget::Stop, 0.3))));
+    s.scenes[breakdown.index()].follow =
+        Some(follow(1, (FollowTarget::Scene(chorus), 0.5), Some((FollowTarget::Scene(outro), 0.5))));
+
+    let step = |scene, repeat| PlaylistStep { scene, repeat };
+    s.playlists.push(Playlist {
+        id: "song".into(),
+        steps: vec![step(intro, 1), step(verse, 2), step(chorus, 2), step(breakdown, 1), step(outro, 1)],
+        looping: false,
+    });
     s
 }
 
-/// The demo performance for [`session`], as a performer would play it: each press comes half a
-/// beat before the bar line it is quantised to.
+/// Follow actions after `after_loops` passes: A, and optionally B, as (target, chance).
+fn follow(after_loops: u32, a: (FollowTarget, f64), b: Option<(FollowTarget, f64)>) -> FollowActions {
+    let action =
+        |(next, chance): (FollowTarget, f64)| FollowAction { next, chance, constraints: FollowConstraints::default() };
+    FollowActions { after_loops, a: action(a), b: b.map(action) }
+}
+
+/// The demo performance for [`session`]: the playlist `song` from beat 0, and a drum fill
+/// pressed by hand half a beat before the bar before each of two scene changes.
 ///
 /// | press at | action              | takes effect |
 /// |----------|---------------------|--------------|
-/// | 0        | scene `intro`       | 0            |
-/// | 15.5     | scene `verse`       | 16           |
+/// | 0        | playlist `song`     | 0 `intro`, 16 `verse`, 48 `chorus`, 80 `breakdown`, 96 `outro`, 112 stop |
 /// | 43.5     | clip `drums-fill`   | 44           |
-/// | 47.5     | scene `chorus`      | 48           |
-/// | 79.5     | scene `breakdown`   | 80           |
-/// | 95.5     | scene `chorus`      | 96           |
-/// | 123.5    | clip `drums-fill`   | 124          |
-/// | 127.5    | scene `outro`       | 128          |
-/// | 143.5    | stop all, quantised | 144          |
+/// | 75.5     | clip `drums-fill`   | 76           |
+///
+/// With seed 1, `drums-basic`'s follow action decides at beat 32 and `lead-b`'s at beat 64.
 ///
 /// Thread: control. Not realtime-safe. Builds its own [`session`] to resolve the ids.
 pub fn script() -> Script {
     let s = session();
-    let scene = |beat: f64, id: &str| ScriptAction {
+    let fill = |beat: f64| ScriptAction {
         beat: Beats(beat),
-        action: Action::LaunchScene { scene: s.scene_by_name(id).expect("demo scene"), quantise: None },
+        action: Action::Launch {
+            clip: s.clip_by_name("drums-fill").expect("demo clip"),
+            quantise: None,
+            velocity: None,
+        },
     };
-    let clip = |beat: f64, id: &str| ScriptAction {
-        beat: Beats(beat),
-        action: Action::Launch { clip: s.clip_by_name(id).expect("demo clip"), quantise: None, velocity: None },
-    };
+    let song = s.playlist_by_name("song").expect("demo playlist");
     let actions = vec![
-        scene(0.0, "intro"),
-        scene(15.5, "verse"),
-        clip(43.5, "drums-fill"),
-        scene(47.5, "chorus"),
-        scene(79.5, "breakdown"),
-        scene(95.5, "chorus"),
-        clip(123.5, "drums-fill"),
-        scene(127.5, "outro"),
-        ScriptAction { beat: Beats(143.5), action: Action::StopAll { mode: StopMode::Quantised } },
+        ScriptAction { beat: Beats(0.0), action: Action::Playlist { playlist: song, step: 0, quantise: None } },
+        fill(43.5),
+        fill(75.5),
     ];
     Script { actions }
 }
@@ -745,18 +775,47 @@ mod tests {
     }
 
     #[test]
-    fn the_script_performs_every_scene_within_its_length() {
+    fn the_script_plays_the_playlist_and_fits_in_the_demo_length() {
         let s = session();
         let script = script();
         assert!(script.actions.windows(2).all(|w| w[0].beat.0 <= w[1].beat.0), "actions are not sorted");
-        let last = script.actions.last().unwrap();
-        assert!(matches!(last.action, Action::StopAll { .. }));
-        assert!(SECONDS * TEMPO / 60.0 >= last.beat.0 + s.beats_per_bar, "no room after the final stop");
-        for i in 0..s.scenes.len() {
-            let launched = script.actions.iter().any(
-                |a| matches!(a.action, Action::LaunchScene { scene, .. } if scene == crate::model::SceneId(i as u32)),
-            );
-            assert!(launched, "scene {} is never launched", s.scenes[i].id);
+        let song = s.playlist_by_name("song").unwrap();
+        assert_eq!(
+            script.actions[0],
+            ScriptAction { beat: Beats(0.0), action: Action::Playlist { playlist: song, step: 0, quantise: None } }
+        );
+        // The playlist performs every scene, in order, and ends before the demo does.
+        let steps = &s.playlists[song].steps;
+        let order: Vec<u32> = steps.iter().map(|st| st.scene.0).collect();
+        assert_eq!(order, (0..s.scenes.len() as u32).collect::<Vec<_>>());
+        assert!(!s.playlists[song].looping);
+        let length = crate::script::playlist_length(&s, song, 0);
+        assert_eq!(length.beats, Beats(112.0));
+        assert_eq!(SECONDS, length.seconds + 6.0 * 60.0 / TEMPO, "six beats of tail after the playlist");
+        // The hand presses land inside the playlist, before a scene change.
+        for a in &script.actions[1..] {
+            assert!(matches!(a.action, Action::Launch { .. }));
+            assert!(a.beat.0 < length.beats.0);
+        }
+    }
+
+    #[test]
+    fn the_demo_has_follow_actions_with_chances() {
+        let s = session();
+        let with_follow: Vec<&str> = s.clips.iter().filter(|c| c.follow.is_some()).map(|c| c.id.as_str()).collect();
+        assert_eq!(with_follow, ["drums-basic", "lead-b"]);
+        let f = s.clip(s.clip_by_name("drums-basic").unwrap()).follow.as_ref().unwrap();
+        let b = f.b.as_ref().unwrap();
+        assert_eq!((f.after_loops, f.a.next, f.a.chance), (2, FollowTarget::Repeat, 0.6));
+        assert_eq!((b.next, b.chance), (FollowTarget::Clip(s.clip_by_name("drums-busy").unwrap()), 0.4));
+        let breakdown = s.scene(s.scene_by_name("breakdown").unwrap()).follow.as_ref().unwrap();
+        assert_eq!(breakdown.a.next, FollowTarget::Scene(s.scene_by_name("chorus").unwrap()));
+        assert_eq!(breakdown.b.as_ref().unwrap().next, FollowTarget::Scene(s.scene_by_name("outro").unwrap()));
+        for f in
+            s.clips.iter().filter_map(|c| c.follow.as_ref()).chain(s.scenes.iter().filter_map(|s| s.follow.as_ref()))
+        {
+            let b = f.b.as_ref().unwrap();
+            assert!(f.a.chance > 0.0 && b.chance > 0.0 && f.a.chance + b.chance <= 1.0);
         }
     }
 
@@ -776,18 +835,38 @@ mod tests {
     fn the_demo_performance_renders_through_the_engine() {
         let config = crate::render::RenderConfig { sample_rate: SAMPLE_RATE, block: 256, seconds: SECONDS };
         let mut renderer = crate::render::Renderer::new(Arc::new(session()), script(), config).unwrap();
-        let (audio, _) = renderer.render_all();
+        let (audio, events) = renderer.render_all();
         assert!(renderer.errors().is_empty(), "Pulse refused: {:?}", renderer.errors());
         assert_eq!(audio.len(), frames(SECONDS * TEMPO / 60.0) * 2);
+        // The playlist steps through every scene on its bar, and the clip follow actions decide.
+        let s = session();
+        let steps: Vec<(u32, f64)> = events
+            .iter()
+            .filter_map(|e| match e {
+                crate::pulse::PulseEvent::Step { scene, beat, .. } => Some((scene.0, beat.0)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(steps, [(0, 0.0), (1, 16.0), (2, 48.0), (3, 80.0), (4, 96.0)]);
+        let decisions: Vec<(crate::pulse::FollowSource, f64)> = events
+            .iter()
+            .filter_map(|e| match e {
+                crate::pulse::PulseEvent::Follow { source, beat, .. } => Some((*source, beat.0)),
+                _ => None,
+            })
+            .collect();
+        let clip = |id: &str| crate::pulse::FollowSource::Clip(s.clip_by_name(id).unwrap());
+        assert!(decisions.contains(&(clip("drums-basic"), 32.0)), "{decisions:?}");
+        assert!(decisions.contains(&(clip("lead-b"), 64.0)), "{decisions:?}");
         let peak = audio.iter().fold(0.0f32, |m, x| m.max(x.abs()));
         assert!(peak < 0.95, "the performance peaks at {peak}");
-        // Music in every bar until the stop at beat 144; silence soon after it.
+        // Music in every bar until the playlist ends at beat 112; silence soon after it.
         for (bar, w) in audio.chunks(frames(4.0) * 2).enumerate() {
             let rms = (w.iter().map(|x| x * x).sum::<f32>() / w.len() as f32).sqrt();
-            if bar < 36 {
+            if bar < 28 {
                 assert!(rms > 0.04, "bar {bar} is nearly silent (rms {rms})");
-            } else if bar == 37 {
-                assert!(rms < 0.01, "bar {bar} after the stop still plays (rms {rms})");
+            } else if bar == 29 {
+                assert!(rms < 0.01, "bar {bar} after the end still plays (rms {rms})");
             }
         }
     }

@@ -68,6 +68,10 @@ pub struct Session {
     pub clips: Vec<Clip>,
     /// Scenes, in display order.
     pub scenes: Vec<Scene>,
+    /// Scene playlists: ordered scenes with repeat counts.
+    pub playlists: Vec<Playlist>,
+    /// The linear arrangement, on the same transport as the launcher.
+    pub arrangement: Arrangement,
 }
 
 impl Session {
@@ -83,6 +87,8 @@ impl Session {
             tracks: Vec::new(),
             clips: Vec::new(),
             scenes: Vec::new(),
+            playlists: Vec::new(),
+            arrangement: Arrangement::default(),
         }
     }
 
@@ -134,6 +140,23 @@ impl Session {
         self.scenes.iter().position(|s| s.id == name).map(|i| SceneId(i as u32))
     }
 
+    /// Finds a playlist by its session-file id.
+    pub fn playlist_by_name(&self, name: &str) -> Option<usize> {
+        self.playlists.iter().position(|p| p.id == name)
+    }
+
+    /// The clips of a track in session order (the order `next` / `previous` follow actions use).
+    pub fn clips_of_track(&self, track: TrackId) -> Vec<ClipId> {
+        (0..self.clips.len() as u32).map(ClipId).filter(|c| self.clip(*c).track == track).collect()
+    }
+
+    /// A scene's length: its longest clip (a scene with no clips lasts one bar).
+    pub fn scene_length(&self, scene: SceneId) -> Beats {
+        let s = self.scene(scene);
+        let len = s.clips.iter().map(|c| self.clip(*c).length.0).fold(0.0, f64::max);
+        if len > 0.0 { Beats(len) } else { Beats(s.beats_per_bar.unwrap_or(self.beats_per_bar)) }
+    }
+
     /// The scene a clip belongs to (the first scene that lists it), if any.
     pub fn scene_of_clip(&self, clip: ClipId) -> Option<SceneId> {
         self.scenes.iter().position(|s| s.clips.contains(&clip)).map(|i| SceneId(i as u32))
@@ -167,7 +190,37 @@ impl Session {
                 return Err(format!("clip '{}' has length {} beats; it must be positive", clip.id, clip.length.0));
             }
         }
+        for p in &self.playlists {
+            if let Some(step) = p.steps.iter().find(|st| st.scene.index() >= self.scenes.len()) {
+                return Err(format!("playlist '{}' names scene index {} that does not exist", p.id, step.scene.0));
+            }
+        }
+        for pl in &self.arrangement.clips {
+            let Some(clip) = self.clips.get(pl.clip.index()) else {
+                return Err("the arrangement names a clip that does not exist".into());
+            };
+            let Some(track) = self.tracks.get(pl.track.index()) else {
+                return Err(format!("arrangement clip '{}' is on a track that does not exist", clip.id));
+            };
+            if clip_kind(clip) != track.kind {
+                return Err(format!(
+                    "arrangement: clip '{}' cannot go on track '{}' ({} clip on a {} track)",
+                    clip.id,
+                    track.id,
+                    kind_name(clip_kind(clip)),
+                    kind_name(track.kind)
+                ));
+            }
+            if !(pl.length.0 > 0.0 && pl.start.0.is_finite() && pl.offset.0 >= 0.0) {
+                return Err(format!("arrangement clip '{}' at beat {} has no length", clip.id, pl.start.0));
+            }
+        }
         for scene in &self.scenes {
+            if let Some(t) = scene.tempo
+                && !(Bpm::MIN..=Bpm::MAX).contains(&t.0)
+            {
+                return Err(format!("scene '{}': tempo {} is outside {}..={} BPM", scene.id, t.0, Bpm::MIN, Bpm::MAX));
+            }
             let mut seen = vec![false; self.tracks.len()];
             for c in &scene.clips {
                 let Some(clip) = self.clips.get(c.index()) else {
@@ -213,12 +266,23 @@ pub struct Track {
     pub solo: bool,
     /// The built-in instrument that plays a MIDI track's clips (ignored on audio tracks).
     pub instrument: Option<InstrumentSpec>,
+    /// A full scene launch does not stop this track (it keeps playing its clip).
+    pub keep_playing: bool,
 }
 
 impl Track {
     /// A track with unity gain, centred, not muted or soloed.
     pub fn new(id: impl Into<String>, kind: TrackKind) -> Track {
-        Track { id: id.into(), kind, gain_db: 0.0, pan: 0.0, mute: false, solo: false, instrument: None }
+        Track {
+            id: id.into(),
+            kind,
+            gain_db: 0.0,
+            pan: 0.0,
+            mute: false,
+            solo: false,
+            instrument: None,
+            keep_playing: false,
+        }
     }
 }
 
@@ -263,6 +327,8 @@ pub struct Clip {
     /// Legato: when this clip replaces another on its track, it continues from the musical
     /// position the old clip had reached instead of starting from its beginning.
     pub legato: bool,
+    /// What happens automatically after the clip has played a number of loops.
+    pub follow: Option<FollowActions>,
 }
 
 impl Clip {
@@ -280,6 +346,7 @@ impl Clip {
             launch_mode: LaunchMode::Trigger,
             velocity_amount: 0.0,
             legato: false,
+            follow: None,
         }
     }
 }
@@ -408,12 +475,303 @@ pub struct Scene {
     pub quantise: Quantise,
     /// What tracks without a clip in this scene do when it launches.
     pub empty_slots: EmptySlot,
+    /// Tempo the scene sets when it launches, as Live's scene tempo does.
+    pub tempo: Option<Bpm>,
+    /// Beats per bar the scene sets when it launches (its time signature).
+    pub beats_per_bar: Option<f64>,
+    /// What happens automatically after the scene has played a number of times its length.
+    pub follow: Option<FollowActions>,
 }
 
 impl Scene {
     /// A scene with default settings.
     pub fn new(id: impl Into<String>, clips: Vec<ClipId>) -> Scene {
-        Scene { id: id.into(), clips, quantise: Quantise::Global, empty_slots: EmptySlot::Stop }
+        Scene {
+            id: id.into(),
+            clips,
+            quantise: Quantise::Global,
+            empty_slots: EmptySlot::Stop,
+            tempo: None,
+            beats_per_bar: None,
+            follow: None,
+        }
+    }
+}
+
+/// Where a follow action goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FollowTarget {
+    /// The next clip on the track (next scene), wrapping round at the end.
+    Next,
+    /// The previous clip on the track (previous scene), wrapping round at the start.
+    Previous,
+    /// The first clip on the track (first scene).
+    First,
+    /// The last clip on the track (last scene).
+    Last,
+    /// A clip (scene) chosen at random (seeded) among the candidates the constraints allow.
+    Random,
+    /// Play the same clip (scene) again from its start.
+    Repeat,
+    /// Stop the clip (for a scene: stop every track).
+    Stop,
+    /// A specific clip.
+    Clip(ClipId),
+    /// A specific scene.
+    Scene(SceneId),
+}
+
+/// Which candidates a follow action may choose among. Ids are clip indices for a clip's follow
+/// actions (clips of the same track) and scene indices for a scene's.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FollowConstraints {
+    /// Never choose the clip (scene) that is playing.
+    pub no_repeat: bool,
+    /// Never choose these.
+    pub exclude: Vec<u32>,
+    /// Choose only among these (empty: all).
+    pub only: Vec<u32>,
+}
+
+/// One alternative of a follow action (Live's action A or B).
+#[derive(Debug, Clone, PartialEq)]
+pub struct FollowAction {
+    /// Where it goes.
+    pub next: FollowTarget,
+    /// Its chance, 0..=1. With two alternatives whose chances add up to 1 or more, one of them
+    /// always happens, in proportion to the chances; when they add up to less than 1, nothing
+    /// happens with the remaining chance, and the clip (scene) plays on until the next decision.
+    pub chance: f64,
+    /// Which candidates `next`, `previous`, `random` may pick.
+    pub constraints: FollowConstraints,
+}
+
+/// A clip's or scene's follow actions: after `after_loops` passes, A or B happens.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FollowActions {
+    /// Passes (loops of a clip; lengths of a scene) before each decision. At least 1.
+    pub after_loops: u32,
+    /// Action A.
+    pub a: FollowAction,
+    /// Action B, if any.
+    pub b: Option<FollowAction>,
+}
+
+/// One step of a playlist.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PlaylistStep {
+    /// The scene.
+    pub scene: SceneId,
+    /// How many times its length it plays (at least 1).
+    pub repeat: u32,
+}
+
+/// An ordered list of scenes with repeat counts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Playlist {
+    /// Stable id (from the session file).
+    pub id: String,
+    /// The steps in order.
+    pub steps: Vec<PlaylistStep>,
+    /// Start again from the first step after the last (else stop every track).
+    pub looping: bool,
+}
+
+/// A clip placed on the arrangement's timeline.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Placement {
+    /// The lane (track) it plays on.
+    pub track: TrackId,
+    /// The clip (same id as in the launcher: moving keeps it).
+    pub clip: ClipId,
+    /// Beat where it starts.
+    pub start: Beats,
+    /// How long it plays, in beats (looping clips loop inside it).
+    pub length: Beats,
+    /// Position in the clip at `start`, in beats (0 = its beginning).
+    pub offset: Beats,
+}
+
+impl Placement {
+    /// Beat where it ends.
+    pub fn end(&self) -> Beats {
+        Beats(self.start.0 + self.length.0)
+    }
+}
+
+/// A tempo (and time-signature) change on the arrangement's timeline.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TempoChange {
+    /// Beat where it applies.
+    pub beat: Beats,
+    /// New tempo.
+    pub tempo: Option<Bpm>,
+    /// New beats per bar.
+    pub beats_per_bar: Option<f64>,
+}
+
+/// The linear arrangement: clips on lanes, and tempo changes, all in beats.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Arrangement {
+    /// Placed clips (any order; lanes are tracks).
+    pub clips: Vec<Placement>,
+    /// Tempo and time-signature changes, in beat order.
+    pub tempo: Vec<TempoChange>,
+}
+
+impl Arrangement {
+    /// Where the arrangement ends (its last clip's end).
+    pub fn end(&self) -> Beats {
+        Beats(self.clips.iter().map(|p| p.end().0).fold(0.0, f64::max))
+    }
+}
+
+/// Why a clip cannot be placed on the arrangement.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PlaceError {
+    /// The clip's content does not fit the lane: an audio clip on a MIDI lane or vice versa.
+    #[error("clip '{clip}' is {clip_kind} and lane '{track}' is {track_kind}: pick a {clip_kind} lane")]
+    WrongLane {
+        /// Clip id.
+        clip: String,
+        /// Track id.
+        track: String,
+        /// `audio` / `MIDI`.
+        clip_kind: &'static str,
+        /// `audio` / `MIDI`.
+        track_kind: &'static str,
+    },
+    /// The clip or the track does not exist.
+    #[error("no such clip or track")]
+    Missing,
+    /// A placement needs a positive length and a start beat that is a number.
+    #[error("a placement needs a positive length and a finite start")]
+    BadRange,
+}
+
+/// Whether a clip holds audio or MIDI.
+pub fn clip_kind(clip: &Clip) -> TrackKind {
+    match clip.content {
+        ClipContent::Audio(_) => TrackKind::Audio,
+        ClipContent::Midi(_) => TrackKind::Midi,
+    }
+}
+
+fn kind_name(kind: TrackKind) -> &'static str {
+    match kind {
+        TrackKind::Audio => "audio",
+        TrackKind::Midi => "MIDI",
+    }
+}
+
+impl Session {
+    /// Commits scenes `from..=to`, played in order as the playthrough preview plays them, to the
+    /// arrangement starting at beat `at`: each scene lasts its length (its longest clip), shorter
+    /// clips loop inside it, tracks a scene has no clip for stop or continue as the scene says
+    /// (or keep playing, if the track is set to), and scene tempos become tempo changes. Lanes
+    /// are the tracks. Returns the beat where the committed part ends.
+    ///
+    /// Rendering the arrangement afterwards sounds exactly like rendering the playthrough.
+    pub fn commit_scenes(&mut self, from: SceneId, to: SceneId, at: Beats) -> Beats {
+        let (lo, hi) = (from.0.min(to.0), from.0.max(to.0).min(self.scenes.len().saturating_sub(1) as u32));
+        // The placement open on each lane: (clip, start).
+        let mut open: Vec<Option<(ClipId, Beats)>> = vec![None; self.tracks.len()];
+        let mut placed = Vec::new();
+        let mut t = at;
+        let close = |open: &mut Option<(ClipId, Beats)>, end: Beats, track: usize, placed: &mut Vec<Placement>| {
+            if let Some((clip, start)) = open.take()
+                && end.0 > start.0
+            {
+                placed.push(Placement {
+                    track: TrackId(track as u32),
+                    clip,
+                    start,
+                    length: Beats(end.0 - start.0),
+                    offset: Beats::ZERO,
+                });
+            }
+        };
+        for i in lo..=hi {
+            let scene = self.scene(SceneId(i)).clone();
+            for (track, slot) in open.iter_mut().enumerate() {
+                let clip = scene.clips.iter().copied().find(|c| self.clip(*c).track.index() == track);
+                match clip {
+                    Some(c) => {
+                        close(slot, t, track, &mut placed);
+                        // A one-shot plays once inside its placement.
+                        *slot = Some((c, t));
+                    }
+                    None if scene.empty_slots == EmptySlot::Stop && !self.tracks[track].keep_playing => {
+                        close(slot, t, track, &mut placed);
+                    }
+                    None => {}
+                }
+            }
+            if scene.tempo.is_some() || scene.beats_per_bar.is_some() {
+                self.arrangement.tempo.push(TempoChange {
+                    beat: t,
+                    tempo: scene.tempo,
+                    beats_per_bar: scene.beats_per_bar,
+                });
+            }
+            t = Beats(t.0 + self.scene_length(SceneId(i)).0);
+        }
+        for (track, slot) in open.iter_mut().enumerate() {
+            close(slot, t, track, &mut placed);
+        }
+        self.arrangement.clips.extend(placed);
+        self.arrangement.tempo.sort_by(|a, b| a.beat.0.total_cmp(&b.beat.0));
+        t
+    }
+
+    /// Moves a launcher clip onto the arrangement at `start` on lane `track` (the clip keeps its
+    /// id and leaves the launcher's scenes), or duplicates it (`duplicate = true`: a new clip with
+    /// id `<id>-copy`, `<id>-copy2`, ... is placed and the original stays in the launcher).
+    /// Returns the clip that was placed. The content is checked against the lane.
+    pub fn place_clip(
+        &mut self,
+        clip: ClipId,
+        track: TrackId,
+        start: Beats,
+        length: Option<Beats>,
+        duplicate: bool,
+    ) -> Result<ClipId, PlaceError> {
+        let c = self.clips.get(clip.index()).ok_or(PlaceError::Missing)?;
+        let t = self.tracks.get(track.index()).ok_or(PlaceError::Missing)?;
+        if clip_kind(c) != t.kind {
+            return Err(PlaceError::WrongLane {
+                clip: c.id.clone(),
+                track: t.id.clone(),
+                clip_kind: kind_name(clip_kind(c)),
+                track_kind: kind_name(t.kind),
+            });
+        }
+        let length = length.unwrap_or(c.length);
+        if !(length.0 > 0.0 && start.0.is_finite()) {
+            return Err(PlaceError::BadRange);
+        }
+        let placed = if duplicate {
+            let mut copy = c.clone();
+            let mut n = 1;
+            copy.id = loop {
+                let id = if n == 1 { format!("{}-copy", c.id) } else { format!("{}-copy{n}", c.id) };
+                if self.clip_by_name(&id).is_none() {
+                    break id;
+                }
+                n += 1;
+            };
+            copy.track = track;
+            self.add_clip(copy)
+        } else {
+            // Moved: it leaves the launcher's scenes and now lives on this lane.
+            for scene in &mut self.scenes {
+                scene.clips.retain(|c| *c != clip);
+            }
+            self.clips[clip.index()].track = track;
+            clip
+        };
+        self.arrangement.clips.push(Placement { track, clip: placed, start, length, offset: Beats::ZERO });
+        Ok(placed)
     }
 }
 

@@ -10,7 +10,7 @@ use crate::model::Session;
 use crate::pulse::{Pulse, PulseError, PulseEvent};
 use crate::script::Script;
 use crate::signal::Signal;
-use crate::time::{Beats, Bpm, SampleTime, SimClock};
+use crate::time::{Beats, Bpm, SampleTime, TempoMap};
 use crate::{EngineConfig, EngineError};
 
 /// Settings of an offline render.
@@ -34,7 +34,7 @@ impl Default for RenderConfig {
 pub struct Renderer {
     pulse: Pulse,
     signal: Signal,
-    clock: SimClock,
+    clock: TempoMap,
     script: Script,
     next_action: usize,
     sample: SampleTime,
@@ -50,7 +50,7 @@ impl Renderer {
             return Err(EngineError::Config(format!("render length {} s", config.seconds)));
         }
         let block = config.block.max(1);
-        let clock = SimClock { sample_rate: config.sample_rate, tempo: session.tempo, quantum: session.beats_per_bar };
+        let clock = TempoMap::new(config.sample_rate, session.tempo, session.beats_per_bar);
         let (pulse, signal) = crate::build(
             session,
             &EngineConfig { sample_rate: config.sample_rate, max_block: block.min(4096), queue_capacity: 8192 },
@@ -78,9 +78,9 @@ impl Renderer {
         self.sample as u64
     }
 
-    /// The session's tempo (the simulated clock's).
+    /// The tempo at the render position.
     pub fn tempo(&self) -> Bpm {
-        self.clock.tempo
+        self.clock.tempo_at(self.sample)
     }
 
     /// The session being rendered.
@@ -116,6 +116,7 @@ impl Renderer {
         if n == 0 {
             return 0;
         }
+        let n = self.clock.next_change_after(self.sample).map_or(n, |c| n.min((c - self.sample) as usize));
         let clock = self.clock.block(self.sample, n);
         let end = clock.end_beat();
         // Press every scripted action that falls before the end of this block, ticking Pulse up
@@ -135,6 +136,17 @@ impl Renderer {
         if let Err(e) = self.pulse.tick(clock.beat_at_first_sample, end) {
             self.errors.push((end, e));
         }
+        // Scenes and the arrangement may change the tempo within this block: cut it there.
+        let changes = self.pulse.take_tempo_changes();
+        let (n, clock) = if changes.is_empty() {
+            (n, clock)
+        } else {
+            for c in changes {
+                self.clock.change(c.beat, c.tempo, c.beats_per_bar);
+            }
+            let n = self.clock.next_change_after(self.sample).map_or(n, |c| n.min((c - self.sample) as usize));
+            (n, self.clock.block(self.sample, n))
+        };
         self.signal.process(&clock, &mut out[..n * 2]);
         self.sample += n as i64;
         n

@@ -1,5 +1,5 @@
-//! Performance scripts: timed actions (launch, release, scene, stop) for offline renders and
-//! tests.
+//! Performance scripts: timed actions (launch, release, scene, stop, playlists, playthroughs, the
+//! arrangement) for offline renders and tests.
 //!
 //! A script is a TOML file of `[[at]]` entries, each with a `beat` and exactly one action:
 //!
@@ -19,7 +19,16 @@
 //! [[at]]
 //! beat = 64
 //! stop_all = true
+//!
+//! [[at]]
+//! beat = 68
+//! playlist = "song"          # playlist id; optional step = N (from 0), quantise
 //! ```
+//!
+//! Also: `behaviour = "start" | "retrigger" | "legato" | "stop"` with `launch` (an
+//! [`Action::Trigger`]), `mode = "full" | "partial" | "playlist" | "follow-action"` with `scene`
+//! (an [`Action::Scene`]), `playthrough = true` (optional `from`, `to`, `quantise`),
+//! `arrangement = "play"` and `back_to_arrangement = true` (optional `quantise`).
 //!
 //! The beat is when the action is *performed* (the button is pressed); quantisation then decides
 //! when it takes effect, exactly as for a live press. Ids are checked against the session, and
@@ -31,8 +40,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::model::Session;
-use crate::pulse::{Action, StopMode};
+use crate::model::{SceneId, Session};
+use crate::pulse::{Action, Behaviour, ClipTrigger, SceneMode, SceneTrigger, StopMode};
 use crate::session_file::{Location, TomlProblem, known_list, line_col, parse_toml};
 use crate::time::{Beats, Quantise};
 
@@ -88,7 +97,8 @@ pub enum ScriptErrorKind {
         message: String,
     },
     /// An entry has no action or more than one, or a setting that does not belong to its
-    /// action. Give each `[[at]]` exactly one of launch, release, scene, stop, stop_all.
+    /// action. Give each `[[at]]` exactly one of launch, release, scene, stop, stop_all,
+    /// playlist, playthrough, arrangement, back_to_arrangement.
     #[error("{0}")]
     Action(String),
     /// A number outside its range (a negative beat, a velocity above 1, ...). Fix the value.
@@ -110,10 +120,16 @@ pub enum ScriptErrorKind {
     /// A stop mode Loophole does not know. Use immediate, quantised, section-end or fade-out.
     #[error("'{0}' is not a stop mode (use immediate, quantised, section-end or fade-out)")]
     BadStopMode(String),
-    /// A clip, track or scene id that the session does not define. Fix the spelling.
+    /// A clip behaviour Loophole does not know. Use start, retrigger, legato or stop.
+    #[error("'{0}' is not a clip behaviour (use start, retrigger, legato or stop)")]
+    BadBehaviour(String),
+    /// A scene launch mode Loophole does not know. Use full, partial, playlist or follow-action.
+    #[error("'{0}' is not a scene mode (use full, partial, playlist or follow-action)")]
+    BadSceneMode(String),
+    /// A clip, track, scene or playlist id that the session does not define. Fix the spelling.
     #[error("{kind} '{id}' does not exist in the session ({kind}s: {known})")]
     UnknownId {
-        /// `clip`, `track` or `scene`.
+        /// `clip`, `track`, `scene` or `playlist`.
         kind: &'static str,
         /// The id found.
         id: String,
@@ -142,6 +158,14 @@ struct RawAt {
     velocity: Option<Spanned<f64>>,
     mode: Option<Spanned<String>>,
     fade_beats: Option<Spanned<f64>>,
+    behaviour: Option<Spanned<String>>,
+    playlist: Option<Spanned<String>>,
+    step: Option<Spanned<i64>>,
+    playthrough: Option<Spanned<bool>>,
+    from: Option<Spanned<String>>,
+    to: Option<Spanned<String>>,
+    arrangement: Option<Spanned<String>>,
+    back_to_arrangement: Option<Spanned<bool>>,
 }
 
 /// Latest beat a script may act at (about 14 hours at 120 BPM).
@@ -194,6 +218,72 @@ impl Script {
         actions.sort_by(|a: &ScriptAction, b: &ScriptAction| a.beat.0.total_cmp(&b.beat.0));
         Ok(Script { actions })
     }
+}
+
+/// How long a performance of scenes, a playlist or the arrangement lasts.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Length {
+    /// Beats from its start to its end.
+    pub beats: Beats,
+    /// Seconds from its start to its end, through every tempo change on the way.
+    pub seconds: f64,
+    /// Seconds of one bar at the tempo and time signature in force at its end (for a tail).
+    pub bar_seconds: f64,
+}
+
+/// Adds up `(beats, tempo, beats per bar)` segments played one after the other. A segment's
+/// tempo and beats per bar stay in force until a later one changes them (`None`: unchanged).
+fn add_up(session: &Session, segments: impl Iterator<Item = (f64, Option<f64>, Option<f64>)>) -> Length {
+    let (mut tempo, mut bar) = (session.tempo.0, session.beats_per_bar);
+    let (mut beats, mut seconds) = (0.0, 0.0);
+    for (len, t, b) in segments {
+        tempo = t.unwrap_or(tempo);
+        bar = b.unwrap_or(bar);
+        beats += len;
+        seconds += len * 60.0 / tempo;
+    }
+    Length { beats: Beats(beats), seconds, bar_seconds: bar * 60.0 / tempo }
+}
+
+/// How long a scene playthrough of `from..=to` lasts: each scene for its length (its longest
+/// clip; a scene with no clips, one bar), at the session's tempo until a scene with its own
+/// tempo (or time signature) launches, which stays in force after it.
+pub fn playthrough_length(session: &Session, from: SceneId, to: SceneId) -> Length {
+    let scenes = (from.0..=to.0).map(SceneId).filter(|s| s.index() < session.scenes.len());
+    add_up(
+        session,
+        scenes
+            .map(|s| (session.scene_length(s).0, session.scene(s).tempo.map(|t| t.0), session.scene(s).beats_per_bar)),
+    )
+}
+
+/// How long one pass of playlist `playlist` (an index into `Session::playlists`) lasts from
+/// step `step` (0 = the first) to its end: each step `repeat` times its scene's length, with
+/// scene tempos as in [`playthrough_length`]. A looping playlist goes on after that.
+pub fn playlist_length(session: &Session, playlist: usize, step: usize) -> Length {
+    let steps = session.playlists.get(playlist).map_or(&[][..], |p| &p.steps[step.min(p.steps.len())..]);
+    add_up(
+        session,
+        steps.iter().filter(|st| st.scene.index() < session.scenes.len()).map(|st| {
+            let scene = session.scene(st.scene);
+            (session.scene_length(st.scene).0 * f64::from(st.repeat), scene.tempo.map(|t| t.0), scene.beats_per_bar)
+        }),
+    )
+}
+
+/// How long the arrangement lasts from beat 0 to its last clip's end, through its tempo changes.
+pub fn arrangement_length(session: &Session) -> Length {
+    let end = session.arrangement.end().0;
+    let mut segments = Vec::new();
+    let (mut at, mut tempo, mut bar) = (0.0, None, None);
+    for c in session.arrangement.tempo.iter().filter(|c| c.beat.0 < end) {
+        segments.push((c.beat.0 - at, tempo, bar));
+        at = c.beat.0;
+        tempo = c.tempo.map(|t| t.0).or(tempo);
+        bar = c.beats_per_bar.or(bar);
+    }
+    segments.push((end - at, tempo, bar));
+    add_up(session, segments.into_iter())
 }
 
 struct Ctx<'a> {
@@ -298,13 +388,27 @@ impl Ctx<'_> {
         if let Some(v) = &at.stop_all {
             present.push(("stop_all", v.span(), Which::StopAll(v)));
         }
+        if let Some(v) = &at.playlist {
+            present.push(("playlist", v.span(), Which::Playlist(v)));
+        }
+        if let Some(v) = &at.playthrough {
+            present.push(("playthrough", v.span(), Which::Playthrough(v)));
+        }
+        if let Some(v) = &at.arrangement {
+            present.push(("arrangement", v.span(), Which::Arrangement(v)));
+        }
+        if let Some(v) = &at.back_to_arrangement {
+            present.push(("back_to_arrangement", v.span(), Which::BackToArrangement(v)));
+        }
         present.sort_by_key(|(_, span, _)| span.start);
         let (action_name, which) = match present.as_slice() {
             [] => {
                 return Err(self.err(
                     header,
                     ScriptErrorKind::Action(
-                        "this entry has no action; give one of launch, release, scene, stop or stop_all".into(),
+                        "this entry has no action; give one of launch, release, scene, stop, stop_all, playlist, \
+                         playthrough, arrangement or back_to_arrangement"
+                            .into(),
                     ),
                 ));
             }
@@ -322,9 +426,12 @@ impl Ctx<'_> {
 
         // Settings that belong to other actions.
         let allowed: &[&str] = match action_name {
-            "launch" => &["quantise", "velocity"],
-            "scene" => &["quantise"],
+            "launch" => &["quantise", "velocity", "behaviour"],
+            "scene" => &["quantise", "mode"],
             "stop" | "stop_all" => &["mode", "fade_beats"],
+            "playlist" => &["step", "quantise"],
+            "playthrough" => &["from", "to", "quantise"],
+            "back_to_arrangement" => &["quantise"],
             _ => &[],
         };
         for (name, span) in [
@@ -332,6 +439,10 @@ impl Ctx<'_> {
             ("velocity", at.velocity.as_ref().map(|v| v.span())),
             ("mode", at.mode.as_ref().map(|v| v.span())),
             ("fade_beats", at.fade_beats.as_ref().map(|v| v.span())),
+            ("behaviour", at.behaviour.as_ref().map(|v| v.span())),
+            ("step", at.step.as_ref().map(|v| v.span())),
+            ("from", at.from.as_ref().map(|v| v.span())),
+            ("to", at.to.as_ref().map(|v| v.span())),
         ] {
             if let (Some(span), false) = (span, allowed.contains(&name)) {
                 return Err(
@@ -347,14 +458,126 @@ impl Ctx<'_> {
                     None => None,
                     Some(v) => Some(self.range(v, "velocity", |x| (0.0..=1.0).contains(&x), "between 0 and 1")?),
                 };
-                Action::Launch { clip: self.clip(clip)?, quantise: self.quantise(at.quantise.as_ref())?, velocity }
+                let clip = self.clip(clip)?;
+                let quantise = self.quantise(at.quantise.as_ref())?;
+                match &at.behaviour {
+                    None => Action::Launch { clip, quantise, velocity },
+                    Some(b) => {
+                        let behaviour = match b.get_ref().trim().to_ascii_lowercase().as_str() {
+                            "start" => Behaviour::Start,
+                            "retrigger" => Behaviour::Retrigger,
+                            "legato" => Behaviour::Legato,
+                            "stop" => Behaviour::Stop,
+                            _ => return Err(self.err(&b.span(), ScriptErrorKind::BadBehaviour(b.get_ref().clone()))),
+                        };
+                        Action::Trigger(ClipTrigger {
+                            clip,
+                            quantise,
+                            behaviour: Some(behaviour),
+                            launch_velocity: velocity,
+                        })
+                    }
+                }
             }
             Which::Release(clip) => Action::Release { clip: self.clip(clip)? },
             Which::Scene(scene) => {
-                let Some(id) = session.scene_by_name(scene.get_ref().trim()) else {
-                    return Err(self.unknown(scene, "scene", session.scenes.iter().map(|s| s.id.as_str())));
+                let id = self.scene(scene)?;
+                let quantise = self.quantise(at.quantise.as_ref())?;
+                match &at.mode {
+                    None => Action::LaunchScene { scene: id, quantise },
+                    Some(m) => {
+                        let mode = match m.get_ref().trim().to_ascii_lowercase().as_str() {
+                            "full" => SceneMode::Full,
+                            "partial" => SceneMode::Partial,
+                            "playlist" => SceneMode::Playlist,
+                            "follow-action" => SceneMode::FollowAction,
+                            _ => return Err(self.err(&m.span(), ScriptErrorKind::BadSceneMode(m.get_ref().clone()))),
+                        };
+                        if mode == SceneMode::Playlist
+                            && !session.playlists.iter().any(|p| p.steps.iter().any(|s| s.scene == id))
+                        {
+                            return Err(self.err(
+                                &m.span(),
+                                ScriptErrorKind::Action(format!(
+                                    "scene '{}' is in no playlist; mode = \"playlist\" starts the first playlist that holds it",
+                                    session.scene(id).id
+                                )),
+                            ));
+                        }
+                        Action::Scene(SceneTrigger { scene: id, quantise, mode })
+                    }
+                }
+            }
+            Which::Playlist(name) => {
+                let Some(playlist) = session.playlist_by_name(name.get_ref().trim()) else {
+                    return Err(self.unknown(name, "playlist", session.playlists.iter().map(|p| p.id.as_str())));
                 };
-                Action::LaunchScene { scene: id, quantise: self.quantise(at.quantise.as_ref())? }
+                let steps = session.playlists[playlist].steps.len();
+                let step = match &at.step {
+                    None => 0,
+                    Some(n) => match usize::try_from(*n.get_ref()) {
+                        Ok(v) if v < steps => v,
+                        _ => {
+                            return Err(self.err(
+                                &n.span(),
+                                ScriptErrorKind::OutOfRange {
+                                    what: "step".into(),
+                                    value: n.get_ref().to_string(),
+                                    expected: format!(
+                                        "a step of playlist '{}', counted from 0 (0..={})",
+                                        session.playlists[playlist].id,
+                                        steps.saturating_sub(1)
+                                    ),
+                                },
+                            ));
+                        }
+                    },
+                };
+                Action::Playlist { playlist, step, quantise: self.quantise(at.quantise.as_ref())? }
+            }
+            Which::Playthrough(on) => {
+                self.must_be_true(on, "playthrough")?;
+                if session.scenes.is_empty() {
+                    return Err(self
+                        .err(&on.span(), ScriptErrorKind::Action("the session has no scenes to play through".into())));
+                }
+                let from = match &at.from {
+                    None => SceneId(0),
+                    Some(s) => self.scene(s)?,
+                };
+                let to = match &at.to {
+                    None => SceneId(session.scenes.len() as u32 - 1),
+                    Some(s) => self.scene(s)?,
+                };
+                if to < from {
+                    let span = at.to.as_ref().or(at.from.as_ref()).map_or(on.span(), |s| s.span());
+                    return Err(self.err(
+                        &span,
+                        ScriptErrorKind::Action(format!(
+                            "scene '{}' comes before scene '{}'; a playthrough goes forwards from `from` to `to`",
+                            session.scene(to).id,
+                            session.scene(from).id
+                        )),
+                    ));
+                }
+                Action::Playthrough { from, to, quantise: self.quantise(at.quantise.as_ref())? }
+            }
+            Which::Arrangement(what) => {
+                if !what.get_ref().trim().eq_ignore_ascii_case("play") {
+                    return Err(self.err(
+                        &what.span(),
+                        ScriptErrorKind::Action(format!(
+                            "arrangement = '{}' is not an arrangement action; write arrangement = \"play\" (or \
+                             back_to_arrangement = true)",
+                            what.get_ref()
+                        )),
+                    ));
+                }
+                Action::PlayArrangement
+            }
+            Which::BackToArrangement(on) => {
+                self.must_be_true(on, "back_to_arrangement")?;
+                Action::BackToArrangement { quantise: self.quantise(at.quantise.as_ref())? }
             }
             Which::Stop(track) => {
                 let Some(id) = session.track_by_name(track.get_ref().trim()) else {
@@ -363,18 +586,28 @@ impl Ctx<'_> {
                 Action::StopTrack { track: id, mode: self.stop_mode(at)? }
             }
             Which::StopAll(all) => {
-                if !*all.get_ref() {
-                    return Err(self.err(
-                        &all.span(),
-                        ScriptErrorKind::Action(
-                            "stop_all = false does nothing; write stop_all = true or remove the entry".into(),
-                        ),
-                    ));
-                }
+                self.must_be_true(all, "stop_all")?;
                 Action::StopAll { mode: self.stop_mode(at)? }
             }
         };
         Ok(ScriptAction { beat: Beats(beat), action })
+    }
+
+    /// `key = false` does nothing: refuse it.
+    fn must_be_true(&self, v: &Spanned<bool>, key: &str) -> Result<(), ScriptError> {
+        if *v.get_ref() {
+            return Ok(());
+        }
+        Err(self.err(
+            &v.span(),
+            ScriptErrorKind::Action(format!("{key} = false does nothing; write {key} = true or remove the entry")),
+        ))
+    }
+
+    fn scene(&self, name: &Spanned<String>) -> Result<SceneId, ScriptError> {
+        self.session
+            .scene_by_name(name.get_ref().trim())
+            .ok_or_else(|| self.unknown(name, "scene", self.session.scenes.iter().map(|s| s.id.as_str())))
     }
 
     fn clip(&self, name: &Spanned<String>) -> Result<crate::model::ClipId, ScriptError> {
@@ -401,6 +634,10 @@ enum Which<'r> {
     Scene(&'r Spanned<String>),
     Stop(&'r Spanned<String>),
     StopAll(&'r Spanned<bool>),
+    Playlist(&'r Spanned<String>),
+    Playthrough(&'r Spanned<bool>),
+    Arrangement(&'r Spanned<String>),
+    BackToArrangement(&'r Spanned<bool>),
 }
 
 #[cfg(test)]
@@ -430,11 +667,274 @@ id = "lead-gate"
 track = "lead"
 launch_mode = "gate"
 notes = [[0, 0.25, 72, 100]]
+[[clip]]
+id = "beat-b"
+track = "drums"
+length_beats = 6
+notes = [[0, 0.25, 36, 100]]
 [[scene]]
 id = "verse"
 clips = ["beat", "lead-gate"]
+[[scene]]
+id = "chorus"
+clips = ["beat-b"]
+tempo = 90
+[[scene]]
+id = "solo"
+clips = ["lead-gate"]
+beats_per_bar = 4
+[[playlist]]
+id = "song"
+steps = ["verse", { scene = "chorus", repeat = 2 }]
+[[arrangement.clip]]
+clip = "beat"
+start = 4
+length = 8
+[[arrangement.tempo_change]]
+beat = 6
+tempo = 60
+[[arrangement.tempo_change]]
+beat = 100
+tempo = 30
 "#;
         crate::session_file::parse_session(text, Path::new("set.toml")).unwrap()
+    }
+
+    /// Every action of the new kinds, with their settings.
+    const NEW: &str = r#"[[at]]
+beat = 0
+launch = "beat"
+behaviour = "retrigger"
+velocity = 0.5
+quantise = "beat"
+
+[[at]]
+beat = 1
+launch = "lead-gate"
+behaviour = "Legato"
+
+[[at]]
+beat = 2
+scene = "chorus"
+mode = "partial"
+
+[[at]]
+beat = 3
+scene = "verse"
+mode = "playlist"
+quantise = "none"
+
+[[at]]
+beat = 4
+scene = "solo"
+mode = "follow-action"
+
+[[at]]
+beat = 5
+scene = "verse"
+mode = "full"
+
+[[at]]
+beat = 6
+playlist = "song"
+
+[[at]]
+beat = 7
+playlist = "song"
+step = 1
+quantise = "2-bars"
+
+[[at]]
+beat = 8
+playthrough = true
+
+[[at]]
+beat = 9
+playthrough = true
+from = "chorus"
+to = "solo"
+quantise = "beat"
+
+[[at]]
+beat = 10
+arrangement = "play"
+
+[[at]]
+beat = 11
+back_to_arrangement = true
+
+[[at]]
+beat = 12
+back_to_arrangement = true
+quantise = "bar"
+
+[[at]]
+beat = 13
+launch = "beat"
+behaviour = "stop"
+
+[[at]]
+beat = 14
+launch = "beat"
+behaviour = "start"
+"#;
+
+    fn bad_new(from: &str, to: &str, needle: &str, phrase: &str) {
+        assert!(NEW.contains(from), "{from:?} not in NEW");
+        let text = NEW.replacen(from, to, 1);
+        let line = line_of(&text, needle);
+        let msg = match parse(&text) {
+            Ok(_) => panic!("expected an error containing {phrase:?}"),
+            Err(e) => e.to_string(),
+        };
+        assert!(msg.starts_with(&format!("{FILE}:{line}:")), "wanted {FILE}:{line}: ..., got: {msg}");
+        assert!(msg.contains(phrase), "wanted {phrase:?} in: {msg}");
+    }
+
+    #[test]
+    fn clip_triggers_scene_modes_playlists_playthroughs_and_the_arrangement() {
+        let s = parse(NEW).unwrap();
+        let trigger = |clip, behaviour, quantise, launch_velocity| {
+            Action::Trigger(ClipTrigger { clip: ClipId(clip), quantise, behaviour: Some(behaviour), launch_velocity })
+        };
+        let scene = |scene, mode, quantise| Action::Scene(SceneTrigger { scene: SceneId(scene), quantise, mode });
+        let got: Vec<Action> = s.actions.iter().map(|a| a.action).collect();
+        assert_eq!(
+            got,
+            vec![
+                trigger(0, Behaviour::Retrigger, Some(Quantise::Beat), Some(0.5)),
+                trigger(1, Behaviour::Legato, None, None),
+                scene(1, SceneMode::Partial, None),
+                scene(0, SceneMode::Playlist, Some(Quantise::None)),
+                scene(2, SceneMode::FollowAction, None),
+                scene(0, SceneMode::Full, None),
+                Action::Playlist { playlist: 0, step: 0, quantise: None },
+                Action::Playlist { playlist: 0, step: 1, quantise: Some(Quantise::Bars(2)) },
+                Action::Playthrough { from: SceneId(0), to: SceneId(2), quantise: None },
+                Action::Playthrough { from: SceneId(1), to: SceneId(2), quantise: Some(Quantise::Beat) },
+                Action::PlayArrangement,
+                Action::BackToArrangement { quantise: None },
+                Action::BackToArrangement { quantise: Some(Quantise::Bar) },
+                trigger(0, Behaviour::Stop, None, None),
+                trigger(0, Behaviour::Start, None, None),
+            ]
+        );
+        // Without `behaviour` and `mode` the old actions stay.
+        let plain = parse(VALID).unwrap();
+        assert!(plain.actions.iter().all(|a| !matches!(a.action, Action::Trigger(_) | Action::Scene(_))));
+    }
+
+    #[test]
+    fn bad_new_actions_name_their_line() {
+        bad_new(
+            "behaviour = \"Legato\"",
+            "behaviour = \"hold\"",
+            "behaviour = \"hold\"",
+            "'hold' is not a clip behaviour (use start, retrigger, legato or stop)",
+        );
+        bad_new("mode = \"partial\"", "mode = \"half\"", "mode = \"half\"", "'half' is not a scene mode");
+        bad_new(
+            "scene = \"solo\"\nmode = \"follow-action\"",
+            "scene = \"solo\"\nmode = \"playlist\"",
+            "mode = \"playlist\"\n\n[[at]]\nbeat = 5",
+            "scene 'solo' is in no playlist; mode = \"playlist\" starts the first playlist that holds it",
+        );
+        bad_new(
+            "playlist = \"song\"\n\n",
+            "playlist = \"songs\"\n\n",
+            "playlist = \"songs\"",
+            "playlist 'songs' does not exist in the session (playlists: song)",
+        );
+        bad_new(
+            "step = 1",
+            "step = 2",
+            "step = 2",
+            "step is 2; it must be a step of playlist 'song', counted from 0 (0..=1)",
+        );
+        bad_new("step = 1", "step = -1", "step = -1", "step is -1");
+        bad_new("step = 1", "step = \"two\"", "step = \"two\"", "expected an integer");
+        bad_new(
+            "playthrough = true\n\n",
+            "playthrough = false\n\n",
+            "playthrough = false",
+            "playthrough = false does nothing",
+        );
+        bad_new(
+            "from = \"chorus\"\nto = \"solo\"",
+            "from = \"solo\"\nto = \"chorus\"",
+            "to = \"chorus\"",
+            "scene 'chorus' comes before scene 'solo'; a playthrough goes forwards",
+        );
+        bad_new(
+            "from = \"chorus\"",
+            "from = \"intro\"",
+            "from = \"intro\"",
+            "scene 'intro' does not exist in the session (scenes: verse, chorus, solo)",
+        );
+        bad_new(
+            "arrangement = \"play\"",
+            "arrangement = \"stop\"",
+            "arrangement = \"stop\"",
+            "arrangement = 'stop' is not an arrangement action; write arrangement = \"play\"",
+        );
+        bad_new(
+            "back_to_arrangement = true\n\n",
+            "back_to_arrangement = false\n\n",
+            "back_to_arrangement = false",
+            "back_to_arrangement = false does nothing",
+        );
+        bad_new(
+            "arrangement = \"play\"",
+            "arrangement = \"play\"\nquantise = \"bar\"",
+            "quantise = \"bar\"\n\n[[at]]\nbeat = 11",
+            "`quantise` does not apply to `arrangement`",
+        );
+        bad_new(
+            "mode = \"partial\"",
+            "behaviour = \"start\"",
+            "behaviour = \"start\"\n\n[[at]]\nbeat = 3",
+            "`behaviour` does not apply to `scene`",
+        );
+        bad_new("step = 1", "from = \"verse\"", "from = \"verse\"", "`from` does not apply to `playlist`");
+        bad_new("to = \"solo\"", "step = 0", "step = 0", "`step` does not apply to `playthrough`");
+        bad_new(
+            "playlist = \"song\"\n\n",
+            "playlist = \"song\"\nvelocity = 1\n\n",
+            "velocity = 1",
+            "`velocity` does not apply to `playlist`",
+        );
+        bad_new(
+            "arrangement = \"play\"",
+            "arrangement = \"play\"\nplaylist = \"song\"",
+            "playlist = \"song\"\n\n[[at]]\nbeat = 11",
+            "this entry has both `arrangement` (line 57) and `playlist`",
+        );
+        bad_new("behaviour = \"Legato\"", "behavior = \"legato\"", "behavior", "unknown field `behavior`");
+    }
+
+    #[test]
+    fn lengths_of_playthroughs_playlists_and_the_arrangement() {
+        let s = session();
+        // 3/4 at 120 BPM. verse: 3 beats (its longest clip, one 3/4 bar); chorus: 6 beats at 90
+        // BPM; solo: 3 beats, still at 90 BPM (the chorus's tempo stays), in 4/4.
+        let all = playthrough_length(&s, SceneId(0), SceneId(2));
+        assert_eq!(all.beats, Beats(12.0));
+        assert!((all.seconds - (1.5 + 4.0 + 2.0)).abs() < 1e-12, "{all:?}");
+        assert!((all.bar_seconds - 4.0 * 60.0 / 90.0).abs() < 1e-12, "{all:?}");
+        let verse = playthrough_length(&s, SceneId(0), SceneId(0));
+        assert_eq!((verse.beats, verse.seconds, verse.bar_seconds), (Beats(3.0), 1.5, 1.5));
+        // song: verse once, chorus twice.
+        let song = playlist_length(&s, 0, 0);
+        assert_eq!(song.beats, Beats(15.0));
+        assert!((song.seconds - (1.5 + 8.0)).abs() < 1e-12, "{song:?}");
+        assert_eq!(playlist_length(&s, 0, 1).beats, Beats(12.0));
+        assert_eq!(playlist_length(&s, 0, 9).beats, Beats(0.0));
+        // Arrangement: `beat` at 4 for 8 beats ends at 12; 60 BPM from beat 6; the change at 100
+        // is after the end.
+        let a = arrangement_length(&s);
+        assert_eq!(a.beats, Beats(12.0));
+        assert!((a.seconds - (3.0 + 6.0)).abs() < 1e-12, "{a:?}");
+        assert_eq!(a.bar_seconds, 3.0);
     }
 
     const VALID: &str = r#"[[at]]
@@ -549,14 +1049,14 @@ mode = "immediate"
             "launch = \"beat\"",
             "launch = \"beet\"",
             "launch = \"beet\"",
-            "clip 'beet' does not exist in the session (clips: beat, lead-gate)",
+            "clip 'beet' does not exist in the session (clips: beat, lead-gate, beat-b)",
         );
         bad("release = \"lead-gate\"", "release = \"lead\"", "release = \"lead\"", "clip 'lead' does not exist");
         bad(
             "scene = \"verse\"",
-            "scene = \"chorus\"",
-            "scene = \"chorus\"",
-            "scene 'chorus' does not exist in the session (scenes: verse)",
+            "scene = \"intro\"",
+            "scene = \"intro\"",
+            "scene 'intro' does not exist in the session (scenes: verse, chorus, solo)",
         );
         bad(
             "stop = \"drums\"",
@@ -599,10 +1099,16 @@ mode = "immediate"
             "fade_beats only applies with mode = \"fade-out\"",
         );
         bad(
+            "release = \"lead-gate\"",
+            "release = \"lead-gate\"\nmode = \"immediate\"",
+            "mode = \"immediate\"\n\n[[at]]\nbeat = 0",
+            "`mode` does not apply to `release`",
+        );
+        bad(
             "scene = \"verse\"",
             "scene = \"verse\"\nmode = \"immediate\"",
-            "mode = \"immediate\"",
-            "`mode` does not apply to `scene`",
+            "mode = \"immediate\"\nquantise",
+            "'immediate' is not a scene mode (use full, partial, playlist or follow-action)",
         );
     }
 
@@ -629,6 +1135,12 @@ mode = "immediate"
         "\nscene = \"x\"\n",
         "\nquantise = \"global\"\n",
         "\nvelocity = nan\n",
+        "\nbehaviour = \"legato\"\n",
+        "\nmode = \"partial\"\n",
+        "\nplaylist = \"song\"\nstep = 7\n",
+        "\nplaythrough = true\nfrom = \"solo\"\n",
+        "\narrangement = \"play\"\n",
+        "\nback_to_arrangement = true\n",
         "[",
         "\"",
         "=",
@@ -647,7 +1159,7 @@ mode = "immediate"
         fn mutated_scripts_never_panic(
             edits in proptest::collection::vec((0usize..2000, 0usize..FRAGMENTS.len(), 0usize..30, any::<bool>()), 1..5)
         ) {
-            let mut text = VALID.to_string();
+            let mut text = if edits.len() % 2 == 0 { VALID.to_string() } else { NEW.to_string() };
             for (at, fragment, cut, insert) in edits {
                 let at = at % (text.len() + 1);
                 if insert {

@@ -24,7 +24,25 @@
 //! [[scene]]
 //! id = "verse"
 //! clips = ["beat-a"]
+//! tempo = 124                                  # optional; time_signature = "3/4" too
+//! follow = { a = { next = "next", chance = 0.7 }, b = { next = "repeat" } }
+//!
+//! [[playlist]]
+//! id = "song"
+//! steps = ["verse", { scene = "verse", repeat = 2 }]
+//!
+//! [[arrangement.clip]]
+//! clip = "beat-a"
+//! start = 0
+//! length = 16
+//!
+//! [[arrangement.tempo_change]]
+//! beat = 16
+//! tempo = 100
 //! ```
+//!
+//! [`save_arrangement`] writes a session's arrangement back into its file, keeping everything
+//! else in the file byte for byte.
 //!
 //! Every problem is reported as a [`SessionError`] that names the file, the line (and column) and
 //! what is wrong, e.g. `band.toml:14:9: clip 'bass-a': track 'bas' does not exist (tracks: drums,
@@ -41,8 +59,9 @@ use toml::Spanned;
 
 use crate::instrument::InstrumentSpec;
 use crate::model::{
-    AudioData, Clip, ClipContent, ClipId, EmptySlot, LaunchMode, MidiData, MidiEvent, MidiMsg, Scene, Session, Track,
-    TrackId, TrackKind,
+    Arrangement, AudioData, Clip, ClipContent, ClipId, EmptySlot, FollowAction, FollowActions, FollowConstraints,
+    FollowTarget, LaunchMode, MidiData, MidiEvent, MidiMsg, Placement, Playlist, PlaylistStep, Scene, SceneId, Session,
+    TempoChange, Track, TrackId, TrackKind, clip_kind,
 };
 use crate::time::{Beats, Bpm, Quantise};
 
@@ -235,6 +254,39 @@ pub enum SessionErrorKind {
         /// What is wrong with it.
         problem: String,
     },
+    /// A follow action names something it cannot go to (a clip of another track, a scene that
+    /// does not exist), or its constraints leave nothing to choose. Follow the message.
+    #[error("{owner}: follow action: {problem}")]
+    Follow {
+        /// `clip 'x'` or `scene 'y'`.
+        owner: String,
+        /// What is wrong.
+        problem: String,
+    },
+    /// A playlist has no steps or names a scene that does not exist. Fix the step the message
+    /// names.
+    #[error("playlist '{playlist}': {problem}")]
+    Playlist {
+        /// The playlist.
+        playlist: String,
+        /// What is wrong.
+        problem: String,
+    },
+    /// An arrangement entry names a clip or lane that does not exist, puts a clip on a lane of
+    /// the other kind (audio on MIDI or MIDI on audio), or a tempo change is empty or given
+    /// twice. Follow the message.
+    #[error("arrangement: {problem}")]
+    Arrangement {
+        /// What is wrong.
+        problem: String,
+    },
+    /// The arrangement cannot be written into the session file (it names a clip the file does not
+    /// define). Save the whole session instead.
+    #[error("cannot save the arrangement: {0}")]
+    Save(String),
+    /// The session file could not be written. Check the folder's permissions and free space.
+    #[error("cannot write the session file: {0}")]
+    Write(#[source] std::io::Error),
     /// The session passed every check above but is still inconsistent (caught by
     /// [`Session::validate`]). This should not happen; please report it with the session file.
     #[error("the session is inconsistent: {0}")]
@@ -400,6 +452,219 @@ pub fn parse_session(text: &str, file: &Path) -> Result<Session, SessionError> {
     let session = ctx.build(raw)?;
     session.validate().map_err(|m| SessionError::whole_file(file, SessionErrorKind::Model(m)))?;
     Ok(session)
+}
+
+/// Writes `session`'s arrangement (its placements and tempo changes) into the session file at
+/// `path`, replacing the file's `[arrangement]` section and keeping everything else byte for byte,
+/// comments included. The new section goes where the old one was (a comment just above the old
+/// section stays above it), or at the end of the file if it had none; comments inside the old
+/// section are not kept.
+///
+/// A placed clip the file does not define (a duplicate made by [`Session::place_clip`]) is
+/// added as a new `[[clip]]` entry after the file's clips: a copy of its original's entry with
+/// the new id and lane. Any other clip the file does not define is an error, and the file is
+/// left as it was. The file is replaced atomically (written beside it, then renamed).
+///
+/// Thread: control. Not realtime-safe.
+pub fn save_arrangement(path: &Path, session: &Session) -> Result<(), SessionError> {
+    let bytes = std::fs::read(path).map_err(|e| SessionError::whole_file(path, SessionErrorKind::Io(e)))?;
+    let text = String::from_utf8(bytes).map_err(|_| {
+        SessionError::whole_file(
+            path,
+            SessionErrorKind::Syntax { message: "the file is not UTF-8 text (save it as UTF-8)".into() },
+        )
+    })?;
+    let new_text = replace_arrangement(&text, path, session)?;
+    let write = |e| SessionError::whole_file(path, SessionErrorKind::Write(e));
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(format!(".saving-{}", std::process::id()));
+    let tmp = PathBuf::from(tmp);
+    std::fs::write(&tmp, new_text).map_err(write)?;
+    std::fs::rename(&tmp, path).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        write(e)
+    })
+}
+
+/// The text of session file `text` with its arrangement replaced by `session`'s: what
+/// [`save_arrangement`] writes. `file` names the file in error messages.
+pub fn replace_arrangement(text: &str, file: &Path, session: &Session) -> Result<String, SessionError> {
+    use toml_edit::{ArrayOfTables, DocumentMut, Item, Table};
+
+    let (bom, body) = match text.strip_prefix('\u{feff}') {
+        Some(rest) => ("\u{feff}", rest),
+        None => ("", text),
+    };
+    let mut doc: DocumentMut = body.parse().map_err(|e: toml_edit::TomlError| {
+        let kind = SessionErrorKind::Syntax { message: e.message().trim().to_string() };
+        match e.span() {
+            Some(span) => {
+                let (line, column) = line_col(body, span.start);
+                SessionError { file: file.to_path_buf(), line: Some(line), column: Some(column), kind: Box::new(kind) }
+            }
+            None => SessionError::whole_file(file, kind),
+        }
+    })?;
+    let save_err = |m: String| SessionError::whole_file(file, SessionErrorKind::Save(m));
+
+    // Where the old section was, and the comment above it.
+    let mut last = 0isize;
+    walk_tables(doc.as_table(), &mut |t| last = last.max(t.position().unwrap_or(0)));
+    let (position, prefix) = match doc.get("arrangement") {
+        Some(Item::Table(old)) => {
+            let mut first: Option<(isize, String)> = None;
+            walk_tables(old, &mut |t| {
+                if let Some(p) = t.position()
+                    && !t.is_implicit()
+                    && first.as_ref().is_none_or(|(q, _)| p < *q)
+                {
+                    let prefix = t.decor().prefix().and_then(|r| r.as_str()).unwrap_or("\n").to_string();
+                    first = Some((p, prefix));
+                }
+            });
+            first.unwrap_or((last + 1, "\n".into()))
+        }
+        _ => (last + 1, "\n".into()),
+    };
+
+    // Clips placed on the arrangement that the file does not define: copies of clips it does.
+    let file_clips: Vec<String> = match doc.get("clip") {
+        None => Vec::new(),
+        Some(Item::ArrayOfTables(a)) => {
+            a.iter().filter_map(|t| t.get("id").and_then(|v| v.as_str()).map(|s| s.trim().to_string())).collect()
+        }
+        Some(_) => return Err(save_err("the file's clips are not written as [[clip]] entries".into())),
+    };
+    let mut added: Vec<Table> = Vec::new();
+    for p in &session.arrangement.clips {
+        let clip = session.clips.get(p.clip.index()).ok_or_else(|| save_err("a placement names no clip".into()))?;
+        if file_clips.contains(&clip.id) || added.iter().any(|t| t.get("id").and_then(|v| v.as_str()) == Some(&clip.id))
+        {
+            continue;
+        }
+        let same = |a: &ClipContent, b: &ClipContent| match (a, b) {
+            (ClipContent::Audio(x), ClipContent::Audio(y)) => Arc::ptr_eq(x, y),
+            (ClipContent::Midi(x), ClipContent::Midi(y)) => Arc::ptr_eq(x, y),
+            _ => false,
+        };
+        let original = session
+            .clips
+            .iter()
+            .filter(|o| o.id != clip.id && file_clips.contains(&o.id) && same(&o.content, &clip.content))
+            .map(|o| o.id.clone())
+            .next()
+            .ok_or_else(|| {
+                save_err(format!("clip '{}' is not in the session file and is not a copy of a clip that is", clip.id))
+            })?;
+        let mut copy = match doc.get("clip") {
+            Some(Item::ArrayOfTables(entries)) => entries
+                .iter()
+                .find(|t| t.get("id").and_then(|v| v.as_str()).map(str::trim) == Some(original.as_str()))
+                .cloned(),
+            _ => None,
+        }
+        .ok_or_else(|| save_err(format!("clip '{original}' is not in the session file")))?;
+        walk_tables_mut(&mut copy, &mut |t| {
+            t.set_position(None);
+            t.decor_mut().clear();
+        });
+        copy.insert("id", toml_edit::value(clip.id.as_str()));
+        let track = &session.tracks.get(clip.track.index()).ok_or_else(|| save_err("a clip has no track".into()))?.id;
+        copy.insert("track", toml_edit::value(track.as_str()));
+        if (clip.length.0 - session.clips.iter().find(|o| o.id == original).map_or(0.0, |o| o.length.0)).abs() > 0.0 {
+            copy.insert("length_beats", number(clip.length.0));
+        }
+        added.push(copy);
+    }
+    if !added.is_empty() {
+        let Some(Item::ArrayOfTables(entries)) = doc.get_mut("clip") else {
+            return Err(save_err("the file defines no [[clip]] entries to copy".into()));
+        };
+        for t in added {
+            entries.push(t);
+        }
+    }
+
+    // The new section.
+    doc.remove("arrangement");
+    let a = &session.arrangement;
+    if !a.clips.is_empty() || !a.tempo.is_empty() {
+        let mut section = Table::new();
+        section.set_implicit(true);
+        section.set_position(Some(position));
+        let mut first = true;
+        let mut entry = |t: &mut Table| {
+            t.set_position(Some(position));
+            t.decor_mut().set_prefix(if std::mem::take(&mut first) { prefix.as_str() } else { "\n" });
+        };
+        let mut clips = ArrayOfTables::new();
+        for p in &a.clips {
+            let (Some(clip), Some(track)) = (session.clips.get(p.clip.index()), session.tracks.get(p.track.index()))
+            else {
+                return Err(save_err("a placement names a clip or lane that does not exist".into()));
+            };
+            let mut t = Table::new();
+            entry(&mut t);
+            t.insert("track", toml_edit::value(track.id.as_str()));
+            t.insert("clip", toml_edit::value(clip.id.as_str()));
+            t.insert("start", number(p.start.0));
+            t.insert("length", number(p.length.0));
+            if p.offset.0 != 0.0 {
+                t.insert("offset", number(p.offset.0));
+            }
+            clips.push(t);
+        }
+        let mut changes = ArrayOfTables::new();
+        for c in &a.tempo {
+            let mut t = Table::new();
+            entry(&mut t);
+            t.insert("beat", number(c.beat.0));
+            if let Some(tempo) = c.tempo {
+                t.insert("tempo", number(tempo.0));
+            }
+            if let Some(b) = c.beats_per_bar {
+                t.insert("beats_per_bar", number(b));
+            }
+            changes.push(t);
+        }
+        if !clips.is_empty() {
+            section.insert("clip", Item::ArrayOfTables(clips));
+        }
+        if !changes.is_empty() {
+            section.insert("tempo_change", Item::ArrayOfTables(changes));
+        }
+        doc.insert("arrangement", Item::Table(section));
+    }
+    Ok(format!("{bom}{doc}"))
+}
+
+/// A number as the session format writes it: an integer when it is one, else a decimal.
+fn number(x: f64) -> toml_edit::Item {
+    if x.fract() == 0.0 && x.abs() < 1e15 { toml_edit::value(x as i64) } else { toml_edit::value(x) }
+}
+
+/// Calls `f` on `table` and every table nested in it (standard tables and arrays of tables).
+fn walk_tables(table: &toml_edit::Table, f: &mut impl FnMut(&toml_edit::Table)) {
+    f(table);
+    for (_, item) in table.iter() {
+        match item {
+            toml_edit::Item::Table(t) => walk_tables(t, f),
+            toml_edit::Item::ArrayOfTables(a) => a.iter().for_each(|t| walk_tables(t, f)),
+            _ => {}
+        }
+    }
+}
+
+/// [`walk_tables`], mutably.
+fn walk_tables_mut(table: &mut toml_edit::Table, f: &mut impl FnMut(&mut toml_edit::Table)) {
+    f(table);
+    for (_, item) in table.iter_mut() {
+        match item {
+            toml_edit::Item::Table(t) => walk_tables_mut(t, f),
+            toml_edit::Item::ArrayOfTables(a) => a.iter_mut().for_each(|t| walk_tables_mut(t, f)),
+            _ => {}
+        }
+    }
 }
 
 /// The folder relative paths in `file` are resolved against.
@@ -746,6 +1011,9 @@ struct RawFile {
     clips: Vec<Spanned<RawClip>>,
     #[serde(default, rename = "scene")]
     scenes: Vec<Spanned<RawScene>>,
+    #[serde(default, rename = "playlist")]
+    playlists: Vec<Spanned<RawPlaylist>>,
+    arrangement: Option<Spanned<RawArrangement>>,
 }
 
 #[derive(Deserialize)]
@@ -772,6 +1040,8 @@ struct RawTrack {
     #[serde(default)]
     solo: bool,
     instrument: Option<Spanned<InstrumentSpec>>,
+    #[serde(default)]
+    keep_playing: bool,
 }
 
 /// `[start_beat, length_beats, key, velocity]`.
@@ -796,6 +1066,7 @@ struct RawClip {
     velocity_amount: Option<Spanned<f64>>,
     #[serde(default)]
     legato: bool,
+    follow: Option<Spanned<RawFollow>>,
 }
 
 #[derive(Deserialize)]
@@ -806,6 +1077,153 @@ struct RawScene {
     clips: Vec<Spanned<String>>,
     quantise: Option<Spanned<String>>,
     empty_slots: Option<EmptySlot>,
+    tempo: Option<Spanned<f64>>,
+    beats_per_bar: Option<Spanned<f64>>,
+    time_signature: Option<Spanned<String>>,
+    follow: Option<Spanned<RawFollow>>,
+}
+
+/// `follow = { after_loops = 2, a = { ... }, b = { ... } }` on a clip or a scene.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFollow {
+    after_loops: Option<Spanned<i64>>,
+    a: Spanned<RawFollowAction>,
+    b: Option<Spanned<RawFollowAction>>,
+}
+
+/// One alternative of a follow action.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFollowAction {
+    next: Spanned<RawTarget>,
+    chance: Option<Spanned<f64>>,
+    no_repeat: Option<Spanned<bool>>,
+    exclude: Option<Spanned<Vec<Spanned<String>>>>,
+    only: Option<Spanned<Vec<Spanned<String>>>>,
+}
+
+/// Where a follow action goes: a word (`"next"`, `"random"`, ...), `{ clip = "id" }` or
+/// `{ scene = "id" }`.
+enum RawTarget {
+    Word(String),
+    Clip(String),
+    Scene(String),
+}
+
+/// What a follow target may be, for serde's messages.
+const TARGET_EXPECTED: &str =
+    "next, previous, first, last, random, repeat, stop, { clip = \"id\" } or { scene = \"id\" }";
+
+impl<'de> Deserialize<'de> for RawTarget {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<RawTarget, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = RawTarget;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(TARGET_EXPECTED)
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawTarget, E> {
+                Ok(RawTarget::Word(v.to_string()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<RawTarget, A::Error> {
+                use serde::de::Error as _;
+                let mut out = None;
+                while let Some(key) = map.next_key::<String>()? {
+                    let id: String = map.next_value()?;
+                    let target = match key.as_str() {
+                        "clip" => RawTarget::Clip(id),
+                        "scene" => RawTarget::Scene(id),
+                        other => return Err(A::Error::unknown_field(other, &["clip", "scene"])),
+                    };
+                    if out.replace(target).is_some() {
+                        return Err(A::Error::custom("give `clip` or `scene`, not both"));
+                    }
+                }
+                out.ok_or_else(|| A::Error::custom(format!("an empty table; expected {TARGET_EXPECTED}")))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// `[[playlist]]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPlaylist {
+    id: Spanned<String>,
+    steps: Spanned<Vec<Spanned<RawStep>>>,
+    #[serde(rename = "loop")]
+    looping: Option<bool>,
+}
+
+/// A playlist step: `"scene-id"` or `{ scene = "scene-id", repeat = 2 }`.
+struct RawStep {
+    scene: String,
+    repeat: Option<i64>,
+}
+
+impl<'de> Deserialize<'de> for RawStep {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<RawStep, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = RawStep;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a scene id or { scene = \"id\", repeat = N }")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawStep, E> {
+                Ok(RawStep { scene: v.to_string(), repeat: None })
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<RawStep, A::Error> {
+                use serde::de::Error as _;
+                let (mut scene, mut repeat) = (None, None);
+                while let Some(key) = map.next_key::<String>()? {
+                    match key.as_str() {
+                        "scene" if scene.is_none() => scene = Some(map.next_value::<String>()?),
+                        "repeat" if repeat.is_none() => repeat = Some(map.next_value::<i64>()?),
+                        "scene" | "repeat" => {
+                            return Err(A::Error::duplicate_field(if key == "scene" { "scene" } else { "repeat" }));
+                        }
+                        other => return Err(A::Error::unknown_field(other, &["scene", "repeat"])),
+                    }
+                }
+                let scene = scene.ok_or_else(|| A::Error::missing_field("scene"))?;
+                Ok(RawStep { scene, repeat })
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// `[arrangement]`: `[[arrangement.clip]]` and `[[arrangement.tempo_change]]` entries.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawArrangement {
+    #[serde(default, rename = "clip")]
+    clips: Vec<Spanned<RawPlacement>>,
+    #[serde(default, rename = "tempo_change")]
+    tempo_changes: Vec<Spanned<RawTempoChange>>,
+}
+
+/// `[[arrangement.clip]]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPlacement {
+    clip: Spanned<String>,
+    track: Option<Spanned<String>>,
+    start: Spanned<f64>,
+    length: Option<Spanned<f64>>,
+    offset: Option<Spanned<f64>>,
+}
+
+/// `[[arrangement.tempo_change]]`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawTempoChange {
+    beat: Spanned<f64>,
+    tempo: Option<Spanned<f64>>,
+    beats_per_bar: Option<Spanned<f64>>,
+    time_signature: Option<Spanned<String>>,
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -824,6 +1242,17 @@ pub const MAX_GAIN_DB: f64 = 24.0;
 pub const MAX_CROSSFADE_MS: f64 = 1000.0;
 /// Longest clip, in beats.
 pub const MAX_CLIP_BEATS: f64 = 100_000.0;
+/// Most passes before a follow-action decision, and most repeats of a playlist step.
+pub const MAX_FOLLOW_LOOPS: u32 = 10_000;
+/// Latest beat on the arrangement (about 14 hours at 120 BPM), and its longest placement.
+pub const MAX_ARRANGEMENT_BEAT: f64 = 100_000.0;
+
+/// Whose follow actions are being read.
+#[derive(Clone, Copy)]
+enum Owner {
+    Clip(ClipId),
+    Scene(SceneId),
+}
 
 struct Ctx<'a> {
     file: &'a Path,
@@ -965,6 +1394,7 @@ impl Ctx<'_> {
             track.mute = t.mute;
             track.solo = t.solo;
             track.instrument = t.instrument.as_ref().map(|i| i.get_ref().clone());
+            track.keep_playing = t.keep_playing;
             session.add_track(track);
         }
 
@@ -1017,12 +1447,452 @@ impl Ctx<'_> {
             }
             let quantise =
                 self.quantise(s.quantise.as_ref(), || format!("scene '{id}': quantise"), true, Quantise::Global)?;
+            let tempo = match &s.tempo {
+                None => None,
+                Some(t) => Some(Bpm(self.tempo(t, || format!("scene '{id}': tempo"))?)),
+            };
+            let beats_per_bar =
+                self.bar_length(s.beats_per_bar.as_ref(), s.time_signature.as_ref(), || format!("scene '{id}': "))?;
             let mut scene = Scene::new(id, clips);
             scene.quantise = quantise;
             scene.empty_slots = s.empty_slots.unwrap_or_default();
+            scene.tempo = tempo;
+            scene.beats_per_bar = beats_per_bar;
             session.add_scene(scene);
         }
+
+        // Follow actions, once every clip and scene they may name exists.
+        for (i, c) in raw.clips.iter().enumerate() {
+            if let Some(f) = &c.get_ref().follow {
+                session.clips[i].follow = Some(self.follow(f, Owner::Clip(ClipId(i as u32)), &session)?);
+            }
+        }
+        for (i, s) in raw.scenes.iter().enumerate() {
+            if let Some(f) = &s.get_ref().follow {
+                session.scenes[i].follow = Some(self.follow(f, Owner::Scene(SceneId(i as u32)), &session)?);
+            }
+        }
+
+        // Playlists.
+        let mut playlist_ids = HashMap::new();
+        for p in &raw.playlists {
+            let p = p.get_ref();
+            let id = self.id(&p.id, "playlist", &mut playlist_ids)?;
+            let playlist = self.playlist(id, p, &session)?;
+            session.playlists.push(playlist);
+        }
+
+        // The arrangement.
+        if let Some(a) = &raw.arrangement {
+            session.arrangement = self.arrangement(a.get_ref(), &session)?;
+        }
         Ok(session)
+    }
+
+    /// A tempo in BPM, checked against the range Link accepts.
+    fn tempo(&self, t: &Spanned<f64>, what: impl FnOnce() -> String) -> Result<f64, SessionError> {
+        self.range(
+            t,
+            what,
+            |x| (Bpm::MIN..=Bpm::MAX).contains(&x),
+            &format!("between {} and {} BPM", Bpm::MIN, Bpm::MAX),
+        )
+    }
+
+    /// Beats per bar from `beats_per_bar` or `time_signature` (at most one of them); `prefix`
+    /// names the owner in messages (`""` for the session, `"scene 'x': "`).
+    fn bar_length(
+        &self,
+        beats_per_bar: Option<&Spanned<f64>>,
+        time_signature: Option<&Spanned<String>>,
+        prefix: impl Fn() -> String,
+    ) -> Result<Option<f64>, SessionError> {
+        match (beats_per_bar, time_signature) {
+            (Some(_), Some(ts)) => Err(self.err(
+                &ts.span(),
+                SessionErrorKind::Misplaced(format!(
+                    "{}give either beats_per_bar or time_signature, not both",
+                    prefix()
+                )),
+            )),
+            (Some(b), None) => Ok(Some(self.range(
+                b,
+                || format!("{}beats_per_bar", prefix()),
+                |x| x > 0.0 && x <= 64.0,
+                "greater than 0 and at most 64",
+            )?)),
+            (None, Some(ts)) => parse_time_signature(ts.get_ref()).map(Some).ok_or_else(|| {
+                self.err(&ts.span(), SessionErrorKind::BadTimeSignature { value: ts.get_ref().clone() })
+            }),
+            (None, None) => Ok(None),
+        }
+    }
+
+    /// A clip's or scene's follow actions, with every id resolved and every constraint checked.
+    fn follow(&self, raw: &Spanned<RawFollow>, owner: Owner, session: &Session) -> Result<FollowActions, SessionError> {
+        let owner_name = match owner {
+            Owner::Clip(c) => format!("clip '{}'", session.clip(c).id),
+            Owner::Scene(s) => format!("scene '{}'", session.scene(s).id),
+        };
+        let fail = |span: &Range<usize>, problem: String| {
+            self.err(span, SessionErrorKind::Follow { owner: owner_name.clone(), problem })
+        };
+        let f = raw.get_ref();
+        let after_loops = match &f.after_loops {
+            None => 1,
+            Some(n) => match u32::try_from(*n.get_ref()) {
+                Ok(v) if (1..=MAX_FOLLOW_LOOPS).contains(&v) => v,
+                _ => {
+                    return Err(self.err(
+                        &n.span(),
+                        SessionErrorKind::OutOfRange {
+                            what: format!("{owner_name}: follow after_loops"),
+                            value: n.get_ref().to_string(),
+                            expected: format!("a whole number from 1 to {MAX_FOLLOW_LOOPS}"),
+                        },
+                    ));
+                }
+            },
+        };
+        // The candidates `next`, `previous`, `first`, `last` and `random` choose among, in order.
+        let (universe, noun): (Vec<u32>, &str) = match owner {
+            Owner::Clip(c) => (session.clips_of_track(session.clip(c).track).iter().map(|c| c.0).collect(), "clip"),
+            Owner::Scene(_) => ((0..session.scenes.len() as u32).collect(), "scene"),
+        };
+        let own = match owner {
+            Owner::Clip(c) => c.0,
+            Owner::Scene(s) => s.0,
+        };
+        let resolve = |name: &Spanned<String>| -> Result<u32, SessionError> {
+            let n = name.get_ref().trim();
+            match owner {
+                Owner::Clip(c) => {
+                    let track = session.clip(c).track;
+                    match session.clip_by_name(n) {
+                        Some(id) if session.clip(id).track == track => Ok(id.0),
+                        Some(id) => Err(fail(
+                            &name.span(),
+                            format!(
+                                "clip '{n}' is on track '{}', not '{}'; a clip's follow action chooses among the \
+                                 clips of its own track ({})",
+                                session.track(session.clip(id).track).id,
+                                session.track(track).id,
+                                known_list(session.clips_of_track(track).iter().map(|c| session.clip(*c).id.as_str()))
+                            ),
+                        )),
+                        None => Err(fail(
+                            &name.span(),
+                            format!(
+                                "clip '{n}' does not exist (clips of track '{}': {})",
+                                session.track(track).id,
+                                known_list(session.clips_of_track(track).iter().map(|c| session.clip(*c).id.as_str()))
+                            ),
+                        )),
+                    }
+                }
+                Owner::Scene(_) => session.scene_by_name(n).map(|s| s.0).ok_or_else(|| {
+                    fail(
+                        &name.span(),
+                        format!(
+                            "scene '{n}' does not exist (scenes: {})",
+                            known_list(session.scenes.iter().map(|s| s.id.as_str()))
+                        ),
+                    )
+                }),
+            }
+        };
+        let action = |raw: &Spanned<RawFollowAction>, chance: f64| -> Result<FollowAction, SessionError> {
+            let a = raw.get_ref();
+            let next = match a.next.get_ref() {
+                RawTarget::Word(w) => match w.trim().to_ascii_lowercase().as_str() {
+                    "next" => FollowTarget::Next,
+                    "previous" => FollowTarget::Previous,
+                    "first" => FollowTarget::First,
+                    "last" => FollowTarget::Last,
+                    "random" => FollowTarget::Random,
+                    "repeat" => FollowTarget::Repeat,
+                    "stop" => FollowTarget::Stop,
+                    _ => {
+                        return Err(fail(
+                            &a.next.span(),
+                            format!("'{w}' is not a follow action (use {TARGET_EXPECTED})"),
+                        ));
+                    }
+                },
+                RawTarget::Clip(name) => {
+                    let named = Spanned::new(a.next.span(), name.clone());
+                    match owner {
+                        // Among the clips of its own track, like the constraints.
+                        Owner::Clip(_) => FollowTarget::Clip(ClipId(resolve(&named)?)),
+                        // Any clip.
+                        Owner::Scene(_) => match session.clip_by_name(name.trim()) {
+                            Some(c) => FollowTarget::Clip(c),
+                            None => {
+                                return Err(fail(
+                                    &a.next.span(),
+                                    format!(
+                                        "clip '{}' does not exist (clips: {})",
+                                        name.trim(),
+                                        known_list(session.clips.iter().map(|c| c.id.as_str()))
+                                    ),
+                                ));
+                            }
+                        },
+                    }
+                }
+                RawTarget::Scene(name) => match session.scene_by_name(name.trim()) {
+                    Some(s) => FollowTarget::Scene(s),
+                    None => {
+                        return Err(fail(
+                            &a.next.span(),
+                            format!(
+                                "scene '{}' does not exist (scenes: {})",
+                                name.trim(),
+                                known_list(session.scenes.iter().map(|s| s.id.as_str()))
+                            ),
+                        ));
+                    }
+                },
+            };
+            let chooses = matches!(
+                next,
+                FollowTarget::Next
+                    | FollowTarget::Previous
+                    | FollowTarget::First
+                    | FollowTarget::Last
+                    | FollowTarget::Random
+            );
+            let mut constraints = FollowConstraints::default();
+            for (key, span) in [
+                ("no_repeat", a.no_repeat.as_ref().map(|v| v.span())),
+                ("exclude", a.exclude.as_ref().map(|v| v.span())),
+                ("only", a.only.as_ref().map(|v| v.span())),
+            ] {
+                if let (Some(span), false) = (span, chooses) {
+                    return Err(fail(
+                        &span,
+                        format!("`{key}` only applies when next is next, previous, first, last or random"),
+                    ));
+                }
+            }
+            constraints.no_repeat = a.no_repeat.as_ref().is_some_and(|v| *v.get_ref());
+            for (list, out) in [(&a.exclude, &mut constraints.exclude), (&a.only, &mut constraints.only)] {
+                for name in list.iter().flat_map(|l| l.get_ref()) {
+                    let id = resolve(name)?;
+                    if !out.contains(&id) {
+                        out.push(id);
+                    }
+                }
+            }
+            if chooses {
+                let left = universe
+                    .iter()
+                    .filter(|c| constraints.only.is_empty() || constraints.only.contains(c))
+                    .filter(|c| !constraints.exclude.contains(c))
+                    .filter(|c| !(constraints.no_repeat && **c == own))
+                    .count();
+                if left == 0 {
+                    let span =
+                        [&a.only, &a.exclude].into_iter().flatten().map(|l| l.span()).next().unwrap_or(raw.span());
+                    return Err(fail(&span, format!("the constraints leave no {noun} to choose")));
+                }
+            }
+            Ok(FollowAction { next, chance, constraints })
+        };
+        let chance = |c: &Option<Spanned<f64>>, which: &str| -> Result<Option<f64>, SessionError> {
+            c.as_ref()
+                .map(|c| {
+                    self.range(
+                        c,
+                        || format!("{owner_name}: follow {which} chance"),
+                        |x| (0.0..=1.0).contains(&x),
+                        "between 0 and 1",
+                    )
+                })
+                .transpose()
+        };
+        let ca = chance(&f.a.get_ref().chance, "a")?;
+        let cb = match &f.b {
+            None => None,
+            Some(b) => chance(&b.get_ref().chance, "b")?,
+        };
+        // A chance left out takes what the other leaves of 1.
+        let (ca, cb) = match (&f.b, ca, cb) {
+            (None, a, _) => (a.unwrap_or(1.0), 0.0),
+            (Some(_), Some(a), Some(b)) => (a, b),
+            (Some(_), Some(a), None) => (a, 1.0 - a),
+            (Some(_), None, Some(b)) => (1.0 - b, b),
+            (Some(_), None, None) => (0.5, 0.5),
+        };
+        let a = action(&f.a, ca)?;
+        let b = f.b.as_ref().map(|b| action(b, cb)).transpose()?;
+        Ok(FollowActions { after_loops, a, b })
+    }
+
+    /// A playlist, with its scenes resolved.
+    fn playlist(&self, id: String, p: &RawPlaylist, session: &Session) -> Result<Playlist, SessionError> {
+        let fail = |span: &Range<usize>, problem: String| {
+            self.err(span, SessionErrorKind::Playlist { playlist: id.clone(), problem })
+        };
+        if p.steps.get_ref().is_empty() {
+            return Err(fail(
+                &p.steps.span(),
+                "has no steps; list scenes, e.g. steps = [\"intro\", { scene = \"verse\", repeat = 2 }]".into(),
+            ));
+        }
+        let mut steps = Vec::with_capacity(p.steps.get_ref().len());
+        for (i, step) in p.steps.get_ref().iter().enumerate() {
+            let raw = step.get_ref();
+            let name = raw.scene.trim();
+            let Some(scene) = session.scene_by_name(name) else {
+                return Err(fail(
+                    &step.span(),
+                    format!(
+                        "step {}: scene '{name}' does not exist (scenes: {})",
+                        i + 1,
+                        known_list(session.scenes.iter().map(|s| s.id.as_str()))
+                    ),
+                ));
+            };
+            let repeat = match raw.repeat {
+                None => 1,
+                Some(n) => match u32::try_from(n) {
+                    Ok(v) if (1..=MAX_FOLLOW_LOOPS).contains(&v) => v,
+                    _ => {
+                        return Err(self.err(
+                            &step.span(),
+                            SessionErrorKind::OutOfRange {
+                                what: format!("playlist '{id}': step {} repeat", i + 1),
+                                value: n.to_string(),
+                                expected: format!("a whole number from 1 to {MAX_FOLLOW_LOOPS}"),
+                            },
+                        ));
+                    }
+                },
+            };
+            steps.push(PlaylistStep { scene, repeat });
+        }
+        Ok(Playlist { id, steps, looping: p.looping.unwrap_or(false) })
+    }
+
+    /// The arrangement: placements checked against their lanes, tempo changes in beat order.
+    fn arrangement(&self, a: &RawArrangement, session: &Session) -> Result<Arrangement, SessionError> {
+        let fail = |span: &Range<usize>, problem: String| self.err(span, SessionErrorKind::Arrangement { problem });
+        let mut out = Arrangement::default();
+        for p in &a.clips {
+            let p = p.get_ref();
+            let name = p.clip.get_ref().trim();
+            let Some(clip) = session.clip_by_name(name) else {
+                return Err(fail(
+                    &p.clip.span(),
+                    format!(
+                        "clip '{name}' does not exist (clips: {})",
+                        known_list(session.clips.iter().map(|c| c.id.as_str()))
+                    ),
+                ));
+            };
+            let c = session.clip(clip);
+            let (track, track_span) = match &p.track {
+                None => (c.track, p.clip.span()),
+                Some(t) => match session.track_by_name(t.get_ref().trim()) {
+                    Some(id) => (id, t.span()),
+                    None => {
+                        return Err(fail(
+                            &t.span(),
+                            format!(
+                                "track '{}' does not exist (tracks: {})",
+                                t.get_ref().trim(),
+                                known_list(session.tracks.iter().map(|t| t.id.as_str()))
+                            ),
+                        ));
+                    }
+                },
+            };
+            let lane = session.track(track);
+            if clip_kind(c) != lane.kind {
+                let article = |k: TrackKind| match k {
+                    TrackKind::Audio => "an audio",
+                    TrackKind::Midi => "a MIDI",
+                };
+                return Err(fail(
+                    &track_span,
+                    format!(
+                        "clip '{}' is {} clip and cannot go on lane '{}', {} track",
+                        c.id,
+                        article(clip_kind(c)),
+                        lane.id,
+                        article(lane.kind)
+                    ),
+                ));
+            }
+            let start = self.range(
+                &p.start,
+                || format!("arrangement clip '{}': start", c.id),
+                |x| (0.0..=MAX_ARRANGEMENT_BEAT).contains(&x),
+                &format!("between 0 and {MAX_ARRANGEMENT_BEAT} beats"),
+            )?;
+            let length = match &p.length {
+                None => c.length.0,
+                Some(l) => self.range(
+                    l,
+                    || format!("arrangement clip '{}': length", c.id),
+                    |x| x > 0.0 && x <= MAX_ARRANGEMENT_BEAT,
+                    &format!("greater than 0 and at most {MAX_ARRANGEMENT_BEAT} beats"),
+                )?,
+            };
+            let offset = match &p.offset {
+                None => 0.0,
+                Some(o) => self.range(
+                    o,
+                    || format!("arrangement clip '{}': offset", c.id),
+                    |x| (0.0..=MAX_ARRANGEMENT_BEAT).contains(&x),
+                    &format!("between 0 and {MAX_ARRANGEMENT_BEAT} beats"),
+                )?,
+            };
+            out.clips.push(Placement {
+                track,
+                clip,
+                start: Beats(start),
+                length: Beats(length),
+                offset: Beats(offset),
+            });
+        }
+        let mut seen: Vec<(f64, usize)> = Vec::new();
+        for t in &a.tempo_changes {
+            let header = t.span();
+            let t = t.get_ref();
+            let beat = self.range(
+                &t.beat,
+                || "arrangement tempo_change beat".into(),
+                |x| (0.0..=MAX_ARRANGEMENT_BEAT).contains(&x),
+                &format!("between 0 and {MAX_ARRANGEMENT_BEAT}"),
+            )?;
+            if let Some(&(_, line)) = seen.iter().find(|(b, _)| *b == beat) {
+                return Err(fail(
+                    &t.beat.span(),
+                    format!("two tempo changes at beat {beat} (the other is on line {line}); merge them"),
+                ));
+            }
+            seen.push((beat, self.line(&t.beat.span())));
+            let tempo = match &t.tempo {
+                None => None,
+                Some(x) => Some(Bpm(self.tempo(x, || format!("arrangement tempo_change at beat {beat}: tempo"))?)),
+            };
+            let beats_per_bar = self.bar_length(t.beats_per_bar.as_ref(), t.time_signature.as_ref(), || {
+                format!("arrangement tempo_change at beat {beat}: ")
+            })?;
+            if tempo.is_none() && beats_per_bar.is_none() {
+                return Err(fail(
+                    &header,
+                    format!(
+                        "the tempo change at beat {beat} changes nothing; give tempo, time_signature or beats_per_bar"
+                    ),
+                ));
+            }
+            out.tempo.push(TempoChange { beat: Beats(beat), tempo, beats_per_bar });
+        }
+        out.tempo.sort_by(|a, b| a.beat.0.total_cmp(&b.beat.0));
+        Ok(out)
     }
 
     fn session_settings(&self, s: &RawSession, session: &mut Session) -> Result<(), SessionError> {
@@ -1030,35 +1900,10 @@ impl Ctx<'_> {
             session.name = name.clone();
         }
         if let Some(t) = &s.tempo {
-            let bpm = self.range(
-                t,
-                || "tempo".into(),
-                |x| (Bpm::MIN..=Bpm::MAX).contains(&x),
-                &format!("between {} and {} BPM", Bpm::MIN, Bpm::MAX),
-            )?;
-            session.tempo = Bpm(bpm);
+            session.tempo = Bpm(self.tempo(t, || "tempo".into())?);
         }
-        match (&s.beats_per_bar, &s.time_signature) {
-            (Some(_), Some(ts)) => {
-                return Err(self.err(
-                    &ts.span(),
-                    SessionErrorKind::Misplaced("give either beats_per_bar or time_signature, not both".into()),
-                ));
-            }
-            (Some(b), None) => {
-                session.beats_per_bar = self.range(
-                    b,
-                    || "beats_per_bar".into(),
-                    |x| x > 0.0 && x <= 64.0,
-                    "greater than 0 and at most 64",
-                )?;
-            }
-            (None, Some(ts)) => {
-                session.beats_per_bar = parse_time_signature(ts.get_ref()).ok_or_else(|| {
-                    self.err(&ts.span(), SessionErrorKind::BadTimeSignature { value: ts.get_ref().clone() })
-                })?;
-            }
-            (None, None) => {}
+        if let Some(b) = self.bar_length(s.beats_per_bar.as_ref(), s.time_signature.as_ref(), String::new)? {
+            session.beats_per_bar = b;
         }
         if let Some(seed) = &s.seed {
             if *seed.get_ref() < 0 {
@@ -2133,6 +2978,631 @@ empty_slots = "continue"
         assert_eq!(resample(&empty, 48_000).frames(), 0);
     }
 
+    // ------------------------------------------- follow actions, scenes, playlists, arrangement
+
+    /// A session with every new setting: keep_playing, follow actions on clips and scenes, scene
+    /// tempo and time signature, playlists and an arrangement.
+    const SET: &str = r#"[session]
+seed = 3
+
+[[track]]
+id = "drums"
+kind = "midi"
+keep_playing = true
+
+[[track]]
+id = "bass"
+kind = "midi"
+
+[[track]]
+id = "pad"
+kind = "audio"
+
+[[clip]]
+id = "d1"
+track = "drums"
+notes = []
+follow = { after_loops = 2, a = { next = "next", chance = 0.7, no_repeat = true, exclude = ["d3"] }, b = { next = { clip = "d3" }, chance = 0.3 } }
+
+[[clip]]
+id = "d2"
+track = "drums"
+notes = []
+follow = { a = { next = "random", only = ["d1", "d2"] } }
+
+[[clip]]
+id = "d3"
+track = "drums"
+notes = []
+
+[[clip]]
+id = "b1"
+track = "bass"
+notes = []
+length_beats = 8
+
+[[scene]]
+id = "intro"
+clips = ["d1"]
+tempo = 128
+time_signature = "3/4"
+follow = { a = { next = { scene = "verse" } }, b = { next = "stop" } }
+
+[[scene]]
+id = "verse"
+clips = ["d2", "b1"]
+beats_per_bar = 3.5
+follow = { after_loops = 4, a = { next = "previous", chance = 0.25 }, b = { next = "first", chance = 0.25, exclude = ["verse"] } }
+
+# ---- the arrangement
+[[arrangement.clip]]
+track = "bass"
+clip = "b1"
+start = 0
+
+[[arrangement.clip]]
+clip = "d1"
+start = 8.5
+length = 16
+offset = 1.5
+
+[[arrangement.tempo_change]]
+beat = 32
+tempo = 100
+time_signature = "3/4"
+
+[[arrangement.tempo_change]]
+beat = 16
+beats_per_bar = 5
+
+# ---- playlists
+[[playlist]]
+id = "song"
+steps = ["intro", { scene = "verse", repeat = 2 }, { scene = "intro" }]
+loop = true
+
+[[playlist]]
+id = "short"
+steps = ["verse"]
+"#;
+
+    /// `SET` with `from` replaced by `to` must fail on the line of `needle` with `phrase`.
+    fn bad_set(from: &str, to: &str, needle: &str, phrase: &str) {
+        assert!(SET.contains(from), "{from:?} not in SET");
+        let text = SET.replacen(from, to, 1);
+        expect_err_in(parse(&text), FILE, &text, needle, phrase);
+    }
+
+    fn action(next: FollowTarget, chance: f64) -> FollowAction {
+        FollowAction { next, chance, constraints: FollowConstraints::default() }
+    }
+
+    #[test]
+    fn follow_actions_scenes_playlists_and_the_arrangement_are_read() {
+        let s = parse(SET).unwrap();
+        assert_eq!((s.tracks[0].keep_playing, s.tracks[1].keep_playing), (true, false));
+        let d1 = s.clip(s.clip_by_name("d1").unwrap());
+        assert_eq!(
+            d1.follow,
+            Some(FollowActions {
+                after_loops: 2,
+                a: FollowAction {
+                    next: FollowTarget::Next,
+                    chance: 0.7,
+                    constraints: FollowConstraints { no_repeat: true, exclude: vec![2], only: vec![] },
+                },
+                b: Some(action(FollowTarget::Clip(ClipId(2)), 0.3)),
+            })
+        );
+        let d2 = s.clip(ClipId(1));
+        assert_eq!(
+            d2.follow,
+            Some(FollowActions {
+                after_loops: 1,
+                a: FollowAction {
+                    next: FollowTarget::Random,
+                    chance: 1.0,
+                    constraints: FollowConstraints { no_repeat: false, exclude: vec![], only: vec![0, 1] },
+                },
+                b: None,
+            })
+        );
+        assert_eq!(s.clip(ClipId(2)).follow, None);
+
+        let intro = s.scene(SceneId(0));
+        assert_eq!((intro.tempo, intro.beats_per_bar), (Some(Bpm(128.0)), Some(3.0)));
+        assert_eq!(
+            intro.follow,
+            Some(FollowActions {
+                after_loops: 1,
+                a: action(FollowTarget::Scene(SceneId(1)), 0.5),
+                b: Some(action(FollowTarget::Stop, 0.5)),
+            })
+        );
+        let verse = s.scene(SceneId(1));
+        assert_eq!((verse.tempo, verse.beats_per_bar), (None, Some(3.5)));
+        let f = verse.follow.as_ref().unwrap();
+        assert_eq!((f.after_loops, f.a.next, f.a.chance), (4, FollowTarget::Previous, 0.25));
+        let b = f.b.as_ref().unwrap();
+        assert_eq!((b.next, b.chance, b.constraints.exclude.as_slice()), (FollowTarget::First, 0.25, &[1u32][..]));
+
+        let step = |scene, repeat| PlaylistStep { scene: SceneId(scene), repeat };
+        assert_eq!(
+            s.playlists,
+            vec![
+                Playlist { id: "song".into(), steps: vec![step(0, 1), step(1, 2), step(0, 1)], looping: true },
+                Playlist { id: "short".into(), steps: vec![step(1, 1)], looping: false },
+            ]
+        );
+        assert_eq!(s.playlist_by_name("short"), Some(1));
+
+        assert_eq!(
+            s.arrangement.clips,
+            vec![
+                Placement {
+                    track: TrackId(1),
+                    clip: ClipId(3),
+                    start: Beats(0.0),
+                    length: Beats(8.0),
+                    offset: Beats(0.0)
+                },
+                Placement {
+                    track: TrackId(0),
+                    clip: ClipId(0),
+                    start: Beats(8.5),
+                    length: Beats(16.0),
+                    offset: Beats(1.5)
+                },
+            ],
+            "the lane defaults to the clip's track and the length to the clip's"
+        );
+        assert_eq!(
+            s.arrangement.tempo,
+            vec![
+                TempoChange { beat: Beats(16.0), tempo: None, beats_per_bar: Some(5.0) },
+                TempoChange { beat: Beats(32.0), tempo: Some(Bpm(100.0)), beats_per_bar: Some(3.0) },
+            ],
+            "sorted by beat"
+        );
+        assert_eq!(s.arrangement.end(), Beats(24.5));
+
+        // Nothing new is required: VALID has none of it.
+        let v = parse(VALID).unwrap();
+        assert!(v.playlists.is_empty() && v.arrangement == Arrangement::default());
+        assert!(v.clips.iter().all(|c| c.follow.is_none()) && !v.tracks[0].keep_playing);
+        assert_eq!((v.scenes[0].tempo, v.scenes[0].beats_per_bar, &v.scenes[0].follow), (None, None, &None));
+    }
+
+    #[test]
+    fn a_clip_may_follow_on_to_a_scene_and_a_scene_to_any_clip() {
+        let text = SET.replacen("{ clip = \"d3\" }", "{ scene = \"verse\" }", 1).replacen(
+            "next = { scene = \"verse\" } }",
+            "next = { clip = \"b1\" } }",
+            1,
+        );
+        let s = parse(&text).unwrap_or_else(|e| panic!("{e}"));
+        let clip_follow = s.clips[0].follow.as_ref().unwrap();
+        assert_eq!(clip_follow.b.as_ref().unwrap().next, FollowTarget::Scene(SceneId(1)));
+        let scene_follow = s.scenes[0].follow.as_ref().unwrap();
+        assert_eq!(scene_follow.a.next, FollowTarget::Clip(ClipId(3)), "a clip on another track than the scene's");
+    }
+
+    #[test]
+    fn follow_chances_left_out_share_what_is_left_of_one() {
+        let chances = |follow: &str| {
+            let text = SET.replacen("follow = { a = { next = \"random\", only = [\"d1\", \"d2\"] } }", follow, 1);
+            let f = parse(&text).unwrap().clips[1].follow.clone().unwrap();
+            (f.a.chance, f.b.map(|b| b.chance))
+        };
+        assert_eq!(chances("follow = { a = { next = \"next\" } }"), (1.0, None));
+        assert_eq!(chances("follow = { a = { next = \"next\", chance = 0.4 } }"), (0.4, None));
+        assert_eq!(chances("follow = { a = { next = \"next\" }, b = { next = \"stop\" } }"), (0.5, Some(0.5)));
+        assert_eq!(
+            chances("follow = { a = { next = \"next\", chance = 0.75 }, b = { next = \"stop\" } }"),
+            (0.75, Some(0.25))
+        );
+        assert_eq!(
+            chances("follow = { a = { next = \"next\" }, b = { next = \"stop\", chance = 0.25 } }"),
+            (0.75, Some(0.25))
+        );
+        assert_eq!(
+            chances("follow = { a = { next = \"next\", chance = 0.1 }, b = { next = \"stop\", chance = 0.2 } }"),
+            (0.1, Some(0.2))
+        );
+        // Every spelling of `next`, and the table layout of a follow action.
+        for (word, target) in [
+            ("next", FollowTarget::Next),
+            ("previous", FollowTarget::Previous),
+            ("first", FollowTarget::First),
+            ("last", FollowTarget::Last),
+            ("random", FollowTarget::Random),
+            ("Repeat", FollowTarget::Repeat),
+            ("stop", FollowTarget::Stop),
+        ] {
+            let text = SET.replacen(
+                "follow = { a = { next = \"random\", only = [\"d1\", \"d2\"] } }",
+                &format!("[clip.follow]\nafter_loops = 3\n[clip.follow.a]\nnext = \"{word}\"\n"),
+                1,
+            );
+            let f = parse(&text).unwrap_or_else(|e| panic!("{e}")).clips[1].follow.clone().unwrap();
+            assert_eq!((f.after_loops, f.a.next, f.a.chance), (3, target, 1.0), "{word}");
+        }
+    }
+
+    #[test]
+    fn bad_follow_actions_name_their_line() {
+        bad_set(
+            "next = \"next\"",
+            "next = \"nxt\"",
+            "next = \"nxt\"",
+            "clip 'd1': follow action: 'nxt' is not a follow action (use next, previous, first, last, random, repeat, stop, { clip = \"id\" } or { scene = \"id\" })",
+        );
+        bad_set(
+            "{ clip = \"d3\" }",
+            "{ clip = \"b1\" }",
+            "{ clip = \"b1\" }",
+            "clip 'd1': follow action: clip 'b1' is on track 'bass', not 'drums'; a clip's follow action chooses among the clips of its own track (d1, d2, d3)",
+        );
+        bad_set(
+            "exclude = [\"d3\"]",
+            "exclude = [\"d9\"]",
+            "exclude = [\"d9\"]",
+            "clip 'd9' does not exist (clips of track 'drums': d1, d2, d3)",
+        );
+        bad_set(
+            "only = [\"d1\", \"d2\"]",
+            "only = [\"d1\", \"b1\"]",
+            "only = [\"d1\", \"b1\"]",
+            "clip 'd2': follow action: clip 'b1' is on track 'bass'",
+        );
+        bad_set(
+            "{ scene = \"verse\" }",
+            "{ clip = \"d9\" }",
+            "{ clip = \"d9\" }",
+            "scene 'intro': follow action: clip 'd9' does not exist (clips: d1, d2, d3, b1)",
+        );
+        bad_set(
+            "{ clip = \"d3\" }",
+            "{ scene = \"outro\" }",
+            "{ scene = \"outro\" }",
+            "clip 'd1': follow action: scene 'outro' does not exist (scenes: intro, verse)",
+        );
+        bad_set(
+            "{ scene = \"verse\" }",
+            "{ scene = \"chorus\" }",
+            "{ scene = \"chorus\" }",
+            "scene 'chorus' does not exist (scenes: intro, verse)",
+        );
+        bad_set(
+            "exclude = [\"verse\"]",
+            "exclude = [\"vers\"]",
+            "exclude = [\"vers\"]",
+            "scene 'verse': follow action: scene 'vers' does not exist",
+        );
+        bad_set(
+            "after_loops = 2",
+            "after_loops = 0",
+            "after_loops = 0",
+            "clip 'd1': follow after_loops is 0; it must be a whole number from 1 to 10000",
+        );
+        bad_set("after_loops = 4", "after_loops = -4", "after_loops = -4", "scene 'verse': follow after_loops is -4");
+        bad_set("after_loops = 2", "after_loops = 2.5", "after_loops = 2.5", "expected an integer");
+        bad_set(
+            "chance = 0.7",
+            "chance = 1.5",
+            "chance = 1.5",
+            "clip 'd1': follow a chance is 1.5; it must be between 0 and 1",
+        );
+        bad_set("chance = 0.3", "chance = -0.3", "chance = -0.3", "follow b chance is -0.3");
+        bad_set("chance = 0.3 }", "chance = nan }", "chance = nan }", "follow b chance is NaN");
+        bad_set(
+            "next = { clip = \"d3\" }, chance = 0.3",
+            "next = \"repeat\", chance = 0.3, no_repeat = true",
+            "no_repeat = true }",
+            "`no_repeat` only applies when next is next, previous, first, last or random",
+        );
+        bad_set(
+            "next = { scene = \"verse\" } }",
+            "next = \"stop\", only = [\"verse\"] }",
+            "only = [\"verse\"] }",
+            "`only` only applies when next is",
+        );
+        bad_set(
+            "only = [\"d1\", \"d2\"]",
+            "only = [\"d2\"], no_repeat = true",
+            "only = [\"d2\"]",
+            "clip 'd2': follow action: the constraints leave no clip to choose",
+        );
+        bad_set(
+            "exclude = [\"verse\"]",
+            "exclude = [\"verse\", \"intro\"]",
+            "exclude = [\"verse\", \"intro\"]",
+            "the constraints leave no scene to choose",
+        );
+        bad_set("chance = 0.7", "chanse = 0.7", "chanse = 0.7", "unknown field `chanse`");
+        bad_set(
+            "next = \"random\"",
+            "next = 3",
+            "next = 3",
+            "expected next, previous, first, last, random, repeat, stop",
+        );
+        bad_set(
+            "{ clip = \"d3\" }",
+            "{ clips = \"d3\" }",
+            "{ clips = \"d3\" }",
+            "unknown field `clips`, expected `clip` or `scene`",
+        );
+        bad_set(
+            "{ clip = \"d3\" }",
+            "{ clip = \"d3\", scene = \"intro\" }",
+            "{ clip = \"d3\", scene",
+            "give `clip` or `scene`, not both",
+        );
+        bad_set("{ clip = \"d3\" }", "{}", "next = {}", "an empty table");
+        bad_set(
+            "follow = { a = { next = \"random\"",
+            "follow = { b = { next = \"random\"",
+            "follow = { b",
+            "missing field `a`",
+        );
+        bad_set("keep_playing = true", "keep_playing = \"yes\"", "keep_playing = \"yes\"", "expected a boolean");
+    }
+
+    #[test]
+    fn bad_scene_tempo_and_playlists_name_their_line() {
+        bad_set(
+            "tempo = 128",
+            "tempo = 1000",
+            "tempo = 1000",
+            "scene 'intro': tempo is 1000; it must be between 20 and 999 BPM",
+        );
+        bad_set(
+            "beats_per_bar = 3.5",
+            "beats_per_bar = 3.5\ntime_signature = \"7/8\"",
+            "time_signature = \"7/8\"",
+            "scene 'verse': give either beats_per_bar or time_signature, not both",
+        );
+        bad_set("beats_per_bar = 3.5", "beats_per_bar = 0", "beats_per_bar = 0", "scene 'verse': beats_per_bar is 0");
+        bad_set(
+            "time_signature = \"3/4\"\nfollow",
+            "time_signature = \"3/5\"\nfollow",
+            "time_signature = \"3/5\"",
+            "time_signature '3/5' is not a time signature",
+        );
+        bad_set(
+            "{ scene = \"intro\" }]",
+            "{ scene = \"outro\" }]",
+            "steps = [\"intro\"",
+            "playlist 'song': step 3: scene 'outro' does not exist (scenes: intro, verse)",
+        );
+        bad_set(
+            "steps = [\"verse\"]",
+            "steps = [\"chorus\"]",
+            "steps = [\"chorus\"]",
+            "playlist 'short': step 1: scene 'chorus' does not exist",
+        );
+        bad_set(
+            "repeat = 2",
+            "repeat = 0",
+            "repeat = 0",
+            "playlist 'song': step 2 repeat is 0; it must be a whole number from 1 to 10000",
+        );
+        bad_set("repeat = 2", "repeat = 2.5", "repeat = 2.5", "expected an integer");
+        bad_set("steps = [\"verse\"]", "steps = []", "steps = []", "playlist 'short': has no steps");
+        bad_set(
+            "id = \"short\"",
+            "id = \"song\"",
+            "id = \"song\"\nsteps = [\"verse\"]",
+            "duplicate playlist id 'song'",
+        );
+        bad_set(
+            "{ scene = \"intro\" }]",
+            "{ scene = \"intro\", times = 2 }]",
+            "times = 2",
+            "unknown field `times`, expected `scene` or `repeat`",
+        );
+        bad_set("{ scene = \"intro\" }]", "{ repeat = 2 }]", "{ repeat = 2 }]", "missing field `scene`");
+        bad_set(
+            "steps = [\"intro\",",
+            "steps = [3,",
+            "steps = [3,",
+            "expected a scene id or { scene = \"id\", repeat = N }",
+        );
+        bad_set("loop = true", "loop = 1", "loop = 1", "expected a boolean");
+        bad_set(
+            "[[playlist]]\nid = \"short\"",
+            "[[playlist]]\nname = \"short\"",
+            "name = \"short\"",
+            "unknown field `name`",
+        );
+    }
+
+    #[test]
+    fn bad_arrangements_name_their_line() {
+        bad_set(
+            "track = \"bass\"\nclip = \"b1\"",
+            "track = \"pad\"\nclip = \"b1\"",
+            "track = \"pad\"\nclip",
+            "arrangement: clip 'b1' is a MIDI clip and cannot go on lane 'pad', an audio track",
+        );
+        bad_set(
+            "clip = \"d1\"\nstart",
+            "clip = \"d9\"\nstart",
+            "clip = \"d9\"",
+            "arrangement: clip 'd9' does not exist (clips: d1, d2, d3, b1)",
+        );
+        bad_set(
+            "track = \"bass\"\nclip = \"b1\"",
+            "track = \"gtr\"\nclip = \"b1\"",
+            "track = \"gtr\"",
+            "arrangement: track 'gtr' does not exist (tracks: drums, bass, pad)",
+        );
+        bad_set(
+            "start = 8.5",
+            "start = -1",
+            "start = -1",
+            "arrangement clip 'd1': start is -1; it must be between 0 and 100000 beats",
+        );
+        bad_set(
+            "length = 16",
+            "length = 0",
+            "length = 0",
+            "arrangement clip 'd1': length is 0; it must be greater than 0",
+        );
+        bad_set("offset = 1.5", "offset = -1.5", "offset = -1.5", "arrangement clip 'd1': offset is -1.5");
+        bad_set(
+            "clip = \"b1\"\nstart = 0\n",
+            "clip = \"b1\"\n",
+            "[[arrangement.clip]]\ntrack = \"bass\"",
+            "missing field `start`",
+        );
+        bad_set("offset = 1.5", "ofset = 1.5", "ofset = 1.5", "unknown field `ofset`");
+        bad_set(
+            "[[arrangement.tempo_change]]\nbeat = 16",
+            "[[arrangement.tempo_changes]]\nbeat = 16",
+            "[[arrangement.tempo_changes]]",
+            "unknown field `tempo_changes`",
+        );
+        bad_set(
+            "beat = 16\nbeats_per_bar = 5",
+            "beat = 16",
+            "[[arrangement.tempo_change]]\nbeat = 16",
+            "arrangement: the tempo change at beat 16 changes nothing; give tempo, time_signature or beats_per_bar",
+        );
+        bad_set(
+            "beat = 16\n",
+            "beat = 32\n",
+            "beat = 32\nbeats_per_bar = 5",
+            "arrangement: two tempo changes at beat 32 (the other is on line 66); merge them",
+        );
+        bad_set("tempo = 100", "tempo = 5", "tempo = 5", "arrangement tempo_change at beat 32: tempo is 5");
+        bad_set(
+            "beats_per_bar = 5",
+            "beats_per_bar = 5\ntime_signature = \"5/4\"",
+            "time_signature = \"5/4\"",
+            "arrangement tempo_change at beat 16: give either beats_per_bar or time_signature, not both",
+        );
+        bad_set("beat = 16", "beat = -16", "beat = -16", "arrangement tempo_change beat is -16");
+    }
+
+    #[test]
+    fn an_audio_clip_on_a_midi_lane_is_refused() {
+        let dir = temp_dir("lanes");
+        write_wav(&dir.join("pad.wav"), int_spec(1, 16, 22_050), &[0i16; 2205]);
+        let session = dir.join("set.toml");
+        let text = "[[track]]\nid = \"keys\"\nkind = \"midi\"\n[[track]]\nid = \"pad\"\nkind = \"audio\"\n[[clip]]\nid = \"p\"\ntrack = \"pad\"\nfile = \"pad.wav\"\n[[arrangement.clip]]\nclip = \"p\"\nstart = 4\ntrack = \"keys\"\n";
+        std::fs::write(&session, text).unwrap();
+        let shown = session.display().to_string();
+        expect_err_in(
+            load_session(&session),
+            &shown,
+            text,
+            "track = \"keys\"\n",
+            "arrangement: clip 'p' is an audio clip and cannot go on lane 'keys', a MIDI track",
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// The part of `text` before the arrangement section, and the part after it.
+    fn around_the_arrangement(text: &str) -> (&str, &str) {
+        let start = text.find("# ---- the arrangement").expect("the arrangement's heading");
+        let end = text.find("# ---- playlists").expect("the playlists' heading");
+        (&text[..start], &text[end..])
+    }
+
+    #[test]
+    fn save_arrangement_round_trips_and_keeps_the_rest_of_the_file_byte_for_byte() {
+        let dir = temp_dir("save");
+        let path = dir.join("set.toml");
+        // Comments and odd spacing elsewhere must survive.
+        let original = SET.replacen("[session]\n", "[session]   # the whole set\n", 1).replacen(
+            "\n[[scene]]\nid = \"intro\"",
+            "\n# first scene\n[[scene]]\nid   =   \"intro\"",
+            1,
+        );
+        std::fs::write(&path, &original).unwrap();
+        let mut s = load_session(&path).unwrap();
+        // Move d3 onto the arrangement; change a tempo change; add one.
+        let d3 = s.clip_by_name("d3").unwrap();
+        s.place_clip(d3, TrackId(0), Beats(40.0), Some(Beats(6.25)), false).unwrap();
+        s.arrangement.clips[0].offset = Beats(0.5);
+        s.arrangement.tempo[0].tempo = Some(Bpm(97.5));
+        s.arrangement.tempo.push(TempoChange { beat: Beats(64.0), tempo: Some(Bpm(140.0)), beats_per_bar: None });
+        save_arrangement(&path, &s).unwrap();
+
+        let saved = std::fs::read_to_string(&path).unwrap();
+        let reloaded = load_session(&path).unwrap_or_else(|e| panic!("{e}\n{saved}"));
+        assert_eq!(reloaded.arrangement, s.arrangement, "the arrangement survives the round trip:\n{saved}");
+        assert_eq!(around_the_arrangement(&saved), around_the_arrangement(&original), "{saved}");
+        assert!(saved.contains("\n# ---- the arrangement\n[[arrangement.clip]]\ntrack = \"bass\"\nclip = \"b1\"\nstart = 0\nlength = 8\noffset = 0.5\n"), "{saved}");
+        assert!(
+            saved.contains("[[arrangement.tempo_change]]\nbeat = 16\ntempo = 97.5\nbeats_per_bar = 5\n"),
+            "{saved}"
+        );
+        // Everything but the arrangement (and the moved clip's scenes) is as it was.
+        assert_eq!(reloaded.playlists, s.playlists);
+        assert_eq!(reloaded.clips.len(), s.clips.len());
+
+        // Saving again changes nothing.
+        save_arrangement(&path, &reloaded).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), saved);
+
+        // An empty arrangement removes the section and nothing else.
+        let mut empty = reloaded.clone();
+        empty.arrangement = Arrangement::default();
+        save_arrangement(&path, &empty).unwrap();
+        let (before, after) = around_the_arrangement(&original);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), format!("{before}{after}"));
+        assert_eq!(load_session(&path).unwrap().arrangement, Arrangement::default());
+
+        // Into a file with no arrangement: at the end, the rest untouched.
+        let plain = format!("{before}{after}");
+        save_arrangement(&path, &s).unwrap();
+        let appended = std::fs::read_to_string(&path).unwrap();
+        assert!(appended.starts_with(&plain), "{appended}");
+        assert!(appended[plain.len()..].starts_with("\n[[arrangement.clip]]"), "{appended}");
+        assert_eq!(load_session(&path).unwrap().arrangement, s.arrangement);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn save_arrangement_writes_duplicated_clips_and_refuses_clips_the_file_lacks() {
+        let dir = temp_dir("save-copies");
+        let path = dir.join("set.toml");
+        std::fs::write(&path, SET).unwrap();
+        let mut s = load_session(&path).unwrap();
+        let b1 = s.clip_by_name("b1").unwrap();
+        let copy = s.place_clip(b1, TrackId(1), Beats(48.0), Some(Beats(4.0)), true).unwrap();
+        assert_eq!(s.clip(copy).id, "b1-copy");
+        save_arrangement(&path, &s).unwrap();
+        let saved = std::fs::read_to_string(&path).unwrap();
+        let reloaded = load_session(&path).unwrap_or_else(|e| panic!("{e}\n{saved}"));
+        assert_eq!(reloaded.arrangement, s.arrangement, "{saved}");
+        let c = reloaded.clip(reloaded.clip_by_name("b1-copy").unwrap());
+        assert_eq!((c.track, c.length), (TrackId(1), Beats(8.0)));
+        assert!(
+            saved.contains("\n[[clip]]\nid = \"b1-copy\"\ntrack = \"bass\"\nnotes = []\nlength_beats = 8\n"),
+            "{saved}"
+        );
+
+        // A clip that is neither in the file nor a copy of one: an error, and the file is as it was.
+        let mut other = s.clone();
+        let new =
+            other.add_clip(Clip::new("new", TrackId(1), ClipContent::Midi(Arc::new(MidiData::default())), Beats(4.0)));
+        other.place_clip(new, TrackId(1), Beats(0.0), None, false).unwrap();
+        let e = save_arrangement(&path, &other).unwrap_err();
+        assert!(e.to_string().contains("cannot save the arrangement: clip 'new' is not in the session file"), "{e}");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), saved);
+
+        // A file that is not TOML is reported with its line, and left alone.
+        std::fs::write(&path, "[session]\ntempo = = 1\n").unwrap();
+        let e = save_arrangement(&path, &s).unwrap_err();
+        assert_eq!(e.line, Some(2), "{e}");
+        let e = save_arrangement(&dir.join("missing.toml"), &s).unwrap_err();
+        assert!(matches!(*e.kind, SessionErrorKind::Io(_)), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     // ---------------------------------------------------------------------------- examples
 
     #[test]
@@ -2174,6 +3644,40 @@ empty_slots = "continue"
         assert_eq!(waltz.beats_per_bar, 3.0);
     }
 
+    #[test]
+    fn every_example_script_performs_without_refusals() {
+        use crate::pulse::PulseEvent;
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+        let band = Arc::new(load_session(&dir.join("band.toml")).unwrap());
+        let render = |name: &str| {
+            let script = crate::script::Script::load(&dir.join(name), &band).unwrap_or_else(|e| panic!("{e}"));
+            let beats = script.actions.last().map_or(0.0, |a| a.beat.0) + 8.0;
+            let config = crate::render::RenderConfig { sample_rate: 8_000, block: 256, seconds: beats * 60.0 / 100.0 };
+            let mut r = crate::render::Renderer::new(band.clone(), script, config).unwrap();
+            let (_, events) = r.render_all();
+            assert!(r.errors().is_empty(), "{name}: Pulse refused {:?}", r.errors());
+            events
+        };
+        for name in ["band-script.toml", "band-follow-script.toml", "band-arrangement-script.toml"] {
+            let events = render(name);
+            assert!(events.iter().any(|e| matches!(e, PulseEvent::Executed { .. })), "{name} triggers nothing");
+        }
+        // The follow script's playlist and playthrough steps land where its comments say.
+        let steps: Vec<(f64, String)> = render("band-follow-script.toml")
+            .iter()
+            .filter_map(|e| match e {
+                PulseEvent::Step { scene, beat, .. } => Some((beat.0, band.scene(*scene).id.clone())),
+                _ => None,
+            })
+            .collect();
+        let expected = [(0.0, "intro"), (8.0, "verse"), (24.0, "chorus"), (40.0, "bridge"), (48.0, "outro")]
+            .into_iter()
+            .chain([(80.0, "verse"), (88.0, "chorus")])
+            .map(|(b, s)| (b, s.to_string()))
+            .collect::<Vec<_>>();
+        assert_eq!(steps, expected);
+    }
+
     // ----------------------------------------------------------------------- never panics
 
     /// Fragments spliced into a valid session to reach the semantic checks.
@@ -2188,6 +3692,15 @@ empty_slots = "continue"
         "\nquantise = \"1/0t\"\n",
         "\nnotes = [[1e308, 1e308, 127, 127]]\n",
         "\ntime_signature = \"0/0\"\n",
+        "\nkeep_playing = true\n",
+        "\nfollow = { a = { next = \"random\", no_repeat = true }, b = { next = { clip = \"beat-b\" } } }\n",
+        "\nfollow = { after_loops = 0, a = { next = { scene = \"verse\" }, only = [\"verse\"] } }\n",
+        "\ntempo = 5\n",
+        "\n[[playlist]]\nid = \"p\"\nsteps = [\"verse\", { scene = \"verse\", repeat = 3 }]\n",
+        "\n[[arrangement.clip]]\nclip = \"beat-a\"\nstart = 4\n",
+        "\n[[arrangement.clip]]\nclip = \"bass-a\"\ntrack = \"pad\"\nstart = 0\n",
+        "\n[[arrangement.tempo_change]]\nbeat = 8\ntempo = 90\n",
+        "\n[arrangement]\n",
         "[",
         "]",
         "\"",
@@ -2233,9 +3746,18 @@ empty_slots = "continue"
                     text.replace_range(at..end, "");
                 }
             }
-            if let Err(e) = parse(&text) {
+            match parse(&text) {
                 // Every error names the file.
-                prop_assert!(e.to_string().starts_with(FILE));
+                Err(e) => prop_assert!(e.to_string().starts_with(FILE)),
+                // Whatever loads saves its arrangement, and loads back with the same arrangement.
+                Ok(session) => {
+                    let saved = replace_arrangement(&text, Path::new(FILE), &session);
+                    prop_assert!(saved.is_ok(), "{:?}", saved.err().map(|e| e.to_string()));
+                    let saved = saved.unwrap();
+                    let again = parse(&saved);
+                    prop_assert!(again.is_ok(), "{}\n{saved}", again.err().map(|e| e.to_string()).unwrap_or_default());
+                    prop_assert_eq!(again.unwrap().arrangement, session.arrangement);
+                }
             }
         }
 

@@ -183,6 +183,80 @@ impl SimClock {
     }
 }
 
+/// A simulated clock whose tempo and time signature change at beats: a list of segments, each
+/// with a constant tempo. Beat 0 is sample 0. Each segment starts at the first sample at or after
+/// its beat (the crossing rule), continuing the beat of the segment before, so the mapping is
+/// continuous and every block's beats are computed from absolute positions, never accumulated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TempoMap {
+    sample_rate: u32,
+    base: (Bpm, f64),
+    /// Changes in beat order: (beat, tempo, beats per bar) after applying each.
+    changes: Vec<(Beats, Bpm, f64)>,
+    /// Segments: (first sample, beat at that sample, beats per sample, beats per bar).
+    segments: Vec<(SampleTime, f64, f64, f64)>,
+}
+
+impl TempoMap {
+    /// A map with one tempo and time signature from beat 0.
+    pub fn new(sample_rate: u32, tempo: Bpm, beats_per_bar: f64) -> TempoMap {
+        let mut m = TempoMap { sample_rate, base: (tempo, beats_per_bar), changes: Vec::new(), segments: Vec::new() };
+        m.rebuild();
+        m
+    }
+
+    /// Adds a change at `beat`: a new tempo, a new time signature, or both (`None` keeps the
+    /// value in force).
+    pub fn change(&mut self, beat: Beats, tempo: Option<Bpm>, beats_per_bar: Option<f64>) {
+        let i = self.changes.partition_point(|(b, _, _)| b.0 <= beat.0);
+        let (prev_t, prev_q) = if i == 0 { self.base } else { (self.changes[i - 1].1, self.changes[i - 1].2) };
+        self.changes.insert(i, (beat, tempo.unwrap_or(prev_t), beats_per_bar.unwrap_or(prev_q)));
+        // Later changes that left a value alone keep inheriting it.
+        self.rebuild();
+    }
+
+    fn rebuild(&mut self) {
+        let (t, q) = self.base;
+        self.segments = vec![(0, 0.0, t.beats_per_sample(self.sample_rate), q)];
+        for &(beat, tempo, bpb) in &self.changes {
+            let &(s0, b0, bps, _) = self.segments.last().expect("one segment");
+            let s = s0 + ((beat.0 - b0) / bps - SAMPLE_EPSILON).ceil().max(0.0) as SampleTime;
+            let b = b0 + (s - s0) as f64 * bps;
+            let seg = (s, b, tempo.beats_per_sample(self.sample_rate), bpb);
+            if self.segments.last().is_some_and(|l| l.0 == s) {
+                *self.segments.last_mut().expect("one segment") = seg;
+            } else {
+                self.segments.push(seg);
+            }
+        }
+    }
+
+    /// The first sample of the next segment after `sample`, if any (a block must not cross it).
+    pub fn next_change_after(&self, sample: SampleTime) -> Option<SampleTime> {
+        self.segments.iter().map(|s| s.0).find(|s| *s > sample)
+    }
+
+    /// The clock of the block that starts at `sample_time` and lasts `frames` frames (which
+    /// should not cross [`TempoMap::next_change_after`]).
+    pub fn block(&self, sample_time: SampleTime, frames: usize) -> BlockClock {
+        let i = self.segments.partition_point(|s| s.0 <= sample_time).max(1) - 1;
+        let (s0, b0, bps, q) = self.segments[i];
+        BlockClock {
+            sample_time,
+            beat_at_first_sample: Beats(b0 + (sample_time - s0) as f64 * bps),
+            beats_per_sample: bps,
+            quantum: q,
+            frames,
+            sample_rate: self.sample_rate,
+        }
+    }
+
+    /// The tempo in force at `sample_time`.
+    pub fn tempo_at(&self, sample_time: SampleTime) -> Bpm {
+        self.block(sample_time, 0).tempo()
+    }
+}
+
 /// A launch quantisation setting.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
@@ -352,6 +426,24 @@ mod tests {
         assert_eq!(clock.sample_of_beat(Beats(0.0)), 0);
         // A beat between samples executes at the next sample.
         assert_eq!(clock.sample_of_beat(Beats(1.0 / 48_000.0)), 1);
+    }
+
+    #[test]
+    fn tempo_map_changes_tempo_at_the_beat_continuously() {
+        let mut m = TempoMap::new(48_000, Bpm(120.0), 4.0);
+        m.change(Beats(8.0), Some(Bpm(60.0)), Some(3.0));
+        // Beat 8 at 120 BPM is sample 192 000; after it a beat lasts 48 000 samples.
+        assert_eq!(m.next_change_after(0), Some(192_000));
+        let b = m.block(192_000, 64);
+        assert_eq!(b.beat_at_first_sample, Beats(8.0));
+        assert_eq!(b.quantum, 3.0);
+        assert_eq!(m.block(240_000, 64).beat_at_first_sample, Beats(9.0));
+        assert_eq!(m.block(191_999, 1).quantum, 4.0);
+        assert_eq!(m.tempo_at(100).0, 120.0);
+        // A later change that only sets the time signature keeps the tempo.
+        m.change(Beats(11.0), None, Some(4.0));
+        assert_eq!(m.tempo_at(400_000).0, 60.0);
+        assert_eq!(m.next_change_after(192_000), Some(192_000 + 3 * 48_000));
     }
 
     #[test]

@@ -48,6 +48,21 @@ fn performance() -> (Session, Script) {
     s.add_clip(gate);
     s.add_scene(Scene::new("one", vec![ClipId(0), ClipId(3)]));
     s.add_scene(Scene::new("two", vec![ClipId(1), ClipId(4)]));
+    // Follow actions with chances (seeded), a scene tempo and time signature, a playlist.
+    let fa = |next, chance| FollowAction { next, chance, constraints: FollowConstraints::default() };
+    s.clips[3].follow =
+        Some(FollowActions { after_loops: 1, a: fa(FollowTarget::Repeat, 0.5), b: Some(fa(FollowTarget::Stop, 0.3)) });
+    s.clips[2].follow = Some(FollowActions { after_loops: 1, a: fa(FollowTarget::Clip(ClipId(0)), 1.0), b: None });
+    s.scenes[1].tempo = Some(loophole_engine::time::Bpm(141.0));
+    s.scenes[1].beats_per_bar = Some(3.0);
+    s.scenes[1].follow = Some(FollowActions { after_loops: 1, a: fa(FollowTarget::Previous, 0.9), b: None });
+    s.playlists.push(Playlist {
+        id: "p".into(),
+        steps: vec![PlaylistStep { scene: SceneId(0), repeat: 1 }, PlaylistStep { scene: SceneId(1), repeat: 2 }],
+        looping: true,
+    });
+    let mut arranged = s.clone();
+    arranged.commit_scenes(SceneId(1), SceneId(0), Beats(2.0));
     let sc = script(vec![
         (0.0, Action::LaunchScene { scene: SceneId(0), quantise: None }),
         (2.3, launch(2)),
@@ -58,13 +73,18 @@ fn performance() -> (Session, Script) {
         (9.0, Action::StopTrack { track: TrackId(0), mode: StopMode::SectionEnd }),
         (9.5, Action::Launch { clip: ClipId(3), quantise: Some(Quantise::None), velocity: None }),
         (11.1, Action::StopAll { mode: StopMode::Quantised }),
+        (12.0, Action::Playlist { playlist: 0, step: 1, quantise: None }),
+        (21.5, Action::PlayArrangement),
+        (22.3, launch(3)),
+        (23.9, Action::BackToArrangement { quantise: Some(Quantise::Beat) }),
     ]);
+    s.arrangement = arranged.arrangement;
     (s, sc)
 }
 
 fn render_with_blocks(blocks: &[usize]) -> Vec<f32> {
     let (s, sc) = performance();
-    let mut r = Renderer::new(Arc::new(s), sc, RenderConfig { sample_rate: 44_100, block: 64, seconds: 6.0 }).unwrap();
+    let mut r = Renderer::new(Arc::new(s), sc, RenderConfig { sample_rate: 44_100, block: 64, seconds: 14.0 }).unwrap();
     let mut out = Vec::new();
     let mut buf = vec![0f32; 8192];
     let mut k = 0;

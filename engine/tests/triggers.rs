@@ -198,23 +198,29 @@ fn each_stop_mode_ends_where_it_should() {
     let (end, at) = stop_at(&s, StopMode::Immediate);
     assert_eq!(at, sample_at(53, 10));
     assert_eq!(end as i64, at + 47);
-    // Quantised: the global bar, beat 8.
+    // Quantised: the global bar, beat 8. That is also where the 4-beat loop's pass ends, so the
+    // clip ends exactly there, with no fade into its next pass.
     let (end, at) = stop_at(&s, StopMode::Quantised);
     assert_eq!(at, 8 * SPB);
-    assert_eq!(end as i64, at + 47);
-    // Section end: the end of the current 4-beat loop pass, beat 8 too; use a 3-beat clip below.
+    assert_eq!(end as i64, at - 1);
+    // Section end: the end of the current 4-beat loop pass, beat 8 too: exact as well.
     let (end, at) = stop_at(&s, StopMode::SectionEnd);
     assert_eq!(at, 8 * SPB);
-    assert_eq!(end as i64, at + 47);
+    assert_eq!(end as i64, at - 1);
     // Fade-out: starts at the press, lasts 1 beat.
     let (end, at) = stop_at(&s, StopMode::FadeOut(Beats(1.0)));
     assert_eq!(at, sample_at(53, 10));
     assert_eq!(end as i64, at + SPB - 1);
 
-    // Section end with a 3-beat loop: passes end at 3, 6, ...: press at 5.3 stops at 6.
+    // Section end with a 3-beat loop: passes end at 3, 6, ...: press at 5.3 stops at 6, exactly.
     s.clips[0].length = Beats(3.0);
-    let (_, at) = stop_at(&s, StopMode::SectionEnd);
+    let (end, at) = stop_at(&s, StopMode::SectionEnd);
     assert_eq!(at, 6 * SPB);
+    assert_eq!(end as i64, at - 1);
+    // A quantised stop off the loop boundary (bar 8 inside a 3-beat pass) fades over the declick.
+    let (end, at) = stop_at(&s, StopMode::Quantised);
+    assert_eq!(at, 8 * SPB);
+    assert_eq!(end as i64, at + 47);
 }
 
 struct AudioDataExt;

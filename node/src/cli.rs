@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::BadInput;
-use crate::input::{InputArgs, Source};
+use crate::input::{InputArgs, Preview, Source};
+use crate::midi::{MidiOptions, MidiSystem};
 use crate::play::{Backend, PlayOptions};
 use crate::render::RenderOptions;
 
@@ -49,6 +50,20 @@ pub struct SourceArgs {
     /// Overrides the session's seed (follow-action choices).
     #[arg(long, value_name = "N")]
     pub seed: Option<u64>,
+    /// Instead of a script, play every scene in order (a scene playthrough preview), each for its
+    /// length; default length: the scenes' plus one bar.
+    #[arg(long, conflicts_with_all = ["script", "arrangement"])]
+    pub playthrough: bool,
+    /// With --playthrough: the first scene to play (default: the first).
+    #[arg(long, value_name = "SCENE", requires = "playthrough")]
+    pub from: Option<String>,
+    /// With --playthrough: the last scene to play (default: the last).
+    #[arg(long, value_name = "SCENE", requires = "playthrough")]
+    pub to: Option<String>,
+    /// Instead of a script, play the session's arrangement from beat 0; default length: to its
+    /// end plus one bar.
+    #[arg(long, conflicts_with = "script")]
+    pub arrangement: bool,
 }
 
 impl SourceArgs {
@@ -60,6 +75,13 @@ impl SourceArgs {
             },
             script: self.script.clone(),
             seed: self.seed,
+            preview: if self.playthrough {
+                Some(Preview::Playthrough { from: self.from.clone(), to: self.to.clone() })
+            } else if self.arrangement {
+                Some(Preview::Arrangement)
+            } else {
+                None
+            },
         }
     }
 }
@@ -80,7 +102,8 @@ pub struct RenderArgs {
     #[arg(long, value_name = "SR", default_value_t = 48_000, value_parser = clap::value_parser!(u32).range(1..=384_000))]
     pub sample_rate: u32,
     /// Length in seconds. Default: the demo's length with `--demo`; with a script, its last action
-    /// plus two bars; otherwise 30 s.
+    /// plus two bars; with --playthrough or --arrangement, their length plus one bar; otherwise
+    /// 30 s.
     #[arg(long, value_name = "S")]
     pub seconds: Option<f64>,
     /// Write every executed event as one JSON object per line.
@@ -116,15 +139,49 @@ pub struct LiveArgs {
     #[arg(long, value_name = "FRAMES", value_parser = clap::value_parser!(u32).range(16..=65_536))]
     pub buffer: Option<u32>,
     /// Stop after this many seconds of audio. Default: the demo's length; with a script, its last
-    /// action plus two bars; otherwise until Ctrl-C.
+    /// action plus two bars; with --playthrough or --arrangement, their length plus one bar;
+    /// otherwise until Ctrl-C.
     #[arg(long, value_name = "S")]
     pub seconds: Option<f64>,
     /// Write every executed event as one JSON object per line (with `host_time`).
     #[arg(long, value_name = "LOG.jsonl")]
     pub log: Option<PathBuf>,
-    /// Also write what is played to this WAV file (32-bit float, stereo).
+    /// Also write what is played to this WAV file (32-bit float, stereo). With Link, the host
+    /// time of every block goes to OUT.timing.csv next to it.
     #[arg(long, value_name = "OUT.wav")]
     pub capture: Option<PathBuf>,
+    /// Join the Ableton Link session on the network: tempo, beat and start/stop shared with the
+    /// other Link apps (see docs/link.md).
+    #[arg(long, overrides_with = "no_link")]
+    pub link: bool,
+    /// Do not use Ableton Link (the default for now): play on the node's own sample clock, as an
+    /// offline render does.
+    #[arg(long = "no-link", overrides_with = "link")]
+    pub no_link: bool,
+    /// With Link: start with the transport stopped, and play when the Link session starts (a peer
+    /// presses play) or on a `play` command.
+    #[arg(long)]
+    pub stopped: bool,
+    /// Read commands from standard input, one per line: `play`, `stop`, `tempo BPM`, `link on`,
+    /// `link off`, `quit`.
+    #[arg(long = "stdin-commands")]
+    pub stdin_commands: bool,
+    /// MIDI input of the controller (repeatable): a port name as `devices` lists it, or a unique
+    /// part of it. Default: the mapping's `port`.
+    #[arg(long = "midi-in", value_name = "NAME")]
+    pub midi_in: Vec<String>,
+    /// MIDI output for the controller's LEDs. Default: the output named like the first
+    /// --midi-in, else the mapping's `port`.
+    #[arg(long = "midi-out", value_name = "NAME")]
+    pub midi_out: Option<String>,
+    /// Controller mapping file (TOML, see docs/controllers.md): pads to clip slots, scene, stop
+    /// and arm buttons, LED values.
+    #[arg(long, value_name = "MAPPING.toml")]
+    pub controller: Option<PathBuf>,
+    /// MIDI backend: `system` (the default) or `fake` (an in-process controller with ports called
+    /// `fake`, to see the LED feedback with no device).
+    #[arg(long, value_name = "system|fake", value_parser = ["system", "fake"])]
+    pub midi: Option<String>,
 }
 
 impl LiveArgs {
@@ -142,6 +199,18 @@ impl LiveArgs {
             seconds: check_seconds(self.seconds)?,
             log: self.log,
             capture: self.capture,
+            link: crate::link::LinkOptions {
+                enabled: self.link && !self.no_link,
+                stopped: self.stopped,
+                stdin_commands: self.stdin_commands,
+                join: true,
+            },
+            midi: MidiOptions {
+                system: if self.midi.as_deref() == Some("fake") { MidiSystem::Fake } else { MidiSystem::System },
+                inputs: self.midi_in,
+                output: self.midi_out,
+                controller: self.controller,
+            },
         })
     }
 }
@@ -182,8 +251,11 @@ pub struct DemoArgs {
 impl DemoArgs {
     /// The options [`crate::play::run`] takes.
     pub fn into_options(self) -> anyhow::Result<PlayOptions> {
-        let input = InputArgs { source: Source::Demo, script: self.script, seed: self.seed };
-        self.live.options(input)
+        let input = InputArgs { source: Source::Demo, script: self.script, seed: self.seed, preview: None };
+        // The demo starts at once and joins a Link session whenever one shows up.
+        let mut o = self.live.options(input)?;
+        o.link.join = o.link.stopped;
+        Ok(o)
     }
 }
 
@@ -226,6 +298,51 @@ mod tests {
         let cli = Cli::try_parse_from(["loophole-node", "play", "s.toml", "--audio", "hw:0"]).unwrap();
         let Command::Play(args) = cli.command else { panic!("not play") };
         assert!(matches!(args.into_options().unwrap().backend, Backend::Device(Some(n)) if n == "hw:0"));
+    }
+
+    #[test]
+    fn midi_options_are_parsed() {
+        let cli = Cli::try_parse_from([
+            "loophole-node",
+            "demo",
+            "--midi-in",
+            "pads",
+            "--midi-in",
+            "keys",
+            "--midi-out",
+            "pads",
+            "--controller",
+            "lp.toml",
+        ])
+        .unwrap();
+        let Command::Demo(args) = cli.command else { panic!("not demo") };
+        let midi = args.into_options().unwrap().midi;
+        assert_eq!(midi.inputs, ["pads", "keys"]);
+        assert_eq!((midi.output.as_deref(), midi.system), (Some("pads"), MidiSystem::System));
+        assert_eq!(midi.controller, Some(PathBuf::from("lp.toml")));
+        let cli = Cli::try_parse_from(["loophole-node", "play", "--demo", "--midi", "fake"]).unwrap();
+        let Command::Play(args) = cli.command else { panic!("not play") };
+        assert_eq!(args.into_options().unwrap().midi.system, MidiSystem::Fake);
+        assert!(Cli::try_parse_from(["loophole-node", "demo", "--midi", "jack"]).is_err());
+    }
+
+    #[test]
+    fn link_is_off_unless_link_is_given_and_the_last_flag_wins() {
+        let link = |args: &[&str]| {
+            let cli = Cli::try_parse_from(args).unwrap();
+            match cli.command {
+                Command::Play(a) => a.into_options().unwrap().link,
+                Command::Demo(a) => a.into_options().unwrap().link,
+                _ => panic!("not live"),
+            }
+        };
+        assert!(!link(&["loophole-node", "demo"]).enabled);
+        assert!(!link(&["loophole-node", "play", "--demo"]).enabled);
+        assert!(link(&["loophole-node", "play", "--demo", "--link"]).enabled);
+        assert!(!link(&["loophole-node", "play", "--demo", "--link", "--no-link"]).enabled);
+        assert!(link(&["loophole-node", "demo", "--no-link", "--link"]).enabled);
+        let o = link(&["loophole-node", "demo", "--link", "--stopped", "--stdin-commands"]);
+        assert!(o.enabled && o.stopped && o.stdin_commands);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! `loophole-node devices`: the audio hosts and output devices cpal sees, with their default
-//! configurations. Says so plainly when there are none (and exits 0: having no device is a
-//! normal state for a server, which plays on the null device).
+//! configurations, then the MIDI inputs and outputs (or `MIDI: not available (reason)`). Says so
+//! plainly when there are none (and exits 0: having no device is a normal state for a server,
+//! which plays on the null device).
 
 use cpal::traits::{DeviceTrait, HostTrait};
 
@@ -50,6 +51,8 @@ pub fn run() -> anyhow::Result<()> {
             "audio: no usable output device; `play` and `demo` will play on the null device (paced in real time) and write what they play to a WAV file"
         ));
     }
-    say(format_args!("MIDI: not supported yet (issue: live node)"));
+    for line in crate::midi::rig::device_lines(&mut crate::midi::MidirBackend::new("loophole")) {
+        say(format_args!("{line}"));
+    }
     Ok(())
 }

@@ -41,7 +41,30 @@ impl EventLog {
 
     /// Appends one event. `host_time` (seconds since the start) is written for live logs.
     pub fn write(&mut self, event: &PulseEvent, session: &Session, host_time: Option<f64>) -> anyhow::Result<()> {
+        self.write_with(event, session, host_time, &[])
+    }
+
+    /// Appends one event with extra fields (live with Link: `host_us`, the Link host time at
+    /// which its sample is heard).
+    pub fn write_with(
+        &mut self,
+        event: &PulseEvent,
+        session: &Session,
+        host_time: Option<f64>,
+        extra: &[(&str, serde_json::Value)],
+    ) -> anyhow::Result<()> {
         let mut value = event.to_json(session);
+        if let Some(obj) = value.as_object_mut() {
+            for (k, v) in extra {
+                obj.insert((*k).into(), v.clone());
+            }
+        }
+        self.write_value(value, host_time)
+    }
+
+    /// Appends a line that is not an engine event (Link and transport events), adding `source`
+    /// and `host_time` as for events.
+    pub fn write_value(&mut self, mut value: serde_json::Value, host_time: Option<f64>) -> anyhow::Result<()> {
         if let Some(obj) = value.as_object_mut() {
             obj.insert(
                 "source".into(),

@@ -6,9 +6,13 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use loophole_engine::demo;
-use loophole_engine::model::Session;
-use loophole_engine::script::Script;
+use loophole_engine::model::{SceneId, Session};
+use loophole_engine::pulse::Action;
+use loophole_engine::script::{Script, ScriptAction, arrangement_length, playthrough_length};
 use loophole_engine::session_file::load_session;
+use loophole_engine::time::Beats;
+
+use crate::BadInput;
 
 /// Where the session comes from.
 #[derive(Debug, Clone, PartialEq)]
@@ -29,6 +33,24 @@ pub struct InputArgs {
     pub script: Option<PathBuf>,
     /// Overrides the session's seed.
     pub seed: Option<u64>,
+    /// Perform the session's own scenes or arrangement instead of a script.
+    pub preview: Option<Preview>,
+}
+
+/// A performance made from the session itself instead of a script (`--playthrough`,
+/// `--arrangement`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Preview {
+    /// A scene playthrough: every scene from `from` to `to` (ids; default: the first and the last)
+    /// in order, each for its length, from beat 0.
+    Playthrough {
+        /// First scene.
+        from: Option<String>,
+        /// Last scene.
+        to: Option<String>,
+    },
+    /// The arrangement, from beat 0.
+    Arrangement,
 }
 
 /// A loaded performance: the session (seed applied) and the script that performs it.
@@ -39,7 +61,8 @@ pub struct Performance {
     /// Timed actions, sorted by beat.
     pub script: Script,
     /// The natural length in seconds: the demo's length with the demo script; the last scripted
-    /// action plus two bars with a script file; `None` without a script.
+    /// action plus two bars with a script file; a preview's length plus one bar; `None` without
+    /// a script.
     pub natural_seconds: Option<f64>,
 }
 
@@ -57,6 +80,7 @@ impl Performance {
             session.seed = seed;
         }
         let (script, natural_seconds) = match (&args.script, &args.source) {
+            _ if let Some(preview) = &args.preview => preview_script(preview, &session)?,
             (Some(path), _) => {
                 let script = Script::load(path, &session).context("cannot load the performance script")?;
                 let seconds = script_seconds(&script, &session);
@@ -82,6 +106,47 @@ pub fn script_seconds(script: &Script, session: &Session) -> Option<f64> {
         script.actions.iter().map(|a| a.beat.0).fold(None, |m: Option<f64>, b| Some(m.map_or(b, |m| m.max(b))))?;
     let beats = last.max(0.0) + 2.0 * session.beats_per_bar;
     Some(beats * 60.0 / session.tempo.0)
+}
+
+/// The script of a preview (a single action at beat 0) and its length: the scenes' (or the
+/// arrangement's) length plus one bar, through every tempo change on the way.
+pub fn preview_script(preview: &Preview, session: &Session) -> anyhow::Result<(Script, Option<f64>)> {
+    let (action, length) = match preview {
+        Preview::Playthrough { from, to } => {
+            if session.scenes.is_empty() {
+                return Err(BadInput("--playthrough: the session has no scenes".into()).into());
+            }
+            let scene = |flag: &str, name: &Option<String>, default: u32| match name {
+                None => Ok(SceneId(default)),
+                Some(n) => session.scene_by_name(n.trim()).ok_or_else(|| {
+                    let known: Vec<&str> = session.scenes.iter().map(|s| s.id.as_str()).collect();
+                    BadInput(format!("{flag}: scene '{n}' does not exist (scenes: {})", known.join(", ")))
+                }),
+            };
+            let from = scene("--from", from, 0)?;
+            let to = scene("--to", to, session.scenes.len() as u32 - 1)?;
+            if to < from {
+                return Err(BadInput(format!(
+                    "--to: scene '{}' comes before scene '{}'; a playthrough goes forwards",
+                    session.scene(to).id,
+                    session.scene(from).id
+                ))
+                .into());
+            }
+            (Action::Playthrough { from, to, quantise: None }, playthrough_length(session, from, to))
+        }
+        Preview::Arrangement => {
+            if session.arrangement.clips.is_empty() {
+                return Err(BadInput(
+                    "--arrangement: the session has no arrangement (add [[arrangement.clip]] entries)".into(),
+                )
+                .into());
+            }
+            (Action::PlayArrangement, arrangement_length(session))
+        }
+    };
+    let script = Script { actions: vec![ScriptAction { beat: Beats(0.0), action }] };
+    Ok((script, Some(length.seconds + length.bar_seconds)))
 }
 
 /// See [`Performance::file_stem`].

@@ -10,7 +10,10 @@
 //!   null device, with the control thread that presses the script's actions and logs what happens.
 //! - [`audio`]: audio output: the realtime callback ([`audio::AudioCore`]), cpal devices, the null
 //!   device (paced by the clock, for machines with no sound card) and the capture writer.
+//! - [`link`]: Ableton Link: the musical clock shared with other peers, start/stop sync, the
+//!   reference timeline of each audio block.
 //! - [`devices`]: `loophole-node devices`.
+//! - [`midi`]: MIDI ports (midir, or a fake), controller mappings and their LED feedback.
 //! - [`wav`], [`eventlog`]: the streaming float WAV writer and the JSON-lines event log.
 //!
 //! ## Command line (scripts depend on these names)
@@ -47,6 +50,8 @@ pub mod cli;
 pub mod devices;
 pub mod eventlog;
 pub mod input;
+pub mod link;
+pub mod midi;
 pub mod play;
 pub mod render;
 pub mod wav;

@@ -31,9 +31,12 @@ use loophole_engine::time::{Beats, SimClock};
 
 use crate::audio::capture::Capture;
 use crate::audio::device::{self, NoDevice, StartError};
-use crate::audio::{AlsaMessages, AudioBackend, AudioCore, Transport};
+use crate::audio::{AlsaMessages, AudioBackend, AudioCore, ClockSnapshot, EngineSwap, Transport};
 use crate::eventlog::{EventLog, LogSource};
 use crate::input::{InputArgs, Performance};
+use crate::link::control::LinkControl;
+use crate::link::{LinkAudio, LinkClock, LinkOptions, Resume};
+use crate::midi::{AudioPosition, HostTime, MidiOptions, MidiRig};
 use crate::{BadInput, dbfs, say, warn_line};
 
 /// How often the control thread wakes up.
@@ -78,6 +81,10 @@ pub struct PlayOptions {
     pub log: Option<PathBuf>,
     /// Capture what is played to this WAV file.
     pub capture: Option<PathBuf>,
+    /// Ableton Link (`--link`, `--no-link`, `--stopped`, `--stdin-commands`).
+    pub link: LinkOptions,
+    /// MIDI ports and the controller mapping.
+    pub midi: MidiOptions,
 }
 
 /// What a performance did.
@@ -127,11 +134,26 @@ struct Control<'a> {
     refused: usize,
     /// Block size to assume for the lookahead when the backend does not say.
     block_hint: u64,
+    /// MIDI controller and ports, if any.
+    midi: Option<MidiRig>,
+    /// Link, when the node plays on it.
+    link: Option<LinkControl>,
+    /// Hands the audio core a fresh engine after a Link stop.
+    swap: Option<EngineSwap>,
+    /// The transport start the script is being performed for.
+    epoch: u64,
+    /// Meters of engines built after the first.
+    new_meters: Vec<Arc<Meters>>,
+    /// `quit` was typed on stdin.
+    quit: bool,
 }
 
 impl Control<'_> {
     fn beats_per_frame(&self) -> f64 {
-        self.clock.tempo.beats_per_sample(self.clock.sample_rate)
+        match &self.link {
+            Some(_) => self.transport.snapshot().beats_per_sample,
+            None => self.clock.tempo.beats_per_sample(self.clock.sample_rate),
+        }
     }
 
     /// Lookahead in beats: two blocks plus [`LOOKAHEAD_MARGIN`].
@@ -143,17 +165,42 @@ impl Control<'_> {
 
     /// Presses what is due, ticks Pulse and drains its events.
     fn step(&mut self) -> anyhow::Result<()> {
-        let now = Beats(self.transport.rendered() as f64 * self.beats_per_frame());
+        // With Link: the position is the beat the next block starts at; the script is performed
+        // from its first action at each start, and not while the transport is stopped.
+        let snap = self.transport.snapshot();
+        self.link_step(&snap)?;
+        let rendered = self.transport.rendered();
+        let now = match &self.link {
+            Some(_) => Beats(snap.beat),
+            None => Beats(rendered as f64 * self.beats_per_frame()),
+        };
+        if self.link.is_some() && snap.epoch != self.epoch {
+            self.epoch = snap.epoch;
+            self.next_action = 0;
+        }
         let lookahead = self.lookahead();
         while let Some(a) = self.perf.script.actions.get(self.next_action).copied() {
-            if a.beat.0 - lookahead > now.0 {
+            if a.beat.0 - lookahead > now.0 || !snap.playing {
                 break;
             }
             self.next_action += 1;
-            let result = self.pulse.tick(a.beat, a.beat).and_then(|()| self.pulse.press(a.action, a.beat));
+            let result = self.pulse.tick(a.beat, a.beat).and_then(|()| match &mut self.midi {
+                Some(midi) => midi.press(&mut self.pulse, a.action, a.beat),
+                None => self.pulse.press(a.action, a.beat),
+            });
             if let Err(e) = result {
                 self.refused += 1;
                 warn_line(format_args!("loophole: warning: script action at beat {} refused: {e}", a.beat));
+            }
+        }
+        let pos = AudioPosition {
+            sample: snap.sample.max(0) as u64,
+            beat: Beats(snap.beat),
+            beats_per_sample: snap.beats_per_sample,
+        };
+        if let Some(midi) = &mut self.midi {
+            for line in midi.step(&mut self.pulse, pos, HostTime::now()) {
+                warn_line(format_args!("loophole: {line}"));
             }
         }
         if let Err(e) = self.pulse.tick(now, Beats(now.0 + lookahead)) {
@@ -162,16 +209,88 @@ impl Control<'_> {
         self.drain()
     }
 
+    /// With Link: polls it, logs what changed, and gives the audio core a fresh engine after a
+    /// stop (so the next start performs the script from an empty schedule).
+    fn link_step(&mut self, snap: &ClockSnapshot) -> anyhow::Result<()> {
+        let Some(link) = &mut self.link else { return Ok(()) };
+        let polled = link.poll(snap);
+        for w in &polled.warnings {
+            warn_line(format_args!("loophole: warning: {w}"));
+        }
+        for line in &polled.human {
+            say(format_args!("{line}"));
+        }
+        if let Some(log) = &mut self.log {
+            let host_time = self.started.elapsed().as_secs_f64();
+            for v in polled.lines {
+                log.write_value(v, Some(host_time))?;
+            }
+        }
+        self.quit |= polled.quit;
+        if polled.stopped {
+            self.fresh_engine()?;
+        }
+        if let Some(swap) = &mut self.swap {
+            swap.collect();
+        }
+        Ok(())
+    }
+
+    /// Builds a fresh engine and sends its Signal to the audio core, which swaps it in once the
+    /// stopped transport has faded out. The old engine's events are logged first.
+    fn fresh_engine(&mut self) -> anyhow::Result<()> {
+        if self.swap.as_ref().is_none_or(EngineSwap::pending) {
+            return Ok(());
+        }
+        self.drain()?;
+        let (pulse, signal) = loophole_engine::build(
+            self.perf.session.clone(),
+            &EngineConfig { sample_rate: self.clock.sample_rate, max_block: 1024, queue_capacity: 8192 },
+        )
+        .map_err(|e| BadInput(e.to_string()))
+        .context("cannot build a fresh engine")?;
+        self.new_meters.push(signal.meters());
+        if let Some(swap) = &mut self.swap
+            && swap.send(signal)
+        {
+            self.pulse = pulse;
+            if let Some(midi) = &mut self.midi {
+                midi.engine_replaced();
+            }
+        }
+        Ok(())
+    }
+
     fn drain(&mut self) -> anyhow::Result<()> {
         while let Some(event) = self.pulse.poll_event() {
+            if let Some(midi) = &mut self.midi {
+                midi.event(&event);
+            }
             if let Some(log) = &mut self.log {
-                log.write(&event, &self.perf.session, Some(self.started.elapsed().as_secs_f64()))?;
+                let host_time = Some(self.started.elapsed().as_secs_f64());
+                match (&self.link, event_sample(&event)) {
+                    (Some(_), Some(sample)) => {
+                        // The Link host time (µs) at which the event's sample is heard.
+                        let host_us = self.transport.snapshot().host_of(sample);
+                        log.write_with(&event, &self.perf.session, host_time, &[("host_us", host_us.into())])?;
+                    }
+                    _ => log.write(&event, &self.perf.session, host_time)?,
+                }
             }
             if let Some(line) = describe(&event, self.perf, self.beats_per_frame()) {
                 say(format_args!("{line}"));
             }
         }
         Ok(())
+    }
+}
+
+/// The sample an event happened at, if it has one.
+fn event_sample(event: &PulseEvent) -> Option<loophole_engine::time::SampleTime> {
+    match event {
+        PulseEvent::Executed { sample, .. } | PulseEvent::ClipEnded { sample, .. } => Some(*sample),
+        #[allow(unreachable_patterns)]
+        _ => None,
     }
 }
 
@@ -215,15 +334,19 @@ fn describe(event: &PulseEvent, perf: &Performance, beats_per_frame: f64) -> Opt
             ));
             None
         }
+        // Follow-action decisions, playlist steps and tempo changes: no line yet.
+        _ => None,
     }
 }
 
-/// Builds Pulse and an [`AudioCore`] whose clock starts at sample `start`.
+/// Builds Pulse and an [`AudioCore`] whose clock starts at sample `start`: Link's when `link` is
+/// given, else the sample counter.
 fn build_engine(
     perf: &Performance,
     clock: SimClock,
     transport: &Arc<Transport>,
     start: u64,
+    link: Option<LinkAudio>,
 ) -> anyhow::Result<(Pulse, AudioCore, Arc<Meters>)> {
     let (pulse, signal) = loophole_engine::build(
         perf.session.clone(),
@@ -232,13 +355,72 @@ fn build_engine(
     .map_err(|e| BadInput(e.to_string()))
     .context("cannot build the engine")?;
     let meters = signal.meters();
-    Ok((pulse, AudioCore::new(signal, clock, start as i64, transport.clone()), meters))
+    let core = match link {
+        Some(link) => AudioCore::with_link(signal, link, clock, start as i64, transport.clone()),
+        None => AudioCore::new(signal, clock, start as i64, transport.clone()),
+    };
+    Ok((pulse, core, meters))
+}
+
+/// Starts the capture writer for `core`; with Link, with the timing sidecar.
+fn start_capture(
+    core: &mut AudioCore,
+    path: &std::path::Path,
+    rate: u32,
+    limit: Option<u64>,
+) -> anyhow::Result<Capture> {
+    if core.has_link() {
+        let (c, ring, timing) = Capture::start_timed(path, rate, limit)?;
+        core.set_capture(ring);
+        core.set_capture_timing(timing);
+        Ok(c)
+    } else {
+        let (c, ring) = Capture::start(path, rate, limit)?;
+        core.set_capture(ring);
+        Ok(c)
+    }
+}
+
+/// Enables Link and listens for a session for up to [`crate::link::JOIN_WAIT`] before the audio
+/// starts. Alone, the node starts at its first sample on its own timeline (so a solo performance
+/// is the offline render); with peers it starts on the session's next bar; with `--stopped` it
+/// waits for the session (or a `play` command).
+fn join_link(opts: &LinkOptions, perf: &Performance, sample_rate: u32) -> (LinkControl, LinkAudio) {
+    let mut clock = LinkClock::new(perf.session.tempo.0, perf.session.beats_per_bar, true);
+    let wait = if opts.join { crate::link::JOIN_WAIT } else { std::time::Duration::ZERO };
+    let peers = clock.wait_for_session(wait, || INTERRUPTED.load(Ordering::SeqCst));
+    let view = clock.view();
+    let launch_solo = (!opts.stopped && peers == 0).then_some(perf.session.tempo.0);
+    let (audio, requests, events) = clock.audio_side(sample_rate, 0, launch_solo, None);
+    let mut control =
+        LinkControl::new(clock, requests, events, sample_rate, view.tempo, launch_solo.is_some(), opts.stdin_commands);
+    let what = match (peers, opts.stopped) {
+        (0, false) => format!("no peers; playing on the node's own timeline at {:.2} BPM", perf.session.tempo.0),
+        (0, true) => "no peers; stopped until a peer starts the session or `play`".to_string(),
+        (n, false) => {
+            control.request(control.start_request());
+            format!("joined a session of {n} peer(s) at {:.2} BPM; starting on its next bar", view.tempo)
+        }
+        (n, true) => format!(
+            "joined a session of {n} peer(s) at {:.2} BPM ({}); stopped until it starts or `play`",
+            view.tempo,
+            if view.playing { "playing" } else { "stopped" }
+        ),
+    };
+    warn_line(format_args!("loophole: Link: {what}"));
+    (control, audio)
 }
 
 /// Plays a performance until its end or Ctrl-C and prints a status line. Thread: main thread.
 pub fn run(opts: PlayOptions) -> anyhow::Result<PlaySummary> {
     let perf = Performance::load(&opts.input)?;
     let seconds = opts.seconds.or(perf.natural_seconds);
+    // A bad mapping file fails here, before any device or file is opened.
+    let (mut midi, midi_lines) =
+        MidiRig::open(&opts.midi, &perf.session, opts.midi.backend().as_mut()).map_err(|e| BadInput(e.to_string()))?;
+    for line in midi_lines.into_iter().chain(midi.as_ref().map(MidiRig::describe)) {
+        warn_line(format_args!("loophole: {line}"));
+    }
     install_ctrlc();
 
     let mut fallback: Option<String> = None;
@@ -258,16 +440,25 @@ pub fn run(opts: PlayOptions) -> anyhow::Result<PlaySummary> {
     let total = seconds.map(|s| (s * sample_rate as f64).round() as u64);
     let clock = SimClock { sample_rate, tempo: perf.session.tempo, quantum: perf.session.beats_per_bar };
     let transport = Transport::new();
-    let (pulse, mut core, meters) = build_engine(&perf, clock, &transport, 0)?;
+    let (link, link_audio) = match opts.link.enabled {
+        true => {
+            let (control, audio) = join_link(&opts.link, &perf, sample_rate);
+            (Some(control), Some(audio))
+        }
+        false => (None, None),
+    };
+    let (pulse, mut core, meters) = build_engine(&perf, clock, &transport, 0, link_audio)?;
+    let swap = link.is_some().then(|| core.engine_swap());
     let mut meters = vec![meters];
 
     let mut capture: Option<Capture> = None;
     if let Some(path) = &opts.capture {
-        let (c, ring) = Capture::start(path, sample_rate, total)?;
-        core.set_capture(ring);
-        capture = Some(c);
+        capture = Some(start_capture(&mut core, path, sample_rate, total)?);
     }
     let log = opts.log.as_deref().map(|p| EventLog::create(p, LogSource::Live)).transpose()?;
+    if let Some(midi) = &mut midi {
+        midi.set_sample_rate(sample_rate);
+    }
     let mut control = Control {
         perf: &perf,
         pulse,
@@ -281,6 +472,12 @@ pub fn run(opts: PlayOptions) -> anyhow::Result<PlaySummary> {
             Some(p) => p.buffer().map_or(GUESSED_DEVICE_BLOCK, u64::from),
             None => null_block as u64,
         },
+        midi,
+        link,
+        swap,
+        epoch: 0,
+        new_meters: Vec::new(),
+        quit: false,
     };
     // Press what is due at the very start before the first block is rendered.
     control.step()?;
@@ -301,8 +498,21 @@ pub fn run(opts: PlayOptions) -> anyhow::Result<PlaySummary> {
                     "loophole: the audio engine could not be taken back from the device; continuing with a fresh one at bar {:.1}",
                     at as f64 * control.beats_per_frame() / clock.quantum + 1.0
                 ));
-                let (pulse, core, m) = build_engine(&perf, clock, &transport, at)?;
+                let link_audio = control.link.as_mut().map(|link| {
+                    let snap = transport.snapshot();
+                    let resume = Resume { playing: snap.playing, epoch: snap.epoch, beat: snap.beat };
+                    let (audio, requests, events) = link.clock().audio_side(sample_rate, at as i64, None, Some(resume));
+                    link.set_audio_ends(requests, events);
+                    audio
+                });
+                let (pulse, mut core, m) = build_engine(&perf, clock, &transport, at, link_audio)?;
+                if core.has_link() {
+                    control.swap = Some(core.engine_swap());
+                }
                 control.pulse = pulse;
+                if let Some(midi) = &mut control.midi {
+                    midi.engine_replaced();
+                }
                 meters.push(m);
                 core
             }
@@ -310,9 +520,7 @@ pub fn run(opts: PlayOptions) -> anyhow::Result<PlaySummary> {
         if !core.is_capturing() {
             let path = PathBuf::from(format!("loophole-{}.wav", perf.file_stem()));
             let limit = total.map(|t| t.saturating_sub(core.sample().max(0) as u64));
-            let (c, ring) = Capture::start(&path, sample_rate, limit)?;
-            core.set_capture(ring);
-            *capture = Some(c);
+            *capture = Some(start_capture(&mut core, &path, sample_rate, limit)?);
         }
         let path = capture.as_ref().map(|c| c.path().display().to_string()).unwrap_or_default();
         warn_line(format_args!(
@@ -395,7 +603,7 @@ pub fn run(opts: PlayOptions) -> anyhow::Result<PlaySummary> {
             interrupted = true;
             break;
         }
-        if total.is_some_and(|t| rendered >= t) {
+        if control.quit || total.is_some_and(|t| rendered >= t) {
             break;
         }
         std::thread::sleep(TICK);
@@ -405,6 +613,7 @@ pub fn run(opts: PlayOptions) -> anyhow::Result<PlaySummary> {
     let xruns = xruns_before + backend.xruns();
     drop(backend.stop());
     control.drain()?;
+    let midi = control.midi.take().map(MidiRig::finish);
     let refused = control.refused;
     if let Some(log) = control.log.take() {
         log.finish()?;
@@ -416,6 +625,7 @@ pub fn run(opts: PlayOptions) -> anyhow::Result<PlaySummary> {
         }
         None => None,
     };
+    meters.append(&mut control.new_meters);
     let peak = meters.iter().map(|m| m.take_master()).fold(0f32, |p, [l, r]| p.max(l).max(r));
     let frames = transport.rendered();
     let summary = PlaySummary {
@@ -443,6 +653,13 @@ pub fn run(opts: PlayOptions) -> anyhow::Result<PlaySummary> {
     if let Some((path, n)) = &summary.capture {
         status.push_str(&format!("; captured {n} frames to {}", path.display()));
     }
+    if let Some(link) = &control.link {
+        let snap = transport.snapshot();
+        status.push_str(&format!("; Link: {} peers, {:.2} BPM", link.clock().peers(), snap.tempo));
+    }
     say(format_args!("{status}"));
+    if let Some(midi) = midi {
+        say(format_args!("{}", midi.line()));
+    }
     Ok(summary)
 }

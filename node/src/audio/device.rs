@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
 use cpal::{ErrorKind, FromSample, SampleFormat, SizedSample, StreamConfig};
 
-use super::core::AudioCore;
+use super::core::{AudioCore, CallbackTiming};
 
 /// Why there is no device to play on, as a short phrase for the user (e.g.
 /// `no audio device (DeviceNotAvailable)`).
@@ -204,8 +204,8 @@ impl DevicePlan {
                 let mut errors = errors;
                 self.device.build_output_stream::<f32, _, _>(
                     self.config,
-                    move |data: &mut [f32], _: &cpal::OutputCallbackInfo| match slot.core.as_mut() {
-                        Some(core) => core.render_stereo(data),
+                    move |data: &mut [f32], info: &cpal::OutputCallbackInfo| match slot.core.as_mut() {
+                        Some(core) => core.render_stereo_timed(data, timing_of(info)),
                         None => data.fill(0.0),
                     },
                     move |e| errors.report(e),
@@ -255,13 +255,20 @@ where
     let channels = config.channels as usize;
     device.build_output_stream::<T, _, _>(
         config,
-        move |data: &mut [T], _: &cpal::OutputCallbackInfo| match slot.core.as_mut() {
-            Some(core) => core.render_device(data, channels),
+        move |data: &mut [T], info: &cpal::OutputCallbackInfo| match slot.core.as_mut() {
+            Some(core) => core.render_device_timed(data, channels, timing_of(info)),
             None => data.fill(T::EQUILIBRIUM),
         },
         move |e| errors.report(e),
         None,
     )
+}
+
+/// The callback's timing as cpal reports it: the output latency is the time from the callback to
+/// the predicted playback of its first sample.
+fn timing_of(info: &cpal::OutputCallbackInfo) -> CallbackTiming {
+    let ts = info.timestamp();
+    CallbackTiming { late_us: 0.0, latency_us: ts.playback.duration_since(ts.callback).as_secs_f64() * 1e6 }
 }
 
 fn take_back(ring: &mut rtrb::Consumer<AudioCore>, wait: Duration) -> Option<AudioCore> {

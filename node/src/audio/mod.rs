@@ -1,8 +1,8 @@
 //! Audio output.
 //!
 //! Every backend calls the same realtime callback, [`AudioCore`]: it builds the block's clock from
-//! a sample counter, runs Signal, copies the block to the capture ring if there is one, and
-//! publishes the position through [`Transport`] atomics for the control thread. Backends:
+//! a sample counter or from Ableton Link (with the callback's [`CallbackTiming`]), runs Signal,
+//! copies the block to the capture ring if there is one, and publishes the position through [`Transport`] atomics for the control thread. Backends:
 //!
 //! - [`device`]: a cpal output stream (any host, any sample format, any channel count);
 //! - [`null`]: the null device, a thread paced by the clock with absolute deadlines, for
@@ -16,7 +16,7 @@ pub mod core;
 pub mod device;
 pub mod null;
 
-pub use self::core::{AudioCore, Transport};
+pub use self::core::{AudioCore, BlockTiming, CallbackTiming, ClockSnapshot, EngineSwap, Transport};
 use self::device::{CoreSlot, DeviceStream};
 use self::null::{NullConfig, NullStats, NullStream};
 
@@ -46,8 +46,14 @@ impl AudioBackend {
         let config = NullConfig { sample_rate: core.sample_rate(), channels: 2, block };
         let (tx, back) = rtrb::RingBuffer::new(1);
         let mut slot = CoreSlot::new(core, tx);
-        let stream = NullStream::start(config, move |buf, _info| match slot.core() {
-            Some(core) => core.render_stereo(buf),
+        // The null device's output latency is one block: a block rendered for deadline `n` is
+        // "heard" while the next one is rendered, as if the device had a one-block buffer.
+        let latency_us = block as f64 * 1e6 / config.sample_rate.max(1) as f64;
+        let stream = NullStream::start(config, move |buf, info| match slot.core() {
+            Some(core) => {
+                let late_us = info.started.saturating_duration_since(info.deadline).as_secs_f64() * 1e6;
+                core.render_stereo_timed(buf, CallbackTiming { late_us, latency_us })
+            }
             None => buf.fill(0.0),
         })?;
         let stats = stream.stats();

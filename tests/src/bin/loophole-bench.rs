@@ -143,7 +143,21 @@ fn time_runs(runs: usize, mut cmd: impl FnMut() -> Command) -> Result<f64> {
     Ok(median(times))
 }
 
+fn criterion_median_ns(dir: &Path, id: &str) -> Option<f64> {
+    let text = std::fs::read_to_string(dir.join(id).join("new/estimates.json")).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    v["median"]["point_estimate"].as_f64()
+}
+
 fn criterion_summary(dir: &Path) {
+    match criterion_median_ns(dir, "pulse_tick_64_tracks_64_scenes_follow_actions_per_64_frame_block") {
+        Some(ns) => println!(
+            "Pulse::tick, 64 tracks x 64 scenes with follow actions on every clip and scene, per 64-frame block @ 48 kHz: median {:.0} ns = {:.4}% of the 1.333 ms deadline",
+            ns,
+            100.0 * ns / (64.0 / RATE as f64 * 1e9)
+        ),
+        None => println!("pulse bench: no criterion estimates in {}", dir.display()),
+    }
     for frames in [64usize, 128] {
         let est = dir.join(format!("signal_process_64_stereo_clips_{frames}_frames/new/estimates.json"));
         let Ok(text) = std::fs::read_to_string(&est) else {
