@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use crate::instrument::Instrument;
 use crate::model::{AudioData, ClipId, MidiData, MidiEvent, MidiMsg, TrackId};
-use crate::time::{Beats, BlockClock, SampleTime};
+use crate::time::{Beats, BlockClock, SAMPLE_EPSILON, SampleTime};
 
 /// Identifies one scheduled trigger from the press that made it to the report of its execution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
@@ -293,7 +293,13 @@ pub struct Signal {
     master_right: Vec<f32>,
     /// Reports that could not be pushed because the report queue was full.
     lost_reports: Arc<AtomicU64>,
+    /// The beat the next block should start at if the timeline runs on.
+    expected_beat: Option<f64>,
 }
+
+/// A block whose first beat differs from the last block's end by more than this many beats is a
+/// timeline jump (Link's own corrections are far smaller).
+const BEAT_JUMP: f64 = 0.01;
 
 /// Sizes fixed when Signal is built.
 #[derive(Debug, Clone, Copy)]
@@ -347,6 +353,7 @@ impl Signal {
             master_left: vec![0.0; max_block],
             master_right: vec![0.0; max_block],
             lost_reports: Arc::new(AtomicU64::new(0)),
+            expected_beat: None,
         }
     }
 
@@ -376,6 +383,14 @@ impl Signal {
         // offline renderer runs this same code, so renders and live playback stay identical.
         let _ftz = FlushDenormals::new();
         self.drain_commands();
+        // A timeline that jumps (a Link session merging moves the beat by up to half a bar, either
+        // way) would leave loops out of phase: put every player where the new beat says.
+        if let Some(expected) = self.expected_beat
+            && (clock.beat_at_first_sample.0 - expected).abs() > BEAT_JUMP
+        {
+            self.resync(clock);
+        }
+        self.expected_beat = Some(clock.end_beat().0);
         let frames = clock.frames.min(out.len() / 2);
         let mut done = 0usize;
         while done < frames {
@@ -390,6 +405,45 @@ impl Signal {
             done += n;
         }
         self.meters.blocks.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Re-derives every player's position from its anchor at the block's first beat (after a
+    /// timeline jump). Audio voices continue there with a declick fade-in; MIDI clips release
+    /// their notes and continue from the next event after the new position.
+    fn resync(&mut self, clock: &BlockClock) {
+        let beat = clock.beat_at_first_sample.0;
+        let spb = 1.0 / clock.beats_per_sample;
+        let declick = self.declick;
+        for track in &mut self.tracks {
+            for slot in track.voices.iter_mut() {
+                let Some(v) = slot else { continue };
+                if v.fade_out.is_some() {
+                    continue;
+                }
+                let len = v.length.0.max(1e-9);
+                let elapsed = (beat - v.anchor.0).max(0.0);
+                let iteration = (elapsed / len).floor() as i64;
+                if !v.looping && iteration > 0 {
+                    *slot = None;
+                    continue;
+                }
+                v.iteration = iteration;
+                v.pos = v.offset + ((elapsed - iteration as f64 * len) * spb + SAMPLE_EPSILON).floor() as i64;
+                v.fade_in = Some(Ramp { pos: 0, len: declick, fade_in: true });
+            }
+            if let Some(m) = track.midi.as_mut() {
+                let len = m.length.0.max(1e-9);
+                let elapsed = (beat - m.anchor.0).max(0.0);
+                let iteration = if m.looping { (elapsed / len).floor() as i64 } else { 0 };
+                let into = elapsed - iteration as f64 * len;
+                if let Some(SlotContent::Midi(data)) = self.clips.get(m.clip.index()).map(|s| &s.content) {
+                    m.iteration = iteration;
+                    m.next =
+                        m.lo + data.events[m.lo..m.hi].partition_point(|e| e.beat.0 - m.start_offset.0 < into - 1e-9);
+                }
+                release_held(track);
+            }
+        }
     }
 
     fn drain_commands(&mut self) {
@@ -746,7 +800,11 @@ fn start_clip(
             end_voices(track, clock, frame, declick);
             let spb = 1.0 / clock.beats_per_sample;
             let offset = (slot.start_offset.0 * spb).round() as i64;
-            let into_samples = (into * spb).round() as i64;
+            // Clip sample k is heard at the first engine sample whose beat is at or after
+            // `anchor + k` samples' worth of beats (the crossing rule): so floor, not round. A
+            // start executed a fraction of a sample after its beat (as Link timelines make) then
+            // still starts at sample 0, with no fade-in.
+            let into_samples = (into * spb + SAMPLE_EPSILON).floor() as i64;
             let voice = AudioVoice {
                 clip,
                 pos: offset + into_samples,

@@ -306,3 +306,41 @@ fn a_late_trigger_starts_phase_aligned_and_says_so() {
     let expected = (pos as f32 + 1.0) / (4.0 * SPB as f32 + 1.0);
     assert!((out[2 * 250] - expected).abs() < 1e-6, "got {} want {expected}", out[2 * 250]);
 }
+
+#[test]
+fn a_timeline_jump_puts_loops_back_in_phase() {
+    use loophole_engine::EngineConfig;
+    use loophole_engine::time::{BlockClock, Bpm};
+    use std::sync::Arc;
+    // A looping ramp; the timeline jumps back by 0.75 beat (as when a Link session merges).
+    let s = audio_session(120.0, vec![("r", ramp(4 * SPB as usize, 48_000), 4.0, true)]);
+    let (mut pulse, mut signal) =
+        loophole_engine::build(Arc::new(s), &EngineConfig { sample_rate: 48_000, max_block: 256, queue_capacity: 64 })
+            .unwrap();
+    pulse.press(launch(0), Beats(0.0)).unwrap();
+    let bps = Bpm(120.0).beats_per_sample(48_000);
+    let block = |sample_time: i64, beat: f64| BlockClock {
+        sample_time,
+        beat_at_first_sample: Beats(beat),
+        beats_per_sample: bps,
+        quantum: 4.0,
+        frames: 256,
+        sample_rate: 48_000,
+    };
+    let mut out = vec![0f32; 512];
+    let mut t = 0i64;
+    while t < 2 * SPB {
+        signal.process(&block(t, t as f64 * bps), &mut out);
+        t += 256;
+    }
+    // Jump: the next block's beat is 0.75 beat earlier than the samples say.
+    let jumped = t as f64 * bps - 0.75;
+    signal.process(&block(t, jumped), &mut out);
+    signal.process(&block(t + 256, jumped + 256.0 * bps), &mut out);
+    // 100 frames into the second block (past the 5 ms fade-in), the clip is where the new beat
+    // says: (jumped + (256 + 100) samples) beats in.
+    let pos = ((jumped * SPB as f64).round() as i64 + 256 + 100) as f32;
+    let expected = (pos + 1.0) / (4.0 * SPB as f32 + 1.0);
+    let got = out[2 * 100];
+    assert!((got - expected).abs() < 1e-5, "got {got}, want {expected}");
+}

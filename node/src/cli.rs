@@ -151,11 +151,11 @@ pub struct LiveArgs {
     #[arg(long, value_name = "OUT.wav")]
     pub capture: Option<PathBuf>,
     /// Join the Ableton Link session on the network: tempo, beat and start/stop shared with the
-    /// other Link apps (see docs/link.md).
+    /// other Link apps (see docs/link.md). The default for `play`.
     #[arg(long, overrides_with = "no_link")]
     pub link: bool,
-    /// Do not use Ableton Link (the default for now): play on the node's own sample clock, as an
-    /// offline render does.
+    /// Do not use Ableton Link (the default for `demo`): play on the node's own sample clock, as
+    /// an offline render does.
     #[arg(long = "no-link", overrides_with = "link")]
     pub no_link: bool,
     /// With Link: start with the transport stopped, and play when the Link session starts (a peer
@@ -185,7 +185,9 @@ pub struct LiveArgs {
 }
 
 impl LiveArgs {
-    fn options(self, input: InputArgs) -> anyhow::Result<PlayOptions> {
+    /// `link_by_default`: whether Link is on when neither --link nor --no-link is given (`play`
+    /// joins the LAN's Link session by default; the solo `demo` does not).
+    fn options(self, input: InputArgs, link_by_default: bool) -> anyhow::Result<PlayOptions> {
         let backend = match self.audio.as_deref() {
             Some(name) if name.eq_ignore_ascii_case("null") => Backend::Null,
             Some(name) => Backend::Device(Some(name.to_string())),
@@ -200,7 +202,7 @@ impl LiveArgs {
             log: self.log,
             capture: self.capture,
             link: crate::link::LinkOptions {
-                enabled: self.link && !self.no_link,
+                enabled: if self.no_link { false } else { self.link || link_by_default },
                 stopped: self.stopped,
                 stdin_commands: self.stdin_commands,
                 join: true,
@@ -230,7 +232,7 @@ impl PlayArgs {
     /// The options [`crate::play::run`] takes.
     pub fn into_options(self) -> anyhow::Result<PlayOptions> {
         let input = self.source.input();
-        self.live.options(input)
+        self.live.options(input, true)
     }
 }
 
@@ -253,7 +255,7 @@ impl DemoArgs {
     pub fn into_options(self) -> anyhow::Result<PlayOptions> {
         let input = InputArgs { source: Source::Demo, script: self.script, seed: self.seed, preview: None };
         // The demo starts at once and joins a Link session whenever one shows up.
-        let mut o = self.live.options(input)?;
+        let mut o = self.live.options(input, false)?;
         o.link.join = o.link.stopped;
         Ok(o)
     }
@@ -327,7 +329,7 @@ mod tests {
     }
 
     #[test]
-    fn link_is_off_unless_link_is_given_and_the_last_flag_wins() {
+    fn link_is_on_for_play_off_for_demo_and_the_last_flag_wins() {
         let link = |args: &[&str]| {
             let cli = Cli::try_parse_from(args).unwrap();
             match cli.command {
@@ -337,7 +339,8 @@ mod tests {
             }
         };
         assert!(!link(&["loophole-node", "demo"]).enabled);
-        assert!(!link(&["loophole-node", "play", "--demo"]).enabled);
+        assert!(link(&["loophole-node", "play", "--demo"]).enabled, "play joins Link by default");
+        assert!(!link(&["loophole-node", "play", "--demo", "--no-link"]).enabled);
         assert!(link(&["loophole-node", "play", "--demo", "--link"]).enabled);
         assert!(!link(&["loophole-node", "play", "--demo", "--link", "--no-link"]).enabled);
         assert!(link(&["loophole-node", "demo", "--no-link", "--link"]).enabled);

@@ -14,7 +14,7 @@ fn assert_bad_input(out: &std::process::Output, must_name: &str) {
 #[test]
 fn a_missing_session_file_is_exit_code_2_naming_the_file() {
     let dir = scratch("missing-session");
-    let out = run_in(&dir, &["play", "no-such-session.toml", "--audio", "null", "--seconds", "1"]);
+    let out = run_in(&dir, &["play", "--no-link", "no-such-session.toml", "--audio", "null", "--seconds", "1"]);
     assert_bad_input(&out, "no-such-session.toml");
     let out = run_in(&dir, &["render", "no-such-session.toml", "--out", "x.wav"]);
     assert_bad_input(&out, "no-such-session.toml");
@@ -24,7 +24,7 @@ fn a_missing_session_file_is_exit_code_2_naming_the_file() {
 fn a_corrupt_session_file_is_exit_code_2_naming_the_file_and_line() {
     let dir = scratch("corrupt-session");
     std::fs::write(dir.join("corrupt.toml"), "[session]\nname = \"broken\"\ntempo = = 120\n").unwrap();
-    let out = run_in(&dir, &["play", "corrupt.toml", "--audio", "null", "--seconds", "1"]);
+    let out = run_in(&dir, &["play", "--no-link", "corrupt.toml", "--audio", "null", "--seconds", "1"]);
     assert_bad_input(&out, "corrupt.toml:3");
     let out = run_in(&dir, &["render", "corrupt.toml", "--out", "x.wav"]);
     assert_bad_input(&out, "corrupt.toml:3");

@@ -55,7 +55,7 @@ fn demo_without_a_device_plays_on_the_null_device_and_captures_exactly_what_the_
 #[test]
 fn audio_null_is_honoured_without_a_fallback_or_a_surprise_capture() {
     let dir = scratch("audio-null");
-    let out = run_in(&dir, &["play", "--demo", "--audio", "null", "--seconds", "0.5", "--buffer", "128"]);
+    let out = run_in(&dir, &["play", "--no-link", "--demo", "--audio", "null", "--seconds", "0.5", "--buffer", "128"]);
     assert_ok(&out);
     let (stdout, stderr) = texts(&out);
     assert!(stderr.contains("playing on the null device"), "{stderr}");
@@ -155,7 +155,19 @@ mode = "immediate"
     .unwrap();
     let out = run_in(
         &dir,
-        &["play", "--demo", "--script", "perf.toml", "--audio", "null", "--capture", "live.wav", "--log", "live.jsonl"],
+        &[
+            "play",
+            "--no-link",
+            "--demo",
+            "--script",
+            "perf.toml",
+            "--audio",
+            "null",
+            "--capture",
+            "live.wav",
+            "--log",
+            "live.jsonl",
+        ],
     );
     assert_ok(&out);
     let (stdout, _) = texts(&out);
