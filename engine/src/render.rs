@@ -142,7 +142,9 @@ impl Renderer {
             (n, clock)
         } else {
             for c in changes {
-                self.clock.change(c.beat, c.tempo, c.beats_per_bar);
+                if !self.clock.change(c.beat, c.tempo, c.beats_per_bar) {
+                    self.errors.push((c.beat, PulseError::QueueFull));
+                }
             }
             let n = self.clock.next_change_after(self.sample).map_or(n, |c| n.min((c - self.sample) as usize));
             (n, self.clock.block(self.sample, n))

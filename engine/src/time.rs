@@ -198,26 +198,40 @@ pub struct TempoMap {
 }
 
 impl TempoMap {
-    /// A map with one tempo and time signature from beat 0.
+    /// Changes a map holds without allocating (see [`TempoMap::change`]).
+    pub const CAPACITY: usize = 1024;
+
+    /// A map with one tempo and time signature from beat 0. Control thread: allocates room for
+    /// [`TempoMap::CAPACITY`] changes.
     pub fn new(sample_rate: u32, tempo: Bpm, beats_per_bar: f64) -> TempoMap {
-        let mut m = TempoMap { sample_rate, base: (tempo, beats_per_bar), changes: Vec::new(), segments: Vec::new() };
+        let mut m = TempoMap {
+            sample_rate,
+            base: (tempo, beats_per_bar),
+            changes: Vec::with_capacity(Self::CAPACITY),
+            segments: Vec::with_capacity(Self::CAPACITY + 1),
+        };
         m.rebuild();
         m
     }
 
     /// Adds a change at `beat`: a new tempo, a new time signature, or both (`None` keeps the
-    /// value in force).
-    pub fn change(&mut self, beat: Beats, tempo: Option<Bpm>, beats_per_bar: Option<f64>) {
+    /// value in force). Realtime-safe: it never allocates; when the map is full it refuses the
+    /// change and returns `false`.
+    pub fn change(&mut self, beat: Beats, tempo: Option<Bpm>, beats_per_bar: Option<f64>) -> bool {
+        if self.changes.len() >= self.changes.capacity() {
+            return false;
+        }
         let i = self.changes.partition_point(|(b, _, _)| b.0 <= beat.0);
         let (prev_t, prev_q) = if i == 0 { self.base } else { (self.changes[i - 1].1, self.changes[i - 1].2) };
         self.changes.insert(i, (beat, tempo.unwrap_or(prev_t), beats_per_bar.unwrap_or(prev_q)));
-        // Later changes that left a value alone keep inheriting it.
         self.rebuild();
+        true
     }
 
     fn rebuild(&mut self) {
         let (t, q) = self.base;
-        self.segments = vec![(0, 0.0, t.beats_per_sample(self.sample_rate), q)];
+        self.segments.clear();
+        self.segments.push((0, 0.0, t.beats_per_sample(self.sample_rate), q));
         for &(beat, tempo, bpb) in &self.changes {
             let &(s0, b0, bps, _) = self.segments.last().expect("one segment");
             let s = s0 + ((beat.0 - b0) / bps - SAMPLE_EPSILON).ceil().max(0.0) as SampleTime;

@@ -19,13 +19,15 @@
 //! ## Command line (scripts depend on these names)
 //!
 //! ```text
-//! loophole-node render (SESSION | --demo) [--script PERF.toml] --out OUT.wav [--block N (256)]
-//!                      [--sample-rate SR (48000)] [--seconds S] [--seed N] [--log LOG.jsonl]
-//! loophole-node play   (SESSION | --demo) [--script PERF.toml] [--seed N] [--audio NAME|null]
-//!                      [--sample-rate SR] [--buffer FRAMES] [--seconds S] [--log LOG.jsonl]
-//!                      [--capture OUT.wav]
-//! loophole-node demo   [--script PERF.toml] [--seed N] [--audio NAME|null] [--sample-rate SR]
-//!                      [--buffer FRAMES] [--seconds S] [--log LOG.jsonl] [--capture OUT.wav]
+//! loophole-node render (SESSION | --demo) [--script PERF.toml | --playthrough [--from S --to S] | --arrangement]
+//!                      --out OUT.wav [--block N (256)] [--sample-rate SR (48000)] [--seconds S]
+//!                      [--seed N] [--log LOG.jsonl]
+//! loophole-node play   (SESSION | --demo) [--script PERF.toml | --playthrough [--from S --to S] | --arrangement]
+//!                      [--seed N] [--audio NAME|null] [--sample-rate SR] [--buffer FRAMES] [--seconds S]
+//!                      [--log LOG.jsonl] [--capture OUT.wav] [--link | --no-link] [--stopped]
+//!                      [--stdin-commands] [--controller MAPPING.toml] [--midi-in NAME]... [--midi-out NAME]
+//!                      [--midi system|fake]
+//! loophole-node demo   [--script PERF.toml] [--seed N] [same live options as play]
 //! loophole-node devices
 //! ```
 //!
