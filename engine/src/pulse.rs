@@ -1116,6 +1116,26 @@ impl Pulse {
         }
     }
 
+    /// Makes one follow-action decision for a clip or scene: counts it, draws the choice and
+    /// reports it. Returns the action taken (if any) and the occurrence number it was drawn with.
+    fn decide(&mut self, source: FollowSource, f: &FollowActions, at: Beats) -> (Option<FollowAction>, u64) {
+        let (what, index, counter) = match source {
+            FollowSource::Clip(c) => (1, c.0, &mut self.clip_decisions[c.index()]),
+            FollowSource::Scene(sc) => (2, sc.0, &mut self.scene_decisions[sc.index()]),
+        };
+        let occurrence = *counter;
+        *counter += 1;
+        let (choice, action) = self.choose(f, what, index, occurrence);
+        self.notices.push_back(PulseEvent::Follow {
+            source,
+            beat: at,
+            occurrence,
+            choice,
+            next: action.as_ref().map(|a| a.next),
+        });
+        (action, occurrence)
+    }
+
     fn clip_follow_decide(&mut self, t: usize) -> Result<(), PulseError> {
         let Some(pending) = self.clip_follow[t].take() else { return Ok(()) };
         let at = pending.at;
@@ -1127,16 +1147,7 @@ impl Pulse {
         }
         let session = self.session.clone();
         let Some(f) = session.clip(pending.clip).follow.as_ref() else { return Ok(()) };
-        let occurrence = self.clip_decisions[pending.clip.index()];
-        self.clip_decisions[pending.clip.index()] += 1;
-        let (choice, action) = self.choose(f, 1, pending.clip.0, occurrence);
-        self.notices.push_back(PulseEvent::Follow {
-            source: FollowSource::Clip(pending.clip),
-            beat: at,
-            occurrence,
-            choice,
-            next: action.as_ref().map(|a| a.next),
-        });
+        let (action, occurrence) = self.decide(FollowSource::Clip(pending.clip), f, at);
         let cause = Cause::ClipFollow { from: pending.clip };
         let spec = StartSpec { legato: Some(false), ..StartSpec::press(cause) };
         let Some(action) = action else {
@@ -1179,16 +1190,7 @@ impl Pulse {
         let at = pending.at;
         let session = self.session.clone();
         let Some(f) = session.scene(pending.scene).follow.as_ref() else { return Ok(()) };
-        let occurrence = self.scene_decisions[pending.scene.index()];
-        self.scene_decisions[pending.scene.index()] += 1;
-        let (choice, action) = self.choose(f, 2, pending.scene.0, occurrence);
-        self.notices.push_back(PulseEvent::Follow {
-            source: FollowSource::Scene(pending.scene),
-            beat: at,
-            occurrence,
-            choice,
-            next: action.as_ref().map(|a| a.next),
-        });
+        let (action, occurrence) = self.decide(FollowSource::Scene(pending.scene), f, at);
         let cause = Cause::SceneFollow { from: pending.scene };
         let Some(action) = action else {
             self.scene_follow = Some(SceneFollowPending { at: Beats(at.0 + pending.every), ..pending });
