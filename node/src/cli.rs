@@ -33,6 +33,9 @@ pub enum Command {
     Demo(DemoArgs),
     /// List audio hosts and output devices.
     Devices,
+    /// Edit a session file's arrangement: commit a playthrough or a launcher performance, or
+    /// move a clip onto a lane.
+    Arrange(crate::arrange::ArrangeArgs),
 }
 
 /// What to perform: a session file or the demo, and a performance script.

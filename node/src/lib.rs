@@ -29,6 +29,8 @@
 //!                      [--midi system|fake]
 //! loophole-node demo   [--script PERF.toml] [--seed N] [same live options as play]
 //! loophole-node devices
+//! loophole-node arrange SESSION (--playthrough [--from S --to S] | --script PERF.toml [--seconds S]
+//!                      | --place CLIP --lane TRACK [--length L] [--duplicate]) [--at BEAT]
 //! ```
 //!
 //! `--demo` is the demo session performed by the demo script (unless `--script` replaces it).
@@ -47,6 +49,7 @@
 //! [`Renderer`]: loophole_engine::render::Renderer
 #![warn(missing_docs)]
 
+pub mod arrange;
 pub mod audio;
 pub mod cli;
 pub mod devices;
@@ -91,6 +94,7 @@ pub fn run(cli: cli::Cli) -> anyhow::Result<()> {
         cli::Command::Play(args) => play::run(args.into_options()?).map(|_| ()),
         cli::Command::Demo(args) => play::run(args.into_options()?).map(|_| ()),
         cli::Command::Devices => devices::run(),
+        cli::Command::Arrange(args) => arrange::run(&args),
     }
 }
 
