@@ -7,7 +7,12 @@
 //! - presses each script action once the audio reaches `action.beat - lookahead`, passing
 //!   `now = action.beat` (exact, so the schedule is the offline render's), after ticking Pulse
 //!   to that beat as the renderer does;
-//! - ticks Pulse with `horizon = now + lookahead` (lookahead = two blocks + 10 ms, in beats);
+//! - ticks Pulse with `horizon = now + lookahead` (lookahead = two blocks + 10 ms, in beats, at
+//!   the fastest tempo the performance has reached or scheduled);
+//! - right after each press and tick, sends Pulse's tempo and time-signature changes (scene
+//!   tempos, the arrangement's tempo changes) to the audio core through a ring: without Link the
+//!   core applies them to its `TempoMap` at their beats, as the offline renderer does; with Link
+//!   it commits them to the Link session at their beats;
 //! - drains Pulse's events into the `--log` file (with `host_time` and `"source": "live"`) and
 //!   prints a short line per trigger;
 //! - watches the device: if it reports a failure, or stops calling back, the core (Signal and
@@ -25,9 +30,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use loophole_engine::EngineConfig;
+use loophole_engine::model::TempoChange;
 use loophole_engine::pulse::{Pulse, PulseEvent};
 use loophole_engine::signal::Meters;
-use loophole_engine::time::{Beats, SimClock};
+use loophole_engine::time::{Beats, SampleTime, TempoMap};
 
 use crate::audio::capture::Capture;
 use crate::audio::device::{self, NoDevice, StartError};
@@ -126,8 +132,17 @@ fn install_ctrlc() {
 struct Control<'a> {
     perf: &'a Performance,
     pulse: Pulse,
-    clock: SimClock,
+    sample_rate: u32,
     transport: Arc<Transport>,
+    /// Sends Pulse's tempo changes to the audio core.
+    tempo_tx: rtrb::Producer<TempoChange>,
+    /// The changes sent so far, applied as the core applies them without Link (for the
+    /// position of events in the terminal lines) and kept to rebuild the core's map after a
+    /// device failure.
+    tempo_map: TempoMap,
+    tempo_log: Vec<TempoChange>,
+    /// Beats per sample at the fastest tempo reached or scheduled (for the lookahead).
+    fastest_bps: f64,
     next_action: usize,
     log: Option<EventLog>,
     started: Instant,
@@ -150,17 +165,54 @@ struct Control<'a> {
 
 impl Control<'_> {
     fn beats_per_frame(&self) -> f64 {
+        self.transport.snapshot().beats_per_sample
+    }
+
+    /// The beat heard at `sample` (for the terminal lines): the tempo map without Link, the
+    /// audio position's tempo with it.
+    fn beat_of_sample(&self, sample: SampleTime) -> f64 {
         match &self.link {
-            Some(_) => self.transport.snapshot().beats_per_sample,
-            None => self.clock.tempo.beats_per_sample(self.clock.sample_rate),
+            Some(_) => {
+                let snap = self.transport.snapshot();
+                snap.beat + (sample - snap.sample) as f64 * snap.beats_per_sample
+            }
+            None => self.tempo_map.block(sample, 0).beat_at_first_sample.0,
         }
     }
 
-    /// Lookahead in beats: two blocks plus [`LOOKAHEAD_MARGIN`].
+    /// Lookahead in beats: two blocks plus [`LOOKAHEAD_MARGIN`], at the fastest tempo reached or
+    /// scheduled (so it is long enough in time after a scheduled speed-up too).
     fn lookahead(&self) -> f64 {
         let block = self.transport.max_block().max(self.block_hint);
-        let frames = 2.0 * block as f64 + LOOKAHEAD_MARGIN.as_secs_f64() * self.clock.sample_rate as f64;
-        frames * self.beats_per_frame()
+        let frames = 2.0 * block as f64 + LOOKAHEAD_MARGIN.as_secs_f64() * self.sample_rate as f64;
+        frames * self.beats_per_frame().max(self.fastest_bps)
+    }
+
+    /// Sends the tempo and time-signature changes Pulse scheduled since the last call to the
+    /// audio core. Called right after every press and tick.
+    fn send_tempo_changes(&mut self) {
+        for c in self.pulse.take_tempo_changes() {
+            if let Some(t) = c.tempo {
+                self.fastest_bps = self.fastest_bps.max(t.beats_per_sample(self.sample_rate));
+            }
+            self.tempo_map.change(c.beat, c.tempo, c.beats_per_bar);
+            self.tempo_log.push(c);
+            if self.tempo_tx.push(c).is_err() {
+                warn_line(format_args!(
+                    "loophole: warning: the tempo change at beat {} was dropped (the audio thread's ring is full)",
+                    c.beat
+                ));
+            }
+        }
+    }
+
+    /// A tempo map with every change sent so far, for a rebuilt audio core. Control thread.
+    fn rebuilt_tempo_map(&self) -> TempoMap {
+        let mut map = TempoMap::new(self.sample_rate, self.perf.session.tempo, self.perf.session.beats_per_bar);
+        for c in &self.tempo_log {
+            map.change(c.beat, c.tempo, c.beats_per_bar);
+        }
+        map
     }
 
     /// Presses what is due, ticks Pulse and drains its events.
@@ -169,11 +221,8 @@ impl Control<'_> {
         // from its first action at each start, and not while the transport is stopped.
         let snap = self.transport.snapshot();
         self.link_step(&snap)?;
-        let rendered = self.transport.rendered();
-        let now = match &self.link {
-            Some(_) => Beats(snap.beat),
-            None => Beats(rendered as f64 * self.beats_per_frame()),
-        };
+        // The beat the next block starts at (with the tempo changes already rendered).
+        let now = Beats(snap.beat);
         if self.link.is_some() && snap.epoch != self.epoch {
             self.epoch = snap.epoch;
             self.next_action = 0;
@@ -188,6 +237,7 @@ impl Control<'_> {
                 Some(midi) => midi.press(&mut self.pulse, a.action, a.beat),
                 None => self.pulse.press(a.action, a.beat),
             });
+            self.send_tempo_changes();
             if let Err(e) = result {
                 self.refused += 1;
                 warn_line(format_args!("loophole: warning: script action at beat {} refused: {e}", a.beat));
@@ -202,10 +252,12 @@ impl Control<'_> {
             for line in midi.step(&mut self.pulse, pos, HostTime::now()) {
                 warn_line(format_args!("loophole: {line}"));
             }
+            self.send_tempo_changes();
         }
         if let Err(e) = self.pulse.tick(now, Beats(now.0 + lookahead)) {
             warn_line(format_args!("loophole: warning: at beat {:.2}: {e}", now.0));
         }
+        self.send_tempo_changes();
         self.drain()
     }
 
@@ -245,7 +297,7 @@ impl Control<'_> {
         self.drain()?;
         let (pulse, signal) = loophole_engine::build(
             self.perf.session.clone(),
-            &EngineConfig { sample_rate: self.clock.sample_rate, max_block: 1024, queue_capacity: 8192 },
+            &EngineConfig { sample_rate: self.sample_rate, max_block: 1024, queue_capacity: 8192 },
         )
         .map_err(|e| BadInput(e.to_string()))
         .context("cannot build a fresh engine")?;
@@ -277,7 +329,8 @@ impl Control<'_> {
                     _ => log.write(&event, &self.perf.session, host_time)?,
                 }
             }
-            if let Some(line) = describe(&event, self.perf, self.beats_per_frame()) {
+            let beat_of_sample = |s: SampleTime| self.beat_of_sample(s);
+            if let Some(line) = describe(&event, self.perf, beat_of_sample) {
                 say(format_args!("{line}"));
             }
         }
@@ -295,7 +348,7 @@ fn event_sample(event: &PulseEvent) -> Option<loophole_engine::time::SampleTime>
 }
 
 /// A short human line for an event, e.g. `bar 5.1  scene 'verse'  drums: start drums-busy`.
-fn describe(event: &PulseEvent, perf: &Performance, beats_per_frame: f64) -> Option<String> {
+fn describe(event: &PulseEvent, perf: &Performance, beat_of_sample: impl Fn(SampleTime) -> f64) -> Option<String> {
     let session = &perf.session;
     let track_name = |t: loophole_engine::model::TrackId| session.tracks.get(t.index()).map_or("?", |t| t.id.as_str());
     let clip_name = |c: loophole_engine::model::ClipId| session.clips.get(c.index()).map_or("?", |c| c.id.as_str());
@@ -321,12 +374,9 @@ fn describe(event: &PulseEvent, perf: &Performance, beats_per_frame: f64) -> Opt
             }
             Some(line)
         }
-        PulseEvent::ClipEnded { track, clip, sample } => Some(format!(
-            "{}  {}: {} ended",
-            position(*sample as f64 * beats_per_frame),
-            track_name(*track),
-            clip_name(*clip)
-        )),
+        PulseEvent::ClipEnded { track, clip, sample } => {
+            Some(format!("{}  {}: {} ended", position(beat_of_sample(*sample)), track_name(*track), clip_name(*clip)))
+        }
         PulseEvent::Dropped { id } => {
             warn_line(format_args!(
                 "loophole: warning: the audio thread dropped trigger {} (its queue was full)",
@@ -339,27 +389,32 @@ fn describe(event: &PulseEvent, perf: &Performance, beats_per_frame: f64) -> Opt
     }
 }
 
+/// What [`build_engine`] builds.
+type Engine = (Pulse, AudioCore, Arc<Meters>, rtrb::Producer<TempoChange>);
+
 /// Builds Pulse and an [`AudioCore`] whose clock starts at sample `start`: Link's when `link` is
-/// given, else the sample counter.
+/// given, else the sample counter mapped through `clock`; with the ring for tempo changes.
 fn build_engine(
     perf: &Performance,
-    clock: SimClock,
+    clock: TempoMap,
+    sample_rate: u32,
     transport: &Arc<Transport>,
     start: u64,
     link: Option<LinkAudio>,
-) -> anyhow::Result<(Pulse, AudioCore, Arc<Meters>)> {
+) -> anyhow::Result<Engine> {
     let (pulse, signal) = loophole_engine::build(
         perf.session.clone(),
-        &EngineConfig { sample_rate: clock.sample_rate, max_block: 1024, queue_capacity: 8192 },
+        &EngineConfig { sample_rate, max_block: 1024, queue_capacity: 8192 },
     )
     .map_err(|e| BadInput(e.to_string()))
     .context("cannot build the engine")?;
     let meters = signal.meters();
-    let core = match link {
-        Some(link) => AudioCore::with_link(signal, link, clock, start as i64, transport.clone()),
+    let mut core = match link {
+        Some(link) => AudioCore::with_link(signal, link, start as i64, transport.clone()),
         None => AudioCore::new(signal, clock, start as i64, transport.clone()),
     };
-    Ok((pulse, core, meters))
+    let tempo_tx = core.tempo_changes();
+    Ok((pulse, core, meters, tempo_tx))
 }
 
 /// Starts the capture writer for `core`; with Link, with the timing sidecar.
@@ -438,7 +493,7 @@ pub fn run(opts: PlayOptions) -> anyhow::Result<PlaySummary> {
     let sample_rate = plan.as_ref().map_or(opts.sample_rate.unwrap_or(NULL_SAMPLE_RATE), |p| p.sample_rate());
     let null_block = opts.buffer.map_or(NULL_BLOCK, |b| b as usize);
     let total = seconds.map(|s| (s * sample_rate as f64).round() as u64);
-    let clock = SimClock { sample_rate, tempo: perf.session.tempo, quantum: perf.session.beats_per_bar };
+    let new_map = || TempoMap::new(sample_rate, perf.session.tempo, perf.session.beats_per_bar);
     let transport = Transport::new();
     let (link, link_audio) = match opts.link.enabled {
         true => {
@@ -447,7 +502,7 @@ pub fn run(opts: PlayOptions) -> anyhow::Result<PlaySummary> {
         }
         false => (None, None),
     };
-    let (pulse, mut core, meters) = build_engine(&perf, clock, &transport, 0, link_audio)?;
+    let (pulse, mut core, meters, tempo_tx) = build_engine(&perf, new_map(), sample_rate, &transport, 0, link_audio)?;
     let swap = link.is_some().then(|| core.engine_swap());
     let mut meters = vec![meters];
 
@@ -462,8 +517,12 @@ pub fn run(opts: PlayOptions) -> anyhow::Result<PlaySummary> {
     let mut control = Control {
         perf: &perf,
         pulse,
-        clock,
+        sample_rate,
         transport: transport.clone(),
+        tempo_tx,
+        tempo_map: new_map(),
+        tempo_log: Vec::new(),
+        fastest_bps: perf.session.tempo.beats_per_sample(sample_rate),
         next_action: 0,
         log,
         started: Instant::now(),
@@ -496,7 +555,7 @@ pub fn run(opts: PlayOptions) -> anyhow::Result<PlaySummary> {
                 let at = transport.rendered();
                 warn_line(format_args!(
                     "loophole: the audio engine could not be taken back from the device; continuing with a fresh one at bar {:.1}",
-                    at as f64 * control.beats_per_frame() / clock.quantum + 1.0
+                    control.beat_of_sample(at as SampleTime) / transport.snapshot().quantum.max(1e-9) + 1.0
                 ));
                 let link_audio = control.link.as_mut().map(|link| {
                     let snap = transport.snapshot();
@@ -505,7 +564,9 @@ pub fn run(opts: PlayOptions) -> anyhow::Result<PlaySummary> {
                     link.set_audio_ends(requests, events);
                     audio
                 });
-                let (pulse, mut core, m) = build_engine(&perf, clock, &transport, at, link_audio)?;
+                let map = control.rebuilt_tempo_map();
+                let (pulse, mut core, m, tempo_tx) = build_engine(&perf, map, sample_rate, &transport, at, link_audio)?;
+                control.tempo_tx = tempo_tx;
                 if core.has_link() {
                     control.swap = Some(core.engine_swap());
                 }

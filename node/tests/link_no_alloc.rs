@@ -1,7 +1,8 @@
 //! Proves that the Link path of the audio callback never allocates or frees, on the Rust side
 //! and on Link's C++ side: `capture_audio_session_state` into a preallocated session state,
 //! `commit_audio_session_state`, `clock_micros`, `num_peers`, the host-time filter, requests
-//! (tempo, stop, start), the transport gate, the engine swap and the timing sidecar ring.
+//! (tempo, stop, start), scene tempo and time-signature changes (held until their beat, the
+//! callback cut there), the transport gate, the engine swap and the timing sidecar ring.
 //!
 //! Two counters, both counting only on the thread inside the callback: a Rust global allocator,
 //! and `malloc` / `calloc` / `realloc` / `free` interposed in this test binary (C++ `operator
@@ -17,7 +18,8 @@ use std::ffi::c_void;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use loophole_engine::EngineConfig;
-use loophole_engine::time::{Beats, SimClock};
+use loophole_engine::model::TempoChange;
+use loophole_engine::time::{Beats, Bpm};
 use loophole_node::audio::capture::Capture;
 use loophole_node::audio::{AudioCore, CallbackTiming, Transport};
 use loophole_node::link::{LinkClock, Request};
@@ -122,9 +124,9 @@ fn the_link_audio_callback_never_allocates_or_frees() {
     let (mut pulse, signal) = loophole_engine::build(session.clone(), &config).unwrap();
     let link = LinkClock::new(session.tempo.0, session.beats_per_bar, false);
     let (audio, mut requests, mut events) = link.audio_side(rate, 0, Some(session.tempo.0), None);
-    let clock = SimClock { sample_rate: rate, tempo: session.tempo, quantum: session.beats_per_bar };
     let transport = Transport::new();
-    let mut core = AudioCore::with_link(signal, audio, clock, 0, transport.clone());
+    let mut core = AudioCore::with_link(signal, audio, 0, transport.clone());
+    let mut tempo_tx = core.tempo_changes();
     let mut swap = core.engine_swap();
     let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("link-no-alloc-capture.wav");
     let (capture, ring, timing) = Capture::start_timed(&path, rate, None).unwrap();
@@ -136,10 +138,12 @@ fn the_link_audio_callback_never_allocates_or_frees() {
     let (mut rust, mut c) = (0, 0);
     let mut next = 0;
     let mut swapped = false;
+    let mut saw_scene_tempo = false;
     let timing = CallbackTiming { late_us: 0.0, latency_us: 5_333.0 };
     for block in 0..3_000usize {
         // Control thread, not counted: the script, requests at set blocks, the engine swap.
         let snap = transport.snapshot();
+        saw_scene_tempo |= snap.tempo == 141.0 && snap.quantum == 3.0;
         let now = snap.beat;
         while let Some(a) = script.actions.get(next).filter(|a| a.beat.0 - 0.2 <= now && snap.playing) {
             pulse.tick(a.beat, a.beat).unwrap();
@@ -153,6 +157,14 @@ fn the_link_audio_callback_never_allocates_or_frees() {
             1_000 => requests.push(Request::Stop).unwrap(),
             1_400 => requests.push(Request::Start { lead_frames: 4_800 }).unwrap(),
             1_800 => requests.push(Request::Tempo(90.0)).unwrap(),
+            // Scene tempo changes, held until their beat and committed to Link there.
+            200 | 2_000 => {
+                let at = snap.beat + 1.3;
+                let c = TempoChange { beat: Beats(at), tempo: Some(Bpm(141.0)), beats_per_bar: Some(3.0) };
+                tempo_tx.push(c).unwrap();
+                let c = TempoChange { beat: Beats(at + 2.0), tempo: Some(Bpm(111.0)), beats_per_bar: Some(4.0) };
+                tempo_tx.push(c).unwrap();
+            }
             _ => {}
         }
         if block == 1_050 {
@@ -176,6 +188,9 @@ fn the_link_audio_callback_never_allocates_or_frees() {
     }
     assert!(next >= 2, "the demo's actions were pressed ({next})");
     assert!(swapped, "the engine swap was exercised");
+    let snap = transport.snapshot();
+    assert!(saw_scene_tempo, "the first scene tempo change was never in force");
+    assert_eq!((snap.tempo, snap.quantum), (111.0, 4.0), "the last scene tempo change applied");
     assert_eq!(rust, 0, "the Link audio callback allocated or freed {rust} times (Rust)");
     assert_eq!(c, 0, "the Link audio callback called malloc/free {c} times (C/C++)");
     drop(core);

@@ -1,6 +1,7 @@
 //! Proves that the node's audio callback ([`AudioCore`]) never allocates or frees: Signal, the
 //! block clock, the capture ring push, the position atomics and the sample-format and channel
-//! conversions, over the demo performance with its scene changes.
+//! conversions, over the demo performance with its scene changes, and tempo and time-signature
+//! changes sent through the tempo ring (the tempo map takes them and cuts blocks at them).
 //!
 //! A global allocator counts allocations, reallocations and frees made on a thread while it is
 //! inside the callback. Pulse and the capture writer run outside the counted region, as live.
@@ -10,7 +11,8 @@ use std::cell::Cell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use loophole_engine::EngineConfig;
-use loophole_engine::time::{Beats, SimClock};
+use loophole_engine::model::TempoChange;
+use loophole_engine::time::{Beats, Bpm, TempoMap};
 use loophole_node::audio::capture::Capture;
 use loophole_node::audio::{AudioCore, Transport};
 
@@ -67,14 +69,23 @@ fn the_audio_callback_never_allocates_or_frees() {
         &EngineConfig { sample_rate: rate, max_block: 1024, queue_capacity: 8192 },
     )
     .unwrap();
-    let clock = SimClock { sample_rate: rate, tempo: session.tempo, quantum: session.beats_per_bar };
+    let clock = TempoMap::new(rate, session.tempo, session.beats_per_bar);
     let transport = Transport::new();
     let mut core = AudioCore::new(signal, clock, 0, transport.clone());
+    let mut tempo_tx = core.tempo_changes();
     let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("no-alloc-capture.wav");
     let (capture, ring) = Capture::start(&path, rate, None).unwrap();
     core.set_capture(ring);
 
-    let bps = session.tempo.beats_per_sample(rate);
+    // Tempo changes the control thread sends on top of the demo's own (it has none): a new
+    // tempo, a new time signature, both, and one the audio has already passed (applied late).
+    let extra = [
+        (4.0, TempoChange { beat: Beats(9.5), tempo: Some(Bpm(133.0)), beats_per_bar: None }),
+        (12.0, TempoChange { beat: Beats(16.25), tempo: None, beats_per_bar: Some(3.0) }),
+        (20.0, TempoChange { beat: Beats(24.0), tempo: Some(Bpm(97.0)), beats_per_bar: Some(4.0) }),
+        (30.0, TempoChange { beat: Beats(29.0), tempo: Some(Bpm(120.0)), beats_per_bar: None }),
+    ];
+    let mut sent = 0;
     let mut stereo = vec![0f32; 2 * 2048];
     let mut mono_i16 = vec![0i16; 300];
     let mut six_u16 = vec![0u16; 6 * 5000];
@@ -85,13 +96,23 @@ fn the_audio_callback_never_allocates_or_frees() {
     let seconds = loophole_engine::demo::SECONDS.min(40.0);
     while (transport.rendered() as f64) < seconds * rate as f64 {
         // Control thread's work, not counted: press what is due within the lookahead, tick.
-        let now = transport.rendered() as f64 * bps;
+        let now = transport.snapshot().beat;
         while let Some(a) = script.actions.get(next).filter(|a| a.beat.0 - 0.1 <= now) {
             pulse.tick(a.beat, a.beat).unwrap();
             pulse.press(a.action, a.beat).unwrap();
             next += 1;
+            for c in pulse.take_tempo_changes() {
+                tempo_tx.push(c).unwrap();
+            }
         }
         pulse.tick(Beats(now), Beats(now + 0.1)).unwrap();
+        for c in pulse.take_tempo_changes() {
+            tempo_tx.push(c).unwrap();
+        }
+        while let Some((_, c)) = extra.get(sent).filter(|(at, _)| *at <= now) {
+            tempo_tx.push(*c).unwrap();
+            sent += 1;
+        }
         while let Some(e) = pulse.poll_event() {
             if matches!(e, loophole_engine::pulse::PulseEvent::Step { .. }) {
                 steps += 1;
@@ -109,6 +130,10 @@ fn the_audio_callback_never_allocates_or_frees() {
     }
     // The demo is performed by its playlist (plus hand-pressed fills): its scene changes came.
     assert!(next >= 2 && steps >= 3, "the demo's presses ({next}) and playlist steps ({steps}) ran");
+    assert_eq!(sent, extra.len(), "every tempo change was sent");
+    let snap = transport.snapshot();
+    assert_eq!((snap.tempo, snap.quantum), (120.0, 4.0), "the last tempo change applied");
+    assert_eq!(transport.refused_tempo_changes(), 0);
     assert_eq!(allocs, 0, "the audio callback allocated or freed {allocs} times");
     drop(core);
     capture.finish().unwrap();

@@ -189,3 +189,131 @@ mode = "immediate"
     let offline_events: Vec<_> = read_log(&dir.join("offline.jsonl")).iter().map(key).collect();
     assert_eq!(live_events, offline_events, "live and offline events differ");
 }
+
+/// Scenes that change the tempo and the time signature, launched while the audio runs: the live
+/// node applies each change on the sample of its beat (its tempo map cut there, as the offline
+/// renderer's), so the capture is the offline render, bit for bit, and every trigger lands on
+/// the same sample, including the bar-quantised ones after a new time signature.
+#[test]
+fn scene_tempos_and_time_signatures_played_live_are_the_offline_render_bit_for_bit() {
+    let dir = scratch("live-scene-tempo");
+    std::fs::write(
+        dir.join("set.toml"),
+        r#"
+[session]
+name = "Tempo scenes"
+tempo = 120
+beats_per_bar = 4
+quantise = "bar"
+
+[[track]]
+id = "drums"
+kind = "midi"
+instrument = { type = "drums" }
+
+[[track]]
+id = "keys"
+kind = "midi"
+instrument = { type = "synth" }
+
+[[clip]]
+id = "beat"
+track = "drums"
+notes = [[0, 0.25, 36, 110], [1, 0.25, 38, 90], [2, 0.25, 36, 110], [3, 0.25, 38, 90]]
+
+[[clip]]
+id = "arp"
+track = "keys"
+notes = [[0, 0.5, 60, 100], [1, 0.5, 64, 90], [2, 0.5, 67, 90], [3, 0.5, 72, 100]]
+
+[[scene]]
+id = "start"
+clips = ["beat", "arp"]
+
+[[scene]]
+id = "slow"
+clips = ["beat"]
+tempo = 96
+
+[[scene]]
+id = "three"
+clips = ["beat", "arp"]
+time_signature = "3/4"
+
+[[scene]]
+id = "fast"
+clips = ["arp"]
+tempo = 150
+beats_per_bar = 5
+"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("perf.toml"),
+        r#"
+[[at]]
+beat = 0
+scene = "start"
+
+[[at]]
+beat = 3
+scene = "slow"
+
+[[at]]
+beat = 6
+scene = "three"
+
+[[at]]
+beat = 9
+launch = "arp"
+
+[[at]]
+beat = 12
+scene = "fast"
+
+[[at]]
+beat = 15.5
+stop = "drums"
+mode = "immediate"
+"#,
+    )
+    .unwrap();
+    let common = ["set.toml", "--script", "perf.toml", "--seconds", "9"];
+    let live_args = ["--no-link", "--audio", "null", "--capture", "live.wav", "--log", "live.jsonl"];
+    let out = run_in(&dir, &[&["play"][..], &common, &live_args].concat());
+    assert_ok(&out);
+    let out = run_in(&dir, &[&["render"][..], &common, &["--out", "offline.wav", "--log", "offline.jsonl"]].concat());
+    assert_ok(&out);
+
+    let (_, live) = read_wav(&dir.join("live.wav"));
+    let (_, offline) = read_wav(&dir.join("offline.wav"));
+    assert_eq!(offline.len(), 9 * 48_000 * 2);
+    assert_eq!(live.len(), offline.len(), "live capture and offline render differ in length");
+    if let Some(i) = (0..live.len()).find(|&i| live[i].to_bits() != offline[i].to_bits()) {
+        panic!("capture and render differ first at frame {} ({} vs {})", i / 2, live[i], offline[i]);
+    }
+    let key = |e: &serde_json::Value| (e["event"].clone(), e["id"].clone(), e["sample"].clone(), e["late"].clone());
+    let live_log = read_log(&dir.join("live.jsonl"));
+    let live_events: Vec<_> = live_log.iter().map(key).collect();
+    let offline_events: Vec<_> = read_log(&dir.join("offline.jsonl")).iter().map(key).collect();
+    assert_eq!(live_events, offline_events, "live and offline events differ");
+    // The changes were made (a tempo, a time signature, both), and the launches after them came
+    // where the tempo map puts them: beat 4 at 120 BPM is sample 96 000; the 3/4 scene at beat 8
+    // (4 beats at 96 BPM later: + 120 000); the arp relaunch on the next 3/4 bar, beat 11
+    // (+ 90 000); the fast scene on beat 14 (+ 90 000).
+    let changes: Vec<_> = live_log
+        .iter()
+        .filter(|e| e["event"] == "tempo-change")
+        .map(|e| (e["beat"].as_f64(), e["tempo"].as_f64(), e["beats_per_bar"].as_f64()))
+        .collect();
+    assert_eq!(
+        changes,
+        [(Some(4.0), Some(96.0), None), (Some(8.0), None, Some(3.0)), (Some(14.0), Some(150.0), Some(5.0))],
+        "tempo changes in the live log"
+    );
+    let trigger_samples: Vec<i64> =
+        live_log.iter().filter(|e| e["event"] == "trigger").filter_map(|e| e["sample"].as_i64()).collect();
+    for sample in [96_000, 216_000, 306_000, 396_000] {
+        assert!(trigger_samples.contains(&sample), "no trigger at sample {sample}: {trigger_samples:?}");
+    }
+}

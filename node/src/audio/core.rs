@@ -1,7 +1,19 @@
 //! The realtime render callback every audio backend calls: [`AudioCore`].
 //!
-//! Each block's clock comes either from a sample counter ([`SimClock`], `--no-link` and the
-//! tests) or from Ableton Link ([`LinkAudio`]). With Link the core also:
+//! Each block's clock comes either from a sample counter mapped through a [`TempoMap`]
+//! (`--no-link` and the tests) or from Ableton Link ([`LinkAudio`]).
+//!
+//! **Tempo changes.** Scenes (and the arrangement) change the tempo and time signature at beats:
+//! Pulse emits each as a [`TempoChange`], which the control thread sends through the ring made by
+//! [`AudioCore::tempo_changes`]. At the start of each callback the core drains that ring. Without
+//! Link it adds each change to its [`TempoMap`] (a change whose beat has already been rendered
+//! applies at the current sample instead) and cuts the callback at
+//! [`TempoMap::next_change_after`], exactly as the offline renderer does, so no Signal block
+//! straddles a change and the output is the offline render's, bit for bit. With Link the changes
+//! go to [`LinkAudio`], which cuts the callback at the sample of each change's beat and commits
+//! the new tempo to Link there (see [`LinkAudio::tempo_change`]).
+//!
+//! With Link the core also:
 //!
 //! - closes a **gate** (a fade to silence over [`GATE_MS`]) while the node's transport is
 //!   stopped, so nothing is heard between a stop and the next start;
@@ -18,14 +30,18 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering, fence};
 
 use cpal::{FromSample, Sample};
+use loophole_engine::model::TempoChange;
 use loophole_engine::signal::Signal;
-use loophole_engine::time::{Beats, SampleTime, SimClock};
+use loophole_engine::time::{Beats, Bpm, SampleTime, TempoMap};
 
 use crate::link::LinkAudio;
 
 /// Frames of the core's stereo scratch buffer: device buffers that need a format or channel
 /// conversion are rendered in pieces of at most this many frames.
 pub const SCRATCH_FRAMES: usize = 4096;
+
+/// Capacity of the ring of tempo changes from the control thread ([`AudioCore::tempo_changes`]).
+pub const TEMPO_RING: usize = 256;
 
 /// Length of the fade to silence when the transport stops (Link).
 pub const GATE_MS: f64 = 5.0;
@@ -62,7 +78,7 @@ pub struct ClockSnapshot {
     pub sample: SampleTime,
     /// The beat at that sample.
     pub beat: f64,
-    /// Beats per sample of the last block.
+    /// Beats per sample in force at `sample` (after any tempo change there).
     pub beats_per_sample: f64,
     /// Host time (Link µs) at which that sample is heard; 0 without Link.
     pub host_us: f64,
@@ -72,10 +88,12 @@ pub struct ClockSnapshot {
     pub playing: bool,
     /// Starts so far (1 from the start without Link).
     pub epoch: u64,
-    /// Tempo (BPM).
+    /// Tempo (BPM) in force at `sample`.
     pub tempo: f64,
     /// Alone on its own timeline (no Link peers).
     pub solo: bool,
+    /// Beats per bar (the quantum) in force at `sample`.
+    pub quantum: f64,
 }
 
 impl ClockSnapshot {
@@ -86,7 +104,7 @@ impl ClockSnapshot {
 }
 
 /// Words of a [`ClockSnapshot`] under the sequence lock.
-const SNAP_WORDS: usize = 9;
+const SNAP_WORDS: usize = 10;
 
 /// What the audio thread publishes for the control thread (lock-free, any thread).
 #[derive(Debug, Default)]
@@ -101,6 +119,9 @@ pub struct Transport {
     max_block: AtomicU64,
     /// Frames that did not fit into the capture ring and were dropped from the capture.
     dropped_capture: AtomicU64,
+    /// Tempo changes the audio thread could not hold (its tempo map or Link's pending list was
+    /// full).
+    refused_tempo: AtomicU64,
     /// Sequence number of `snap` (odd while the audio thread writes it).
     seq: AtomicU64,
     snap: [AtomicU64; SNAP_WORDS],
@@ -137,6 +158,12 @@ impl Transport {
         self.dropped_capture.load(Ordering::Relaxed)
     }
 
+    /// Tempo changes the audio thread refused because its tempo map (or Link's list of pending
+    /// changes) was full.
+    pub fn refused_tempo_changes(&self) -> u64 {
+        self.refused_tempo.load(Ordering::Relaxed)
+    }
+
     /// A consistent copy of the clock the audio thread published last. Any thread; retries
     /// (without blocking the writer) while the audio thread is writing.
     pub fn snapshot(&self) -> ClockSnapshot {
@@ -159,6 +186,7 @@ impl Transport {
                     epoch: w[6],
                     tempo: f64::from_bits(w[7]),
                     solo: w[8] != 0,
+                    quantum: f64::from_bits(w[9]),
                 };
             }
         }
@@ -179,6 +207,7 @@ impl Transport {
             s.epoch,
             s.tempo.to_bits(),
             s.solo as u64,
+            s.quantum.to_bits(),
         ];
         for (slot, v) in self.snap.iter().zip(w) {
             slot.store(v, Ordering::Relaxed);
@@ -234,13 +263,17 @@ struct SwapSlot {
 /// sample with the same Signal.
 pub struct AudioCore {
     signal: Signal,
-    clock: SimClock,
+    /// The sample counter's clock (without Link); with Link only its sample rate is used.
+    clock: TempoMap,
+    sample_rate: u32,
     link: Option<Box<LinkAudio>>,
     sample: SampleTime,
     transport: Arc<Transport>,
     capture: Option<rtrb::Producer<f32>>,
     timing: Option<rtrb::Producer<BlockTiming>>,
     swap: Option<SwapSlot>,
+    /// Tempo and time-signature changes from the control thread.
+    tempo_in: Option<rtrb::Consumer<TempoChange>>,
     /// Gate gain (1 open, 0 closed) and whether a stop is waiting for a fresh engine.
     gate: f32,
     awaiting_engine: bool,
@@ -249,21 +282,23 @@ pub struct AudioCore {
 }
 
 impl AudioCore {
-    /// Wraps `signal`, whose blocks are timed by `clock` starting at sample `start` (the sample
-    /// counter: `--no-link`, tests).
+    /// Wraps `signal`, whose blocks are timed by the sample counter mapped through `clock`
+    /// (beat 0 is sample 0), starting at sample `start` (`--no-link`, tests).
     ///
     /// Thread: control. Not realtime-safe (allocates the scratch buffer).
-    pub fn new(signal: Signal, clock: SimClock, start: SampleTime, transport: Arc<Transport>) -> AudioCore {
+    pub fn new(signal: Signal, clock: TempoMap, start: SampleTime, transport: Arc<Transport>) -> AudioCore {
         let first = clock.block(start, 0);
         let core = AudioCore {
             signal,
             clock,
+            sample_rate: first.sample_rate,
             link: None,
             sample: start,
             transport,
             capture: None,
             timing: None,
             swap: None,
+            tempo_in: None,
             gate: 1.0,
             awaiting_engine: false,
             was_playing: true,
@@ -275,36 +310,31 @@ impl AudioCore {
             beats_per_sample: first.beats_per_sample,
             playing: true,
             epoch: 1,
-            tempo: clock.tempo.0,
+            tempo: first.tempo().0,
             solo: true,
+            quantum: first.quantum,
             ..ClockSnapshot::default()
         });
         core
     }
 
     /// Wraps `signal`, whose blocks are timed by Link through `link`, starting at sample `start`.
-    /// `fallback` gives the quantum and sample rate (its tempo is only used until the first
-    /// block).
     ///
     /// Thread: control. Not realtime-safe.
-    pub fn with_link(
-        signal: Signal,
-        link: LinkAudio,
-        fallback: SimClock,
-        start: SampleTime,
-        transport: Arc<Transport>,
-    ) -> AudioCore {
+    pub fn with_link(signal: Signal, link: LinkAudio, start: SampleTime, transport: Arc<Transport>) -> AudioCore {
         let (beat, playing, epoch, tempo) = link.initial(start);
-        let mut core =
-            AudioCore::new(signal, SimClock { tempo: loophole_engine::time::Bpm(tempo), ..fallback }, start, transport);
+        let rate = link.sample_rate();
+        let quantum = link.quantum();
+        let mut core = AudioCore::new(signal, TempoMap::new(rate, Bpm(tempo), quantum), start, transport);
         core.transport.publish(&ClockSnapshot {
             sample: start,
             beat,
-            beats_per_sample: loophole_engine::time::Bpm(tempo).beats_per_sample(fallback.sample_rate),
+            beats_per_sample: Bpm(tempo).beats_per_sample(rate),
             playing,
             epoch,
             tempo,
             solo: true,
+            quantum,
             ..ClockSnapshot::default()
         });
         core.gate = if playing { 1.0 } else { 0.0 };
@@ -344,6 +374,16 @@ impl AudioCore {
         EngineSwap { fresh: fresh_tx, retired: retired_rx }
     }
 
+    /// Creates the ring through which the control thread sends Pulse's tempo and time-signature
+    /// changes ([`loophole_engine::pulse::Pulse::take_tempo_changes`]) to the core, which applies
+    /// each at its beat; replaces any previous one. Control thread, while no backend owns the
+    /// core.
+    pub fn tempo_changes(&mut self) -> rtrb::Producer<TempoChange> {
+        let (tx, rx) = rtrb::RingBuffer::new(TEMPO_RING);
+        self.tempo_in = Some(rx);
+        tx
+    }
+
     /// The sample the next block starts at.
     pub fn sample(&self) -> SampleTime {
         self.sample
@@ -356,7 +396,7 @@ impl AudioCore {
 
     /// The sample rate.
     pub fn sample_rate(&self) -> u32 {
-        self.clock.sample_rate
+        self.sample_rate
     }
 
     /// Renders the next `out.len() / 2` frames of interleaved stereo into `out` with no timing
@@ -386,47 +426,68 @@ impl AudioCore {
             let _ = swap.retired.push(old);
             self.awaiting_engine = false;
         }
-        let (clock, snap) = match self.link.as_deref_mut() {
-            None => {
-                let clock = self.clock.block(self.sample, frames);
-                let snap = ClockSnapshot {
-                    sample: self.sample + frames as SampleTime,
-                    beat: clock.end_beat().0,
-                    beats_per_sample: clock.beats_per_sample,
-                    playing: true,
-                    epoch: 1,
-                    tempo: self.clock.tempo.0,
-                    solo: true,
-                    ..ClockSnapshot::default()
-                };
-                (clock, snap)
-            }
-            Some(link) => {
-                let b = link.block(self.sample, frames, timing);
-                let snap = ClockSnapshot {
-                    sample: self.sample + frames as SampleTime,
-                    beat: b.clock.end_beat().0,
-                    beats_per_sample: b.clock.beats_per_sample,
-                    host_us: b.host_us + frames as f64 * b.us_per_sample,
-                    us_per_sample: b.us_per_sample,
-                    playing: b.playing,
-                    epoch: b.epoch,
-                    tempo: b.tempo,
-                    solo: b.solo,
-                };
-                if let Some(ring) = &mut self.timing {
-                    let t = BlockTiming {
-                        sample: self.sample,
-                        host_us: b.host_us,
-                        beat: b.clock.beat_at_first_sample.0,
-                        frames: frames as u32,
+        self.take_tempo_changes();
+        // The callback in pieces, cut at every tempo change so that no Signal block straddles
+        // one (a single piece when none falls inside it).
+        let mut done = 0;
+        let snap = loop {
+            let at = self.sample + done as SampleTime;
+            let rest = frames - done;
+            let (clock, snap) = match self.link.as_deref_mut() {
+                None => {
+                    let n = self.clock.next_change_after(at).map_or(rest, |c| rest.min((c - at) as usize));
+                    let clock = self.clock.block(at, n);
+                    // What is in force at the next sample (a change may start there).
+                    let next = self.clock.block(at + n as SampleTime, 0);
+                    let snap = ClockSnapshot {
+                        sample: at + n as SampleTime,
+                        beat: next.beat_at_first_sample.0,
+                        beats_per_sample: next.beats_per_sample,
+                        playing: true,
+                        epoch: 1,
+                        tempo: next.tempo().0,
+                        solo: true,
+                        quantum: next.quantum,
+                        ..ClockSnapshot::default()
                     };
-                    let _ = ring.push(t);
+                    (clock, snap)
                 }
-                (b.clock, snap)
+                Some(link) => {
+                    // A piece after a tempo change continues on the host-time line of the first.
+                    let b = if done == 0 { link.block(at, rest, timing) } else { link.block_rest(at, rest) };
+                    let n = b.clock.frames;
+                    let snap = ClockSnapshot {
+                        sample: at + n as SampleTime,
+                        beat: b.clock.end_beat().0,
+                        beats_per_sample: b.clock.beats_per_sample,
+                        host_us: b.host_us + n as f64 * b.us_per_sample,
+                        us_per_sample: b.us_per_sample,
+                        playing: b.playing,
+                        epoch: b.epoch,
+                        tempo: b.tempo,
+                        solo: b.solo,
+                        quantum: b.clock.quantum,
+                    };
+                    if let Some(ring) = &mut self.timing {
+                        let t = BlockTiming {
+                            sample: at,
+                            host_us: b.host_us,
+                            beat: b.clock.beat_at_first_sample.0,
+                            frames: n as u32,
+                        };
+                        let _ = ring.push(t);
+                    }
+                    (b.clock, snap)
+                }
+            };
+            let n = clock.frames.min(rest);
+            debug_assert!(n > 0 || rest == 0, "a piece of no frames");
+            self.signal.process(&clock, &mut out[done * 2..(done + n) * 2]);
+            done += n;
+            if done >= frames || n == 0 {
+                break snap;
             }
         };
-        self.signal.process(&clock, out);
         if self.link.is_some() {
             if self.was_playing && !snap.playing && self.swap.is_some() {
                 self.awaiting_engine = true;
@@ -450,6 +511,27 @@ impl AudioCore {
         self.transport.publish(&snap);
     }
 
+    /// Drains the control thread's tempo changes: into Link's pending list, or into the tempo
+    /// map. A change whose beat has already been rendered (the control thread was late) applies
+    /// at the next sample, so the beat stays continuous. Realtime-safe: the map and the list
+    /// never allocate; a change they cannot hold is counted in
+    /// [`Transport::refused_tempo_changes`].
+    fn take_tempo_changes(&mut self) {
+        let Some(rx) = &mut self.tempo_in else { return };
+        while let Ok(c) = rx.pop() {
+            let held = match self.link.as_deref_mut() {
+                Some(link) => link.tempo_change(c),
+                None => {
+                    let now = self.clock.block(self.sample, 0).beat_at_first_sample;
+                    self.clock.change(c.beat.max(now), c.tempo, c.beats_per_bar)
+                }
+            };
+            if !held {
+                self.transport.refused_tempo.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
     /// Opens the gate at once (a fresh engine is silent until its first trigger) or closes it
     /// with a linear fade over [`GATE_MS`].
     fn apply_gate(&mut self, out: &mut [f32], open: bool) {
@@ -461,7 +543,7 @@ impl AudioCore {
             out.fill(0.0);
             return;
         }
-        let step = (1000.0 / (GATE_MS * self.clock.sample_rate as f64)) as f32;
+        let step = (1000.0 / (GATE_MS * self.sample_rate as f64)) as f32;
         for frame in out.chunks_exact_mut(2) {
             self.gate = (self.gate - step).max(0.0);
             frame[0] *= self.gate;
@@ -492,7 +574,7 @@ impl AudioCore {
     {
         let channels = channels.max(1);
         let total = data.len() / channels;
-        let us_per_frame = 1e6 / self.clock.sample_rate.max(1) as f64;
+        let us_per_frame = 1e6 / self.sample_rate.max(1) as f64;
         let mut done = 0;
         while done < total {
             let n = (total - done).min(SCRATCH_FRAMES);
@@ -526,7 +608,9 @@ mod tests {
     use super::*;
     use loophole_engine::EngineConfig;
     use loophole_engine::model::Session;
-    use loophole_engine::time::Bpm;
+    use loophole_engine::model::{AudioData, Clip, ClipContent, Scene, Track, TrackKind};
+    use loophole_engine::pulse::Action;
+    use loophole_engine::time::Quantise;
 
     fn core() -> (AudioCore, Arc<Transport>) {
         let session = Arc::new(Session::new("empty", Bpm(120.0)));
@@ -534,8 +618,81 @@ mod tests {
             loophole_engine::build(session, &EngineConfig { sample_rate: 48_000, max_block: 256, queue_capacity: 16 })
                 .unwrap();
         let transport = Transport::new();
-        let clock = SimClock { sample_rate: 48_000, tempo: Bpm(120.0), quantum: 4.0 };
+        let clock = TempoMap::new(48_000, Bpm(120.0), 4.0);
         (AudioCore::new(signal, clock, 0, transport.clone()), transport)
+    }
+
+    /// DC audio on two tracks (track 0 at 0.1, track 1 at 0.2), no crossfades: the output level
+    /// tells which clips play from which sample.
+    fn dc_session() -> Session {
+        let mut s = Session::new("dc", Bpm(120.0));
+        s.crossfade_ms = 0.0;
+        for (t, level) in [(0, 0.1f32), (1, 0.2)] {
+            let track = s.add_track(Track::new(format!("t{t}"), TrackKind::Audio));
+            let dc = AudioData { sample_rate: 48_000, left: vec![level; 8 * 24_000], right: vec![level; 8 * 24_000] };
+            s.add_clip(Clip::new(format!("c{t}"), track, ClipContent::Audio(Arc::new(dc)), Beats(8.0)));
+        }
+        let c0 = s.clip_by_name("c0").unwrap();
+        let mut slow = Scene::new("slow", vec![c0]);
+        slow.tempo = Some(Bpm(60.0));
+        slow.beats_per_bar = Some(3.0);
+        s.add_scene(slow);
+        s
+    }
+
+    #[test]
+    fn a_tempo_change_from_the_ring_cuts_the_block_and_changes_the_beat_rate_on_its_sample() {
+        let session = Arc::new(dc_session());
+        let (mut pulse, signal) = loophole_engine::build(
+            session.clone(),
+            &EngineConfig { sample_rate: 48_000, max_block: 256, queue_capacity: 64 },
+        )
+        .unwrap();
+        let transport = Transport::new();
+        let mut core = AudioCore::new(signal, TempoMap::new(48_000, Bpm(120.0), 4.0), 0, transport.clone());
+        let mut tx = core.tempo_changes();
+        // The scene (60 BPM, 3/4) at beat 1 = sample 24 000; track 1's clip at beat 1.25, which
+        // after the change is sample 24 000 + 0.25 × 48 000 = 36 000 (30 000 at 120 BPM).
+        let scene = session.scene_by_name("slow").unwrap();
+        let c1 = session.clip_by_name("c1").unwrap();
+        pulse.press(Action::LaunchScene { scene, quantise: Some(Quantise::None) }, Beats(1.0)).unwrap();
+        pulse.press(Action::Launch { clip: c1, quantise: Some(Quantise::None), velocity: None }, Beats(1.25)).unwrap();
+        pulse.tick(Beats(0.0), Beats(2.0)).unwrap();
+        let changes = pulse.take_tempo_changes();
+        assert_eq!(changes.len(), 1);
+        for c in changes {
+            tx.push(c).unwrap();
+        }
+        let mut out = vec![0f32; 2 * 20_000];
+        core.render_stereo(&mut out);
+        assert!(out.iter().all(|s| *s == 0.0));
+        assert_eq!(transport.snapshot().tempo, 120.0, "the change is not reached yet");
+        // One callback across both the change (24 000) and the launch after it (36 000).
+        core.render_stereo(&mut out);
+        let level = |sample: usize| out[2 * (sample - 20_000)];
+        assert_eq!(level(23_999), 0.0);
+        assert_eq!(level(24_000), 0.1, "the scene starts on the change's sample");
+        assert_eq!(level(35_999), 0.1);
+        assert!((level(36_000) - 0.3).abs() < 1e-6, "beat 1.25 is heard at the new tempo's sample");
+        let snap = transport.snapshot();
+        assert_eq!((snap.sample, snap.tempo, snap.quantum), (40_000, 60.0, 3.0));
+        assert_eq!(snap.beat, 1.0 + 16_000.0 / 48_000.0);
+        assert_eq!(snap.beats_per_sample, Bpm(60.0).beats_per_sample(48_000));
+    }
+
+    #[test]
+    fn a_tempo_change_that_arrives_late_applies_at_the_next_sample_without_a_jump() {
+        let (mut core, transport) = core();
+        let mut tx = core.tempo_changes();
+        let mut buf = vec![0f32; 2 * 1000];
+        core.render_stereo(&mut buf);
+        let before = transport.snapshot().beat;
+        // Beat 0.01 is sample 240, already rendered.
+        tx.push(TempoChange { beat: Beats(0.01), tempo: Some(Bpm(90.0)), beats_per_bar: None }).unwrap();
+        core.render_stereo(&mut buf);
+        let snap = transport.snapshot();
+        assert_eq!(snap.tempo, 90.0);
+        assert_eq!(snap.beat, before + 1000.0 * Bpm(90.0).beats_per_sample(48_000));
     }
 
     #[test]

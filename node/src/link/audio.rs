@@ -18,6 +18,14 @@
 //!    bit for bit. Link's timeline is kept on the node's (forced when they drift apart by more than
 //!    [`SYNC_MICROS`]), so a peer that joins finds the beat the node plays.
 //! 5. `beats_per_sample` = tempo / 60 / sample rate.
+//! 6. **Tempo changes of scenes** ([`LinkAudio::tempo_change`]) wait in a list until their beat.
+//!    The block ends at the first sample at or after a pending change's beat (the audio core
+//!    renders the rest of its callback with [`LinkAudio::block_rest`]); the next piece starts
+//!    on that sample, where the new tempo is committed to Link with `set_tempo(bpm, t)`, `t` the
+//!    host time at which that sample is heard (Link keeps the beat at `t`, so the beat stays
+//!    continuous), and a new time signature becomes the quantum. Alone, the node's own timeline
+//!    is re-anchored there exactly as the offline renderer's `TempoMap` makes a new segment, so
+//!    a solo performance with scene tempos is still the offline render, bit for bit.
 //!
 //! ## Start and stop (start/stop sync is always on)
 //!
@@ -34,7 +42,8 @@
 
 use std::sync::Arc;
 
-use loophole_engine::time::{BlockClock, Bpm, SampleTime};
+use loophole_engine::model::TempoChange;
+use loophole_engine::time::{BlockClock, Bpm, SAMPLE_EPSILON, SampleTime};
 use rusty_link::{AblLink, SessionState};
 
 use super::filter::HostTimeFilter;
@@ -43,9 +52,16 @@ use crate::audio::core::CallbackTiming;
 /// Alone, Link's timeline is re-forced onto the node's when they differ by more than this (µs).
 pub const SYNC_MICROS: f64 = 20.0;
 
+/// Alone, a difference between Link's beat and the node's larger than this (µs) is not clock
+/// drift but someone else moving the session: the node follows it instead of correcting it.
+pub const ADOPT_MICROS: f64 = 1000.0;
+
 /// A start of the session older than this (µs) when the node first sees it is not followed: the
 /// session was already playing.
 pub const STALE_MICROS: f64 = 500_000.0;
+
+/// Tempo changes [`LinkAudio`] holds until their beat (more are refused).
+pub const PENDING_TEMPO: usize = 256;
 
 /// A block whose first beat differs from the previous block's last beat by more than this (µs of
 /// music) is reported as a timeline jump.
@@ -193,6 +209,8 @@ pub struct LinkAudio {
     lost_events: u64,
     /// The session tempo when built (for [`LinkAudio::initial`]).
     tempo_hint: f64,
+    /// Scene tempo changes not reached yet, in beat order (capacity [`PENDING_TEMPO`]).
+    pending: Vec<TempoChange>,
 }
 
 /// How a [`LinkAudio`] is set up.
@@ -234,6 +252,7 @@ impl LinkAudio {
             last_end: None,
             lost_events: 0,
             tempo_hint: tempo,
+            pending: Vec::with_capacity(PENDING_TEMPO),
         };
         if let Some(tempo) = launch {
             audio.solo = Some(Solo { sample: start_sample, beat: 0.0, tempo });
@@ -265,6 +284,24 @@ impl LinkAudio {
         self.sample_rate
     }
 
+    /// Beats per bar (Link's quantum) now.
+    pub fn quantum(&self) -> f64 {
+        self.quantum
+    }
+
+    /// Holds a tempo / time-signature change until the block that reaches its beat (see the
+    /// module docs, step 6). False (and dropped) when [`PENDING_TEMPO`] changes are waiting.
+    ///
+    /// Thread: audio. Realtime-safe: inserts into a list allocated once.
+    pub fn tempo_change(&mut self, c: TempoChange) -> bool {
+        if self.pending.len() >= self.pending.capacity() {
+            return false;
+        }
+        let i = self.pending.partition_point(|p| p.beat.0 <= c.beat.0);
+        self.pending.insert(i, c);
+        true
+    }
+
     /// Clock events that did not fit into the ring.
     pub fn lost_events(&self) -> u64 {
         self.lost_events
@@ -281,11 +318,29 @@ impl LinkAudio {
     ///
     /// Thread: audio. Realtime-safe: `clock_micros`, `num_peers`, `capture_audio_session_state`
     /// and `commit_audio_session_state` are realtime-safe in Link, and nothing here allocates.
+    ///
+    /// The returned clock may be shorter than `frames` (its `frames` says): it ends where a
+    /// pending tempo change begins. Render the rest with [`LinkAudio::block_rest`].
     pub fn block(&mut self, sample: SampleTime, frames: usize, timing: CallbackTiming) -> LinkBlock {
-        let rate = self.sample_rate;
-        let q = self.quantum;
         let entry = self.link.clock_micros() as f64;
         let host = self.filter.update(sample, entry - timing.late_us + timing.latency_us);
+        self.block_at(sample, frames, host, entry)
+    }
+
+    /// The clock of the rest of a callback that [`LinkAudio::block`] cut short at a tempo
+    /// change, starting at `sample`: its host time is taken from the filter's line (the same
+    /// line the callback's first piece was placed on), not measured again.
+    ///
+    /// Thread: audio. Realtime-safe.
+    pub fn block_rest(&mut self, sample: SampleTime, frames: usize) -> LinkBlock {
+        let entry = self.link.clock_micros() as f64;
+        let host = self.filter.host_of(sample);
+        self.block_at(sample, frames, host, entry)
+    }
+
+    fn block_at(&mut self, sample: SampleTime, frames: usize, host: f64, entry: f64) -> LinkBlock {
+        let rate = self.sample_rate;
+        let q = self.quantum;
         let host_i = host.round() as i64;
         let us_per_sample = self.filter.micros_per_sample();
         let host_of = |s: SampleTime| (host + (s - sample) as f64 * us_per_sample).round() as i64;
@@ -377,10 +432,18 @@ impl LinkAudio {
                 }
             };
             solo_now = true;
-            let beat0 = solo.beat_at(sample, rate);
-            // Keep Link on the node's timeline, so a peer that joins finds the beat it hears.
+            let mut beat0 = solo.beat_at(sample, rate);
             let drift_us = (link_beat - beat0).abs() * 60e6 / solo.tempo;
-            if drift_us > SYNC_MICROS || (tempo_link - solo.tempo).abs() > 1e-3 || commit {
+            // Link's timeline moved by someone else: its tempo changed without a request from
+            // here, or its beat jumped by far more than clocks drift. That is this node joining an
+            // existing session before Link counts the peer (TEMPO-3): follow the session, never
+            // force this node's timeline onto it.
+            let external = !commit && ((tempo_link - solo.tempo).abs() > 1e-3 || drift_us > ADOPT_MICROS);
+            if external {
+                self.solo = Some(Solo { sample, beat: link_beat, tempo: tempo_link });
+                beat0 = link_beat;
+            } else if drift_us > SYNC_MICROS || commit {
+                // Keep Link on the node's timeline, so a peer that joins finds the beat it hears.
                 if (tempo_link - solo.tempo).abs() > 1e-6 {
                     self.state.set_tempo(solo.tempo, host_i);
                 }
@@ -395,10 +458,47 @@ impl LinkAudio {
             }
             link_beat
         };
+        // Scene tempo changes: those due at this block's first sample (or missed) apply here;
+        // the block ends where the next one begins. A stop forgets them (the next start
+        // performs from beat 0 again).
+        if !self.playing {
+            self.pending.clear();
+        }
+        let mut frames = frames;
+        while let Some(c) = self.pending.first().copied() {
+            // The first sample at or after the change's beat (alone: from the timeline's anchor,
+            // as the offline `TempoMap` computes it).
+            let at = match self.solo {
+                Some(s) => {
+                    s.sample + ((c.beat.0 - s.beat) / s.bps(rate) - SAMPLE_EPSILON).ceil().max(0.0) as SampleTime
+                }
+                None => {
+                    let bps = Bpm(self.state.tempo()).beats_per_sample(rate);
+                    sample + ((c.beat.0 - beat0) / bps - SAMPLE_EPSILON).ceil() as SampleTime
+                }
+            };
+            if at > sample {
+                frames = frames.min((at - sample) as usize);
+                break;
+            }
+            self.pending.remove(0);
+            if let Some(t) = c.tempo {
+                let bpm = t.0.clamp(Bpm::MIN, Bpm::MAX);
+                if let Some(solo) = &mut self.solo {
+                    *solo = Solo { sample, beat: beat0, tempo: bpm };
+                }
+                // Link keeps the beat at `host_i` and runs at `bpm` from there.
+                self.state.set_tempo(bpm, host_i);
+                commit = true;
+            }
+            if let Some(q) = c.beats_per_bar.filter(|q| *q > 0.0) {
+                self.quantum = q;
+            }
+        }
         if commit {
             self.link.commit_audio_session_state(&self.state);
         }
-        let tempo = self.solo.map_or(tempo_link, |s| s.tempo);
+        let tempo = self.solo.map_or_else(|| self.state.tempo(), |s| s.tempo);
         let bps = Bpm(tempo).beats_per_sample(rate);
 
         if let Some(own) = started {
@@ -425,7 +525,7 @@ impl LinkAudio {
                 sample_time: sample,
                 beat_at_first_sample: loophole_engine::time::Beats(beat0),
                 beats_per_sample: bps,
-                quantum: q,
+                quantum: self.quantum,
                 frames,
                 sample_rate: rate,
             },
