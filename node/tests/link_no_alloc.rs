@@ -137,6 +137,7 @@ fn the_link_audio_callback_never_allocates_or_frees() {
     let mut six_u16 = vec![0u16; 6 * 5000];
     let (mut rust, mut c) = (0, 0);
     let mut next = 0;
+    let mut pressed = 0;
     let mut swapped = false;
     let mut saw_scene_tempo = false;
     let timing = CallbackTiming { late_us: 0.0, latency_us: 5_333.0 };
@@ -149,6 +150,7 @@ fn the_link_audio_callback_never_allocates_or_frees() {
             pulse.tick(a.beat, a.beat).unwrap();
             let _ = pulse.press(a.action, a.beat);
             next += 1;
+            pressed += 1;
         }
         let _ = pulse.tick(Beats(now), Beats(now + 0.2));
         while pulse.poll_event().is_some() {}
@@ -186,7 +188,9 @@ fn the_link_audio_callback_never_allocates_or_frees() {
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
     }
-    assert!(next >= 2, "the demo's actions were pressed ({next})");
+    // The demo's playlist was pressed before the engine swap and again after it (the fills
+    // come later than this run reaches).
+    assert!(pressed >= 2, "the demo's actions were pressed ({pressed})");
     assert!(swapped, "the engine swap was exercised");
     let snap = transport.snapshot();
     assert!(saw_scene_tempo, "the first scene tempo change was never in force");

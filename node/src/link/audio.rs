@@ -52,9 +52,10 @@ use crate::audio::core::CallbackTiming;
 /// Alone, Link's timeline is re-forced onto the node's when they differ by more than this (µs).
 pub const SYNC_MICROS: f64 = 20.0;
 
-/// Alone, a difference between Link's beat and the node's larger than this (µs) is not clock
-/// drift but someone else moving the session: the node follows it instead of correcting it.
-pub const ADOPT_MICROS: f64 = 1000.0;
+/// Alone, a difference between Link's tempo and the node's larger than this (BPM) that the node
+/// did not ask for is someone else's tempo: the node follows it. Link keeps tempo as whole
+/// microseconds per beat, which moves 130 BPM to 130.00013, far below this.
+pub const EXTERNAL_TEMPO_BPM: f64 = 0.01;
 
 /// A start of the session older than this (µs) when the node first sees it is not followed: the
 /// session was already playing.
@@ -434,11 +435,12 @@ impl LinkAudio {
             solo_now = true;
             let mut beat0 = solo.beat_at(sample, rate);
             let drift_us = (link_beat - beat0).abs() * 60e6 / solo.tempo;
-            // Link's timeline moved by someone else: its tempo changed without a request from
-            // here, or its beat jumped by far more than clocks drift. That is this node joining an
-            // existing session before Link counts the peer (TEMPO-3): follow the session, never
-            // force this node's timeline onto it.
-            let external = !commit && ((tempo_link - solo.tempo).abs() > 1e-3 || drift_us > ADOPT_MICROS);
+            // Link's tempo changed without a request from here (beyond Link's own rounding to
+            // whole microseconds per beat): someone else set it, e.g. the session this node is
+            // joining before Link counts the peer. Follow it; never force this node's tempo onto
+            // a session. (A beat difference alone is corrected as drift below: callbacks that
+            // come late or early move it too, and a solo node's own beat must stay continuous.)
+            let external = !commit && (tempo_link - solo.tempo).abs() > EXTERNAL_TEMPO_BPM;
             if external {
                 self.solo = Some(Solo { sample, beat: link_beat, tempo: tempo_link });
                 beat0 = link_beat;
