@@ -1226,7 +1226,8 @@ impl Pulse {
     }
 
     fn schedule_start(&mut self, clip: ClipId, target: Beats, spec: StartSpec) -> Result<TriggerId, PulseError> {
-        let c = self.session.clip(clip).clone();
+        let session = self.session.clone();
+        let c = session.clip(clip);
         let t = c.track.index();
         if spec.cause != Cause::Arrangement {
             // A launched clip takes its track over from the arrangement.

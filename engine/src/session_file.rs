@@ -321,8 +321,9 @@ impl<W: fmt::Display> fmt::Display for Location<'_, W> {
     }
 }
 
-/// 1-based line and column (in characters) of byte `offset` in `text`.
-pub(crate) fn line_col(text: &str, offset: usize) -> (usize, usize) {
+/// 1-based line and column (in characters) of byte `offset` in `text`: how every file-format error
+/// in Loophole (sessions, scripts, controller mappings) says where it is.
+pub fn line_col(text: &str, offset: usize) -> (usize, usize) {
     let bytes = text.as_bytes();
     let before = &bytes[..offset.min(bytes.len())];
     let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
@@ -331,8 +332,8 @@ pub(crate) fn line_col(text: &str, offset: usize) -> (usize, usize) {
     (line, column)
 }
 
-/// The trimmed source line containing byte `offset`, shortened for messages.
-fn source_line(text: &str, offset: usize) -> String {
+/// The trimmed source line containing byte `offset`, shortened to 72 characters for messages.
+pub fn source_line(text: &str, offset: usize) -> String {
     let bytes = text.as_bytes();
     let offset = offset.min(bytes.len());
     let start = bytes[..offset].iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);

@@ -16,6 +16,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use loophole_engine::pulse::StopMode;
+use loophole_engine::session_file::{line_col, source_line};
 use loophole_engine::time::Beats;
 use serde::Deserialize;
 use toml::Spanned;
@@ -402,25 +403,6 @@ struct RawButton {
     leds: Option<RawLeds>,
     mode: Option<Spanned<String>>,
     fade_beats: Option<Spanned<f64>>,
-}
-
-/// 1-based line and column (in characters) of byte `offset` in `text`.
-fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let bytes = text.as_bytes();
-    let before = &bytes[..offset.min(bytes.len())];
-    let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
-    let start = before.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-    (line, String::from_utf8_lossy(&before[start..]).chars().count() + 1)
-}
-
-/// The trimmed line containing byte `offset`, shortened for messages.
-fn source_line(text: &str, offset: usize) -> String {
-    let bytes = text.as_bytes();
-    let offset = offset.min(bytes.len());
-    let start = bytes[..offset].iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-    let end = bytes[offset..].iter().position(|&b| b == b'\n').map_or(bytes.len(), |i| offset + i);
-    let line = String::from_utf8_lossy(&bytes[start..end]).trim().to_string();
-    if line.chars().count() > 72 { format!("{}...", line.chars().take(69).collect::<String>()) } else { line }
 }
 
 /// Parses TOML into `T`, with syntax and schema errors worded for people and the offending line
