@@ -10,15 +10,67 @@
 //!
 //! The error callback forwards errors through another ring (counting xruns in an atomic); the
 //! control thread reads them with [`DeviceStream::failure`].
+//!
+//! Every data callback is timed into a [`LoadMeter`] (processing time over `frames / rate`), and
+//! its `callback` timestamp is compared with the previous one's: a callback that comes more than
+//! [`GAP_PERIODS`] (1.5) periods of the previous block after it is a **gap**, counted as the
+//! meter's deadline miss (the device ran dry or dropped a period without necessarily reporting an
+//! xrun). [`DeviceStream::xruns`] counts the underruns the backend reported; the node reports
+//! both. The first callback stores its thread id for realtime scheduling ([`super::rt`]).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
 use cpal::{ErrorKind, FromSample, SampleFormat, SizedSample, StreamConfig};
 
 use super::core::{AudioCore, CallbackTiming};
+use super::load::{CallbackTimer, LoadMeter, block_period};
+
+/// A callback more than this many periods (of the previous block) after the previous one is a gap.
+pub const GAP_PERIODS: f64 = 1.5;
+
+/// Whether callbacks `interval` apart, the first of `frames` at `sample_rate`, leave a gap.
+pub fn is_gap(interval: Duration, frames: usize, sample_rate: u32) -> bool {
+    frames > 0 && interval.as_secs_f64() > GAP_PERIODS * block_period(frames, sample_rate).as_secs_f64()
+}
+
+/// Watches the data callback: its load, gaps between callbacks and its thread id. Lives inside
+/// the callback. Realtime-safe.
+struct CallbackWatch {
+    load: Arc<LoadMeter>,
+    tid: Arc<AtomicI32>,
+    /// The previous callback's timestamp and frames.
+    prev: Option<(cpal::StreamInstant, usize)>,
+    sample_rate: u32,
+    channels: usize,
+}
+
+impl CallbackWatch {
+    /// At the start of a callback of `samples` interleaved samples. Thread: audio.
+    fn begin(&mut self, info: &cpal::OutputCallbackInfo, samples: usize) -> CallbackTimer {
+        let timer = CallbackTimer::start();
+        let frames = samples / self.channels.max(1);
+        let now = info.timestamp().callback;
+        match self.prev {
+            None => self.tid.store(super::rt::current_thread_id(), Ordering::Release),
+            Some((prev, prev_frames)) => {
+                if is_gap(now.duration_since(prev), prev_frames, self.sample_rate) {
+                    self.load.miss();
+                }
+            }
+        }
+        self.prev = Some((now, frames));
+        timer
+    }
+
+    /// At the end of the callback begun with `timer`. Thread: audio.
+    fn end(&self, timer: CallbackTimer) {
+        let frames = self.prev.map_or(0, |(_, f)| f);
+        timer.finish(&self.load, frames, self.sample_rate);
+    }
+}
 
 /// Why there is no device to play on, as a short phrase for the user (e.g.
 /// `no audio device (DeviceNotAvailable)`).
@@ -195,31 +247,45 @@ impl DevicePlan {
         let (back_tx, mut back_rx) = rtrb::RingBuffer::new(1);
         let (err_tx, err_rx) = rtrb::RingBuffer::new(64);
         let xruns = Arc::new(AtomicU64::new(0));
+        let load = Arc::new(LoadMeter::new());
+        let tid = Arc::new(AtomicI32::new(0));
         let slot = CoreSlot { core: Some(core), back: back_tx };
         let errors = ErrorSink { ring: err_tx, xruns: xruns.clone() };
         let channels = self.config.channels as usize;
+        let watch = CallbackWatch {
+            load: load.clone(),
+            tid: tid.clone(),
+            prev: None,
+            sample_rate: self.config.sample_rate,
+            channels,
+        };
         let built = match self.format {
             SampleFormat::F32 if channels == 2 => {
                 let mut slot = slot;
                 let mut errors = errors;
+                let mut watch = watch;
                 self.device.build_output_stream::<f32, _, _>(
                     self.config,
-                    move |data: &mut [f32], info: &cpal::OutputCallbackInfo| match slot.core.as_mut() {
-                        Some(core) => core.render_stereo_timed(data, timing_of(info)),
-                        None => data.fill(0.0),
+                    move |data: &mut [f32], info: &cpal::OutputCallbackInfo| {
+                        let timer = watch.begin(info, data.len());
+                        match slot.core.as_mut() {
+                            Some(core) => core.render_stereo_timed(data, timing_of(info)),
+                            None => data.fill(0.0),
+                        }
+                        watch.end(timer);
                     },
                     move |e| errors.report(e),
                     None,
                 )
             }
-            SampleFormat::F32 => build::<f32>(&self.device, self.config, slot, errors),
-            SampleFormat::F64 => build::<f64>(&self.device, self.config, slot, errors),
-            SampleFormat::I32 => build::<i32>(&self.device, self.config, slot, errors),
-            SampleFormat::I16 => build::<i16>(&self.device, self.config, slot, errors),
-            SampleFormat::U16 => build::<u16>(&self.device, self.config, slot, errors),
-            SampleFormat::U32 => build::<u32>(&self.device, self.config, slot, errors),
-            SampleFormat::I8 => build::<i8>(&self.device, self.config, slot, errors),
-            SampleFormat::U8 => build::<u8>(&self.device, self.config, slot, errors),
+            SampleFormat::F32 => build::<f32>(&self.device, self.config, slot, errors, watch),
+            SampleFormat::F64 => build::<f64>(&self.device, self.config, slot, errors, watch),
+            SampleFormat::I32 => build::<i32>(&self.device, self.config, slot, errors, watch),
+            SampleFormat::I16 => build::<i16>(&self.device, self.config, slot, errors, watch),
+            SampleFormat::U16 => build::<u16>(&self.device, self.config, slot, errors, watch),
+            SampleFormat::U32 => build::<u32>(&self.device, self.config, slot, errors, watch),
+            SampleFormat::I8 => build::<i8>(&self.device, self.config, slot, errors, watch),
+            SampleFormat::U8 => build::<u8>(&self.device, self.config, slot, errors, watch),
             other => {
                 drop(slot);
                 let core = take_back(&mut back_rx, Duration::from_secs(1));
@@ -239,7 +305,7 @@ impl DevicePlan {
             drop(stream);
             return Err(failed(format!("{:?}: {e}", e.kind()), back_rx));
         }
-        Ok(DeviceStream { stream: Some(stream), back: back_rx, errors: err_rx, xruns, label: self.label })
+        Ok(DeviceStream { stream: Some(stream), back: back_rx, errors: err_rx, xruns, load, tid, label: self.label })
     }
 }
 
@@ -248,6 +314,7 @@ fn build<T>(
     config: StreamConfig,
     mut slot: CoreSlot,
     mut errors: ErrorSink,
+    mut watch: CallbackWatch,
 ) -> Result<cpal::Stream, cpal::Error>
 where
     T: SizedSample + FromSample<f32>,
@@ -255,9 +322,13 @@ where
     let channels = config.channels as usize;
     device.build_output_stream::<T, _, _>(
         config,
-        move |data: &mut [T], info: &cpal::OutputCallbackInfo| match slot.core.as_mut() {
-            Some(core) => core.render_device_timed(data, channels, timing_of(info)),
-            None => data.fill(T::EQUILIBRIUM),
+        move |data: &mut [T], info: &cpal::OutputCallbackInfo| {
+            let timer = watch.begin(info, data.len());
+            match slot.core.as_mut() {
+                Some(core) => core.render_device_timed(data, channels, timing_of(info)),
+                None => data.fill(T::EQUILIBRIUM),
+            }
+            watch.end(timer);
         },
         move |e| errors.report(e),
         None,
@@ -336,6 +407,8 @@ pub struct DeviceStream {
     back: rtrb::Consumer<AudioCore>,
     errors: rtrb::Consumer<cpal::Error>,
     xruns: Arc<AtomicU64>,
+    load: Arc<LoadMeter>,
+    tid: Arc<AtomicI32>,
     label: String,
 }
 
@@ -348,6 +421,21 @@ impl DeviceStream {
     /// Underruns the device reported.
     pub fn xruns(&self) -> u64 {
         self.xruns.load(Ordering::Relaxed)
+    }
+
+    /// Gaps between callbacks (see the module docs).
+    pub fn gaps(&self) -> u64 {
+        self.load.misses()
+    }
+
+    /// The callback's load meter; its misses are the gaps.
+    pub fn load(&self) -> &LoadMeter {
+        &self.load
+    }
+
+    /// The kernel thread id of the callback's thread, once it has been called.
+    pub fn audio_thread_id(&self) -> Option<i32> {
+        Some(self.tid.load(Ordering::Acquire)).filter(|&t| t != 0)
     }
 
     /// Reads the errors the device reported since the last call. Returns why the device failed,
@@ -373,5 +461,20 @@ impl DeviceStream {
     pub fn stop(mut self) -> Option<AudioCore> {
         drop(self.stream.take());
         take_back(&mut self.back, Duration::from_secs(1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_gap_is_more_than_one_and_a_half_periods() {
+        // 128 frames at 48 kHz: 2.667 ms per period.
+        assert!(!is_gap(Duration::from_micros(2667), 128, 48_000));
+        assert!(!is_gap(Duration::from_micros(3990), 128, 48_000));
+        assert!(is_gap(Duration::from_micros(4010), 128, 48_000));
+        assert!(is_gap(Duration::from_micros(5334), 128, 48_000), "a dropped period");
+        assert!(!is_gap(Duration::from_millis(100), 0, 48_000));
     }
 }

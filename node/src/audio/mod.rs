@@ -14,10 +14,13 @@
 pub mod capture;
 pub mod core;
 pub mod device;
+pub mod load;
 pub mod null;
+pub mod rt;
 
 pub use self::core::{AudioCore, BlockTiming, CallbackTiming, ClockSnapshot, EngineSwap, Transport};
 use self::device::{CoreSlot, DeviceStream};
+use self::load::LoadMeter;
 use self::null::{NullConfig, NullStats, NullStream};
 
 use std::sync::Arc;
@@ -73,11 +76,28 @@ impl AudioBackend {
         matches!(self, AudioBackend::Null { .. })
     }
 
-    /// Underruns the device reported, or the null device's late callbacks.
+    /// Xruns: a device's reported underruns plus the gaps between its callbacks, or the null
+    /// device's deadline misses.
     pub fn xruns(&self) -> u64 {
         match self {
-            AudioBackend::Device(d) => d.xruns(),
-            AudioBackend::Null { stats, .. } => stats.late(),
+            AudioBackend::Device(d) => d.xruns() + d.gaps(),
+            AudioBackend::Null { stats, .. } => stats.misses(),
+        }
+    }
+
+    /// The callback's load meter (with the deadline misses and late starts it counted).
+    pub fn load(&self) -> &LoadMeter {
+        match self {
+            AudioBackend::Device(d) => d.load(),
+            AudioBackend::Null { stats, .. } => stats.load(),
+        }
+    }
+
+    /// The kernel thread id of the thread running the callback, once it has run.
+    pub fn audio_thread_id(&self) -> Option<i32> {
+        match self {
+            AudioBackend::Device(d) => d.audio_thread_id(),
+            AudioBackend::Null { stats, .. } => stats.thread_id(),
         }
     }
 

@@ -3,14 +3,27 @@
 //!
 //! A thread calls the render callback once per block period, exactly like a device would, paced
 //! by the clock with **absolute deadlines**: callback `n` is due at `start + n * period`, computed
-//! from `n` (never by adding periods up), and the thread sleeps until then. A callback that starts
-//! later than one period after its deadline counts as a late callback (the null device's xrun);
-//! the following ones run back to back until the deadlines catch up, so no time is lost.
+//! from `n` (never by adding periods up), and the thread sleeps until then. After a stall the
+//! following callbacks run back to back until the deadlines catch up, so no time is lost.
+//!
+//! **Deadline misses.** The null device behaves like a device with a one-block output buffer:
+//! the block of callback `n`, due at `D(n) = start + n * period`, is heard from `D(n) + period`
+//! on (while callback `n + 1` renders), which is the output latency it reports to the core. A
+//! callback that *finishes* after `D(n) + period` is a **deadline miss**: a real device would
+//! have played something else (silence or a repeat) where its first sample belongs. Each such
+//! block counts once, so a long stall counts every block it delays. Separately, a callback that
+//! *starts* more than half a period after `D(n)` is a **late start** (the thread woke up late and
+//! had less than half the period left); a late start need not be a miss.
+//!
+//! Each callback is timed (the time from its start to its end over the period) into the
+//! stream's [`LoadMeter`].
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+use super::load::{CallbackTimer, LoadMeter};
 
 /// How the null device runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,7 +51,9 @@ pub struct NullCallbackInfo {
 #[derive(Debug, Default)]
 pub struct NullStats {
     callbacks: AtomicU64,
-    late: AtomicU64,
+    /// The device thread's kernel thread id (0 until it has started).
+    tid: AtomicI32,
+    load: LoadMeter,
 }
 
 impl NullStats {
@@ -47,9 +62,24 @@ impl NullStats {
         self.callbacks.load(Ordering::Relaxed)
     }
 
-    /// Callbacks that started more than one period after their deadline.
-    pub fn late(&self) -> u64 {
-        self.late.load(Ordering::Relaxed)
+    /// Callbacks that finished after their block was due to be heard (see the module docs).
+    pub fn misses(&self) -> u64 {
+        self.load.misses()
+    }
+
+    /// Callbacks that started more than half a period after their deadline.
+    pub fn late_starts(&self) -> u64 {
+        self.load.late_starts()
+    }
+
+    /// The callback's load meter (with the misses and late starts).
+    pub fn load(&self) -> &LoadMeter {
+        &self.load
+    }
+
+    /// The device thread's kernel thread id, once it runs (for realtime priority).
+    pub fn thread_id(&self) -> Option<i32> {
+        Some(self.tid.load(Ordering::Acquire)).filter(|&t| t != 0)
     }
 }
 
@@ -81,6 +111,8 @@ impl NullStream {
             std::thread::Builder::new().name("loophole-null-audio".into()).spawn(move || {
                 let mut buffer = vec![0f32; config.block * config.channels as usize];
                 let period = period_of(config, 1);
+                let half = period / 2;
+                stats.tid.store(super::rt::current_thread_id(), Ordering::Release);
                 let start = Instant::now();
                 let mut index = 0u64;
                 while !stop.load(Ordering::Acquire) {
@@ -89,11 +121,17 @@ impl NullStream {
                     if deadline > now {
                         std::thread::sleep(deadline - now);
                     }
-                    let started = Instant::now();
-                    if started.saturating_duration_since(deadline) > period {
-                        stats.late.fetch_add(1, Ordering::Relaxed);
+                    let timer = CallbackTimer::start();
+                    let started = timer.started();
+                    if started.saturating_duration_since(deadline) > half {
+                        stats.load.late_start();
                     }
                     callback(&mut buffer, &NullCallbackInfo { index, deadline, started });
+                    let done = timer.finish(&stats.load, config.block, config.sample_rate);
+                    // Heard from `deadline + period` on (a one-block buffer).
+                    if done > deadline + period {
+                        stats.load.miss();
+                    }
                     stats.callbacks.fetch_add(1, Ordering::Relaxed);
                     index += 1;
                 }
@@ -189,7 +227,7 @@ mod tests {
     }
 
     #[test]
-    fn late_callbacks_are_counted() {
+    fn a_stall_counts_misses_and_late_starts_and_the_device_catches_up() {
         let config = NullConfig { sample_rate: 48_000, channels: 2, block: 48 }; // 1 ms period
         let stream = NullStream::start(config, |_, info| {
             if info.index == 2 {
@@ -200,7 +238,42 @@ mod tests {
         let stats = stream.stats();
         std::thread::sleep(Duration::from_millis(100));
         stream.stop();
-        assert!(stats.late() >= 1, "a 20 ms stall of a 1 ms device must make late callbacks");
+        // The stalled block finished ~19 ms after it was due to be heard; the blocks delayed
+        // behind it started late, and the first of them finished late too.
+        assert!(stats.misses() >= 2, "a 20 ms stall of a 1 ms device must miss deadlines: {}", stats.misses());
+        assert!(stats.late_starts() >= 10, "blocks after the stall start late: {}", stats.late_starts());
+        let load = stats.load().stats();
+        assert!(load.max >= 15.0, "a 20 ms callback in a 1 ms period is a load of ~2000 %: {}", load.max);
+        assert_eq!(load.blocks, stats.callbacks());
         assert!(stats.callbacks() >= 60, "the device catches up after a stall: {}", stats.callbacks());
+    }
+
+    #[test]
+    fn a_callback_slower_than_its_period_misses_every_deadline_and_loads_over_100_percent() {
+        let config = NullConfig { sample_rate: 48_000, channels: 2, block: 96 }; // 2 ms period
+        let stream = NullStream::start(config, |_, _| std::thread::sleep(Duration::from_millis(3))).unwrap();
+        let stats = stream.stats();
+        std::thread::sleep(Duration::from_millis(200));
+        stream.stop();
+        let n = stats.callbacks();
+        assert!(n >= 20, "{n} callbacks");
+        // From the second block on each one finishes later than the one before it was heard.
+        assert!(stats.misses() + 2 >= n, "{} misses in {n} callbacks", stats.misses());
+        let load = stats.load().stats();
+        assert!(load.p50 >= 1.4 && load.smoothed >= 1.4 && load.peak >= 1.4, "{load:?}");
+    }
+
+    #[test]
+    fn a_light_callback_misses_nothing() {
+        let config = NullConfig { sample_rate: 48_000, channels: 2, block: 480 }; // 10 ms period
+        let stream = NullStream::start(config, |buf, _| buf.fill(0.0)).unwrap();
+        let stats = stream.stats();
+        std::thread::sleep(Duration::from_millis(300));
+        stream.stop();
+        // 10 ms of slack per block: only a machine stalled for > 10 ms could miss.
+        assert_eq!(stats.misses(), 0);
+        let load = stats.load().stats();
+        assert!(load.blocks >= 20 && load.max < 0.5, "{load:?}");
+        assert!(stats.thread_id().is_some());
     }
 }
