@@ -185,6 +185,13 @@ pub struct LiveArgs {
     /// `fake`, to see the LED feedback with no device).
     #[arg(long, value_name = "system|fake", value_parser = ["system", "fake"])]
     pub midi: Option<String>,
+    /// Run the audio thread with realtime scheduling (SCHED_FIFO), the default: without it other
+    /// programs can delay the audio. Where it is not permitted the node warns and plays on.
+    #[arg(long, overrides_with = "no_realtime")]
+    pub realtime: bool,
+    /// Run the audio thread at normal priority (no realtime scheduling, no warning).
+    #[arg(long = "no-realtime", overrides_with = "realtime")]
+    pub no_realtime: bool,
 }
 
 impl LiveArgs {
@@ -216,6 +223,7 @@ impl LiveArgs {
                 output: self.midi_out,
                 controller: self.controller,
             },
+            realtime: !self.no_realtime,
         })
     }
 }
@@ -357,5 +365,16 @@ mod tests {
         let Command::Render(args) = cli.command else { panic!("not render") };
         let err = args.into_options().unwrap_err();
         assert_eq!(crate::exit_code(&err), 2);
+    }
+
+    #[test]
+    fn realtime_is_on_unless_no_realtime_is_the_last_word() {
+        let realtime = |args: &[&str]| {
+            let Command::Demo(a) = Cli::try_parse_from(args).unwrap().command else { panic!("not demo") };
+            a.into_options().unwrap().realtime
+        };
+        assert!(realtime(&["loophole-node", "demo"]));
+        assert!(!realtime(&["loophole-node", "demo", "--no-realtime"]));
+        assert!(realtime(&["loophole-node", "demo", "--no-realtime", "--realtime"]));
     }
 }

@@ -54,6 +54,7 @@ pub mod audio;
 pub mod cli;
 pub mod devices;
 pub mod eventlog;
+pub mod health;
 pub mod input;
 pub mod link;
 pub mod midi;

@@ -19,6 +19,9 @@
 //!   its sample counter) is taken back from it and the performance carries on on the null device
 //!   from the same sample, capturing to a WAV file so the audio is not lost.
 //!
+//! - promotes the audio thread to realtime scheduling (`--realtime`), prints the DSP load and
+//!   xruns every few seconds and logs them (see [`crate::health`]).
+//!
 //! It stops after `--seconds` of audio (default: the script's last action plus two bars, the
 //! demo's length, or Ctrl-C), stops the audio, finishes the capture and the log, and prints a
 //! status line.
@@ -39,6 +42,7 @@ use crate::audio::capture::Capture;
 use crate::audio::device::{self, NoDevice, StartError};
 use crate::audio::{AlsaMessages, AudioBackend, AudioCore, ClockSnapshot, EngineSwap, Transport};
 use crate::eventlog::{EventLog, LogSource};
+use crate::health::{Health, HealthFigures};
 use crate::input::{InputArgs, Performance};
 use crate::link::control::LinkControl;
 use crate::link::{LinkAudio, LinkClock, LinkOptions, Resume};
@@ -91,6 +95,8 @@ pub struct PlayOptions {
     pub link: LinkOptions,
     /// MIDI ports and the controller mapping.
     pub midi: MidiOptions,
+    /// Ask for realtime scheduling of the audio thread (`--realtime`, the default).
+    pub realtime: bool,
 }
 
 /// What a performance did.
@@ -100,8 +106,10 @@ pub struct PlaySummary {
     pub frames: u64,
     /// Callbacks (blocks) rendered.
     pub blocks: u64,
-    /// Device underruns plus late callbacks of the null device.
+    /// Device underruns and callback gaps, plus deadline misses of the null device.
     pub xruns: u64,
+    /// DSP load (of the last backend), xruns and late starts, realtime scheduling.
+    pub health: HealthFigures,
     /// Frames that did not fit into the capture ring.
     pub dropped_capture: u64,
     /// Output peak (linear).
@@ -628,9 +636,18 @@ pub fn run(opts: PlayOptions) -> anyhow::Result<PlaySummary> {
 
     let mut interrupted = false;
     let mut last_progress = (transport.rendered(), Instant::now());
-    let mut xruns_before = 0;
+    let mut health = Health::new(opts.realtime);
     loop {
         control.step()?;
+        let host_time = control.started.elapsed().as_secs_f64();
+        let (rt_warning, status) = health.tick(&backend, control.log.as_mut(), host_time)?;
+        if let Some(w) = rt_warning {
+            warn_line(format_args!("loophole: warning: {w}"));
+        }
+        if let Some(line) = status {
+            let bar = transport.snapshot().beat / transport.snapshot().quantum.max(1e-9) + 1.0;
+            warn_line(format_args!("loophole: bar {bar:.1}  {line}"));
+        }
         let rendered = transport.rendered();
         if rendered != last_progress.0 {
             last_progress = (rendered, Instant::now());
@@ -650,7 +667,7 @@ pub fn run(opts: PlayOptions) -> anyhow::Result<PlaySummary> {
         };
         if let Some(why) = failed {
             let label = backend.label();
-            xruns_before += backend.xruns();
+            health.retire(&backend);
             let core = backend.stop();
             let why = format!("{label} failed ({why})");
             fallback = Some(why.clone());
@@ -671,11 +688,13 @@ pub fn run(opts: PlayOptions) -> anyhow::Result<PlaySummary> {
     }
 
     let on = backend.label();
-    let xruns = xruns_before + backend.xruns();
+    let figures = health.figures(&backend);
+    let xruns = figures.xruns;
     drop(backend.stop());
     control.drain()?;
     let midi = control.midi.take().map(MidiRig::finish);
     let refused = control.refused;
+    health.finish(&figures, control.log.as_mut(), control.started.elapsed().as_secs_f64())?;
     if let Some(log) = control.log.take() {
         log.finish()?;
     }
@@ -693,6 +712,7 @@ pub fn run(opts: PlayOptions) -> anyhow::Result<PlaySummary> {
         frames,
         blocks: transport.blocks(),
         xruns,
+        health: figures,
         dropped_capture: transport.dropped_capture(),
         peak,
         fell_back: fallback,
@@ -701,13 +721,17 @@ pub fn run(opts: PlayOptions) -> anyhow::Result<PlaySummary> {
         interrupted,
     };
     let mut status = format!(
-        "{} {:.2} s ({} frames, {} blocks) on {on}; {} {}; dropped capture frames {}; output peak {}",
+        "{} {:.2} s ({} frames, {} blocks) on {on}; {}; {}; dropped capture frames {}; output peak {}",
         if interrupted { "stopped by Ctrl-C after" } else { "played" },
         frames as f64 / sample_rate as f64,
         frames,
         summary.blocks,
-        if on.contains("null") { "late callbacks" } else { "xruns" },
-        xruns,
+        if on.contains("null") {
+            format!("deadline misses {xruns}, late callbacks {}", figures.late_starts)
+        } else {
+            format!("xruns {xruns}")
+        },
+        crate::health::summary(&figures),
         summary.dropped_capture,
         dbfs(peak),
     );

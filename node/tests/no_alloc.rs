@@ -3,6 +3,10 @@
 //! conversions, over the demo performance with its scene changes, and tempo and time-signature
 //! changes sent through the tempo ring (the tempo map takes them and cuts blocks at them).
 //!
+//! A second test runs the null device with the core in its callback and counts everything its
+//! thread does from the first callback to the 300th: the callbacks, and between them the load
+//! meter, the deadline-miss and late-start checks and the sleep until the next deadline.
+//!
 //! A global allocator counts allocations, reallocations and frees made on a thread while it is
 //! inside the callback. Pulse and the capture writer run outside the counted region, as live.
 
@@ -21,11 +25,14 @@ struct Counting;
 static ALLOCS: AtomicUsize = AtomicUsize::new(0);
 thread_local! {
     static COUNTING: Cell<bool> = const { Cell::new(false) };
+    /// What this thread's counted regions allocated (ALLOCS sums all threads).
+    static LOCAL: Cell<usize> = const { Cell::new(0) };
 }
 
 fn note() {
     if COUNTING.with(|c| c.get()) {
         ALLOCS.fetch_add(1, Ordering::Relaxed);
+        LOCAL.with(|l| l.set(l.get() + 1));
     }
 }
 
@@ -143,4 +150,58 @@ fn the_audio_callback_never_allocates_or_frees() {
 fn the_counter_sees_allocations() {
     // The proof above is only as good as the counter: it must see an allocation and a free.
     assert_eq!(counted(|| drop(std::hint::black_box(vec![1u8; 10]))), 2);
+}
+
+#[test]
+fn the_null_device_loop_with_its_load_meter_never_allocates_between_or_in_callbacks() {
+    use loophole_node::audio::null::{NullConfig, NullStream};
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicBool;
+    let session = Arc::new(loophole_engine::demo::session());
+    let rate = 48_000;
+    let (mut pulse, signal) = loophole_engine::build(
+        session.clone(),
+        &EngineConfig { sample_rate: rate, max_block: 1024, queue_capacity: 8192 },
+    )
+    .unwrap();
+    for a in loophole_engine::demo::script().actions.iter().take_while(|a| a.beat.0 <= 0.0) {
+        pulse.press(a.action, a.beat).unwrap();
+    }
+    pulse.tick(Beats(0.0), Beats(8.0)).unwrap();
+    let transport = Transport::new();
+    let mut core = AudioCore::new(signal, TempoMap::new(rate, session.tempo, session.beats_per_bar), 0, transport);
+    // Counting starts in the first callback and stays on across the device loop (the load
+    // meter, the miss and late-start checks, the sleep until the next deadline) until callback
+    // 300 turns it off: everything that thread did in between is counted.
+    let allocs = Arc::new(AtomicUsize::new(usize::MAX));
+    let done = Arc::new(AtomicBool::new(false));
+    let stream = {
+        let (allocs, done) = (allocs.clone(), done.clone());
+        let mut start = 0;
+        NullStream::start(NullConfig { sample_rate: rate, channels: 2, block: 64 }, move |buf, info| {
+            match info.index {
+                0 => {
+                    start = LOCAL.with(|l| l.get());
+                    COUNTING.with(|c| c.set(true));
+                }
+                300 => {
+                    COUNTING.with(|c| c.set(false));
+                    allocs.store(LOCAL.with(|l| l.get()) - start, Ordering::Relaxed);
+                    done.store(true, Ordering::Release);
+                }
+                _ => {}
+            }
+            core.render_stereo_timed(buf, loophole_node::audio::CallbackTiming::default());
+        })
+        .unwrap()
+    };
+    let stats = stream.stats();
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !done.load(Ordering::Acquire) && std::time::Instant::now() < until {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    stream.stop();
+    assert!(done.load(Ordering::Acquire), "300 callbacks within 10 s");
+    assert!(stats.load().stats().blocks >= 300, "the meter measured the callbacks");
+    assert_eq!(allocs.load(Ordering::Relaxed), 0, "the null device's loop or callback allocated or freed");
 }
