@@ -7,6 +7,9 @@
 //! thread does from the first callback to the 300th: the callbacks, and between them the load
 //! meter, the deadline-miss and late-start checks and the sleep until the next deadline.
 //!
+//! A third covers what a cpal data callback adds around the core (its load meter, gap check and
+//! thread id).
+//!
 //! A global allocator counts allocations, reallocations and frees made on a thread while it is
 //! inside the callback. Pulse and the capture writer run outside the counted region, as live.
 
@@ -204,4 +207,24 @@ fn the_null_device_loop_with_its_load_meter_never_allocates_between_or_in_callba
     assert!(done.load(Ordering::Acquire), "300 callbacks within 10 s");
     assert!(stats.load().stats().blocks >= 300, "the meter measured the callbacks");
     assert_eq!(allocs.load(Ordering::Relaxed), 0, "the null device's loop or callback allocated or freed");
+}
+
+#[test]
+fn the_device_callback_watch_never_allocates() {
+    use loophole_node::audio::device::CallbackWatch;
+    use loophole_node::audio::load::LoadMeter;
+    use std::sync::Arc;
+    let load = Arc::new(LoadMeter::new());
+    let mut watch = CallbackWatch::new(load.clone(), Arc::new(std::sync::atomic::AtomicI32::new(0)), 48_000, 2);
+    let allocs = counted(|| {
+        for k in 0..1000u64 {
+            // Every tenth callback comes a period late: a gap.
+            let at = cpal::StreamInstant::from_micros(k * 2_667 + (k / 10) * 2_667);
+            let info = cpal::OutputCallbackInfo::new(cpal::OutputStreamTimestamp { callback: at, playback: at });
+            let timer = watch.begin(&info, 256);
+            watch.end(timer);
+        }
+    });
+    assert_eq!(allocs, 0, "the device callback's watch allocated or freed");
+    assert_eq!((load.stats().blocks, load.stats().misses), (1000, 99));
 }

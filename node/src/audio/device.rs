@@ -36,9 +36,9 @@ pub fn is_gap(interval: Duration, frames: usize, sample_rate: u32) -> bool {
     frames > 0 && interval.as_secs_f64() > GAP_PERIODS * block_period(frames, sample_rate).as_secs_f64()
 }
 
-/// Watches the data callback: its load, gaps between callbacks and its thread id. Lives inside
-/// the callback. Realtime-safe.
-struct CallbackWatch {
+/// Watches a device's data callback: its load, gaps between callbacks and its thread id. Lives
+/// inside the callback; [`CallbackWatch::begin`] and [`CallbackWatch::end`] are realtime-safe.
+pub struct CallbackWatch {
     load: Arc<LoadMeter>,
     tid: Arc<AtomicI32>,
     /// The previous callback's timestamp and frames.
@@ -48,8 +48,14 @@ struct CallbackWatch {
 }
 
 impl CallbackWatch {
+    /// A watch that records into `load` (gaps as its misses) and stores the callback's thread id
+    /// in `tid` on the first call, for a stream of `channels` at `sample_rate`.
+    pub fn new(load: Arc<LoadMeter>, tid: Arc<AtomicI32>, sample_rate: u32, channels: usize) -> CallbackWatch {
+        CallbackWatch { load, tid, prev: None, sample_rate, channels }
+    }
+
     /// At the start of a callback of `samples` interleaved samples. Thread: audio.
-    fn begin(&mut self, info: &cpal::OutputCallbackInfo, samples: usize) -> CallbackTimer {
+    pub fn begin(&mut self, info: &cpal::OutputCallbackInfo, samples: usize) -> CallbackTimer {
         let timer = CallbackTimer::start();
         let frames = samples / self.channels.max(1);
         let now = info.timestamp().callback;
@@ -66,7 +72,7 @@ impl CallbackWatch {
     }
 
     /// At the end of the callback begun with `timer`. Thread: audio.
-    fn end(&self, timer: CallbackTimer) {
+    pub fn end(&self, timer: CallbackTimer) {
         let frames = self.prev.map_or(0, |(_, f)| f);
         timer.finish(&self.load, frames, self.sample_rate);
     }
@@ -252,13 +258,7 @@ impl DevicePlan {
         let slot = CoreSlot { core: Some(core), back: back_tx };
         let errors = ErrorSink { ring: err_tx, xruns: xruns.clone() };
         let channels = self.config.channels as usize;
-        let watch = CallbackWatch {
-            load: load.clone(),
-            tid: tid.clone(),
-            prev: None,
-            sample_rate: self.config.sample_rate,
-            channels,
-        };
+        let watch = CallbackWatch::new(load.clone(), tid.clone(), self.config.sample_rate, channels);
         let built = match self.format {
             SampleFormat::F32 if channels == 2 => {
                 let mut slot = slot;
@@ -476,5 +476,29 @@ mod tests {
         assert!(is_gap(Duration::from_micros(4010), 128, 48_000));
         assert!(is_gap(Duration::from_micros(5334), 128, 48_000), "a dropped period");
         assert!(!is_gap(Duration::from_millis(100), 0, 48_000));
+    }
+
+    #[test]
+    fn the_watch_counts_gaps_times_callbacks_and_stores_its_thread_id() {
+        let load = Arc::new(LoadMeter::new());
+        let tid = Arc::new(AtomicI32::new(0));
+        let mut watch = CallbackWatch::new(load.clone(), tid.clone(), 48_000, 2);
+        let info = |us: u64| {
+            let at = cpal::StreamInstant::from_micros(us);
+            cpal::OutputCallbackInfo::new(cpal::OutputStreamTimestamp { callback: at, playback: at })
+        };
+        // 128-frame stereo callbacks every 2.667 ms, one period dropped (5.333 ms), then a late
+        // one 3.9 ms after (under 1.5 periods: not a gap), and a 1 ms stall inside one callback.
+        for (k, us) in [0u64, 2_667, 5_333, 10_667, 14_567].into_iter().enumerate() {
+            let timer = watch.begin(&info(us), 256);
+            if k == 1 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            watch.end(timer);
+        }
+        let s = load.stats();
+        assert_eq!((s.blocks, s.misses), (5, 1), "{s:?}");
+        assert!(s.max >= 0.3, "a 1 ms stall in a 2.667 ms period: {s:?}");
+        assert_eq!(tid.load(Ordering::Relaxed), crate::audio::rt::current_thread_id());
     }
 }
