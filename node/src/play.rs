@@ -17,8 +17,7 @@
 //!   prints a short line per trigger;
 //! - watches the device: if it reports a failure, or stops calling back, the core (Signal and
 //!   its sample counter) is taken back from it and the performance carries on on the null device
-//!   from the same sample, capturing to a WAV file so the audio is not lost.
-//!
+//!   from the same sample, capturing to a WAV file so the audio is not lost;
 //! - promotes the audio thread to realtime scheduling (`--realtime`), prints the DSP load and
 //!   xruns every few seconds and logs them (see [`crate::health`]).
 //!
