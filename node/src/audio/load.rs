@@ -200,7 +200,8 @@ fn bucket_of(load: f64) -> usize {
 }
 
 fn upper_edge(i: usize) -> f64 {
-    (i + 1) as f64 * BUCKET
+    // Divided rather than multiplied, so that 13 buckets read 0.013, not 0.013000000000000001.
+    (i + 1) as f64 / (1.0 / BUCKET).round()
 }
 
 /// Times one callback: `Instant::now()` before the render, and [`CallbackTimer::finish`] after
@@ -335,6 +336,7 @@ mod tests {
         assert_eq!(bucket_of(HIST_MAX), BUCKETS - 2);
         assert_eq!(bucket_of(HIST_MAX * 10.0), BUCKETS - 1);
         assert_eq!(bucket_of(f64::NAN), 0);
+        assert_eq!(upper_edge(12), 0.013);
     }
 
     #[test]
