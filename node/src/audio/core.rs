@@ -55,6 +55,9 @@ pub struct CallbackTiming {
     /// Output latency in µs: from the moment the callback was due to the moment its first sample
     /// is heard (cpal: `playback - callback`; the null device: one block period).
     pub latency_us: f64,
+    /// Host time ([`crate::audio::host`], µs) at which the callback was due, when the backend
+    /// knows it exactly (the null device's deadline); 0: the callback's entry minus `late_us`.
+    pub due_us: f64,
 }
 
 /// The timing of one block, for the capture's timing sidecar.
@@ -80,9 +83,10 @@ pub struct ClockSnapshot {
     pub beat: f64,
     /// Beats per sample in force at `sample` (after any tempo change there).
     pub beats_per_sample: f64,
-    /// Host time (Link µs) at which that sample is heard; 0 without Link.
+    /// Host time at which that sample is heard, in µs: Link's clock with Link, else the node's
+    /// host clock ([`crate::audio::host`]); 0 before the first block.
     pub host_us: f64,
-    /// Host µs per sample; 0 without Link.
+    /// Host µs per sample; 0 before the first block.
     pub us_per_sample: f64,
     /// The transport plays (always true without Link).
     pub playing: bool,
@@ -270,6 +274,8 @@ pub struct AudioCore {
     sample: SampleTime,
     transport: Arc<Transport>,
     capture: Option<rtrb::Producer<f32>>,
+    /// The loopback tap: every rendered frame, for a simulated cable to the null input.
+    tap: Option<rtrb::Producer<f32>>,
     timing: Option<rtrb::Producer<BlockTiming>>,
     swap: Option<SwapSlot>,
     /// Tempo and time-signature changes from the control thread.
@@ -287,6 +293,8 @@ impl AudioCore {
     ///
     /// Thread: control. Not realtime-safe (allocates the scratch buffer).
     pub fn new(signal: Signal, clock: TempoMap, start: SampleTime, transport: Arc<Transport>) -> AudioCore {
+        // Fix the host clock's origin here, on the control thread, not in the callback.
+        super::host::origin();
         let first = clock.block(start, 0);
         let core = AudioCore {
             signal,
@@ -296,6 +304,7 @@ impl AudioCore {
             sample: start,
             transport,
             capture: None,
+            tap: None,
             timing: None,
             swap: None,
             tempo_in: None,
@@ -353,6 +362,13 @@ impl AudioCore {
     /// blocks timed by Link have a host time; others are not sent.
     pub fn set_capture_timing(&mut self, ring: rtrb::Producer<BlockTiming>) {
         self.timing = Some(ring);
+    }
+
+    /// Starts copying every rendered frame into `ring` as well (the null input's loopback source
+    /// reads it; frames that do not fit are left out, which it hears as silence). Control thread,
+    /// while no backend owns the core.
+    pub fn set_tap(&mut self, ring: rtrb::Producer<f32>) {
+        self.tap = Some(ring);
     }
 
     /// Whether rendered frames are copied to a capture ring.
@@ -429,6 +445,14 @@ impl AudioCore {
         self.take_tempo_changes();
         // The callback in pieces, cut at every tempo change so that no Signal block straddles
         // one (a single piece when none falls inside it).
+        let us_per_sample = 1e6 / self.sample_rate.max(1) as f64;
+        // Without Link: the host time at which the callback's first frame is heard.
+        let heard_us = if self.link.is_some() {
+            0.0
+        } else {
+            let due = if timing.due_us != 0.0 { timing.due_us } else { super::host::now_us() - timing.late_us };
+            due + timing.latency_us
+        };
         let mut done = 0;
         let snap = loop {
             let at = self.sample + done as SampleTime;
@@ -448,7 +472,8 @@ impl AudioCore {
                         tempo: next.tempo().0,
                         solo: true,
                         quantum: next.quantum,
-                        ..ClockSnapshot::default()
+                        host_us: heard_us + (done + n) as f64 * us_per_sample,
+                        us_per_sample,
                     };
                     (clock, snap)
                 }
@@ -504,6 +529,11 @@ impl AudioCore {
                     self.transport.dropped_capture.fetch_add(frames as u64, Ordering::Relaxed);
                 }
             }
+        }
+        if let Some(ring) = &mut self.tap
+            && let Ok(chunk) = ring.write_chunk_uninit(out.len())
+        {
+            chunk.fill_from_iter(out.iter().copied());
         }
         self.sample += frames as SampleTime;
         self.transport.max_block.fetch_max(frames as u64, Ordering::Relaxed);
