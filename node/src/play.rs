@@ -515,12 +515,12 @@ pub fn run(opts: PlayOptions) -> anyhow::Result<PlaySummary> {
     if let Some(path) = &opts.capture {
         capture = Some(start_capture(&mut core, path, sample_rate, total)?);
     }
-    let input = match &opts.audio_input {
+    let mut input = match &opts.audio_input {
         Some(spec) => {
             let limit = total.map(|t| t.saturating_sub(core.sample().max(0) as u64));
             let (rec, buffer) = (opts.record_input.as_deref(), opts.buffer);
-            let input = LiveInput::open(spec, rec, &mut core, &transport, sample_rate, buffer, null_block, limit)?;
-            if let (Some(input), Some(link)) = (&input, &link) {
+            let mut input = LiveInput::open(spec, rec, &mut core, &transport, sample_rate, buffer, null_block, limit)?;
+            if let (Some(input), Some(link)) = (&mut input, &link) {
                 input.step(Some(link.clock().micros()));
             }
             input
@@ -647,7 +647,7 @@ pub fn run(opts: PlayOptions) -> anyhow::Result<PlaySummary> {
     let mut last_progress = (transport.rendered(), Instant::now());
     let mut xruns_before = 0;
     loop {
-        if let Some(input) = &input {
+        if let Some(input) = &mut input {
             input.step(control.link.as_ref().map(|l| l.clock().micros()));
         }
         control.step()?;

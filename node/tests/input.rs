@@ -134,3 +134,18 @@ fn a_bad_loopback_latency_is_bad_input() {
     let out = run_in(&dir, &["demo", "--audio", "null", "--input", "loopback:soon"]);
     assert_eq!(out.status.code(), Some(2), "{:?}", texts(&out));
 }
+
+#[test]
+fn an_input_that_is_not_paced_in_real_time_is_stopped_and_the_node_plays_on() {
+    // ALSA's `null` capture device (where there is one) delivers frames as fast as it is asked.
+    let dir = scratch("input-unpaced");
+    let out = run_in(&dir, &["demo", "--audio", "null", "--seconds", "2.5", "--input", "alsa:null", "--record-input", "in.wav"]);
+    assert_ok(&out);
+    let (stdout, stderr) = texts(&out);
+    if stderr.contains("listening to input device") {
+        assert!(stderr.contains("is not paced in real time") && stderr.contains("stopped listening"), "{stderr}");
+    } else {
+        assert!(stderr.contains("playing on without input"), "{stderr}");
+    }
+    assert!(stdout.contains("played 2.5"), "{stdout}");
+}

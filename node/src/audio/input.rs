@@ -44,6 +44,9 @@ pub const RING_SECONDS: usize = 4;
 /// The loopback latency when `loopback` gives none, in ms.
 pub const DEFAULT_LOOPBACK_MS: f64 = 5.0;
 
+/// How long the loopback source waits for output frames a late null output has not rendered yet.
+const LOOPBACK_WAIT: std::time::Duration = std::time::Duration::from_millis(200);
+
 /// Seconds of output the loopback source keeps to read from.
 const LOOPBACK_HISTORY_SECONDS: usize = 2;
 
@@ -269,6 +272,24 @@ impl Loopback {
     /// Thread: the null input's. Does not allocate.
     fn fill(&mut self, buf: &mut [f32], capture_us: f64) {
         let len = (self.history.len() / 2) as i64;
+        self.drain_tap(len);
+        let snap = self.transport.snapshot();
+        let frames = buf.len() / 2;
+        if snap.us_per_sample > 0.0 {
+            // The null output's late callbacks lose no audio (they catch up): wait for them, as
+            // the cable would have carried what they render.
+            let t = capture_us + self.offset.get();
+            let last = (snap.sample as f64 + (t - snap.host_us) / snap.us_per_sample).round() as i64 + frames as i64;
+            let until = std::time::Instant::now() + LOOPBACK_WAIT;
+            while self.next < last && std::time::Instant::now() < until && !self.tap.is_abandoned() {
+                std::thread::sleep(std::time::Duration::from_micros(200));
+                self.drain_tap(len);
+            }
+        }
+        self.place(buf, capture_us);
+    }
+
+    fn drain_tap(&mut self, len: i64) {
         while let Ok(chunk) = self.tap.read_chunk(self.tap.slots() & !1) {
             if chunk.is_empty() {
                 break;
@@ -281,6 +302,10 @@ impl Loopback {
             }
             chunk.commit_all();
         }
+    }
+
+    fn place(&mut self, buf: &mut [f32], capture_us: f64) {
+        let len = (self.history.len() / 2) as i64;
         let snap = self.transport.snapshot();
         let frames = buf.len() / 2;
         if snap.us_per_sample <= 0.0 {

@@ -332,7 +332,13 @@ pub struct LiveInput {
     recorder: Recorder,
     label: String,
     link_offset: Arc<HostOffset>,
+    sample_rate: u32,
+    started: Instant,
 }
+
+/// An input that has delivered this much more audio than wall-clock time since it started is
+/// not paced in real time (ALSA's `null` capture, for one) and is stopped.
+pub const UNPACED: Duration = Duration::from_millis(1000);
 
 impl LiveInput {
     /// Opens `spec` at the output's `sample_rate` and `buffer` (the null input uses
@@ -387,7 +393,8 @@ impl LiveInput {
                     "loophole: listening to {label}{}",
                     record.map(|p| format!(", recording it to {}", p.display())).unwrap_or_default()
                 ));
-                Ok(Some(LiveInput { stream: Some(stream), stats, recorder, label, link_offset }))
+                let started = Instant::now();
+                Ok(Some(LiveInput { stream: Some(stream), stats, recorder, label, link_offset, sample_rate, started }))
             }
             Err(NoDevice(why)) => {
                 crate::warn_line(format_args!(
@@ -404,11 +411,23 @@ impl LiveInput {
     }
 
     /// With Link, measures the offset from the host clock to Link's (`link_us`, read just now).
+    /// Stops an input that runs faster than real time (by more than [`UNPACED`]) and says so:
+    /// what it recorded so far stays.
     ///
     /// Thread: control, every tick.
-    pub fn step(&self, link_us: Option<i64>) {
+    pub fn step(&mut self, link_us: Option<i64>) {
         if let Some(us) = link_us {
             self.link_offset.set(us as f64 - host::now_us());
+        }
+        let ahead = self.stats.frames() as f64 / self.sample_rate.max(1) as f64 - self.started.elapsed().as_secs_f64();
+        if ahead > UNPACED.as_secs_f64()
+            && let Some(stream) = self.stream.take()
+        {
+            stream.stop();
+            crate::warn_line(format_args!(
+                "loophole: {} is not paced in real time ({ahead:.1} s ahead of the clock); stopped listening to it",
+                self.label
+            ));
         }
     }
 
@@ -444,6 +463,9 @@ impl LiveInput {
         );
         if let Some(p) = path {
             line.push_str(&format!("; recorded {} frames to {}", summary.frames, p.display()));
+        }
+        if self.stats.loopback_missing() > 0 {
+            line.push_str(&format!("; loopback frames the output had not rendered {}", self.stats.loopback_missing()));
         }
         if self.stats.errors() > 0 {
             line.push_str(&format!("; input device errors {}", self.stats.errors()));
