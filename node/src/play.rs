@@ -36,8 +36,8 @@ use loophole_engine::signal::Meters;
 use loophole_engine::time::{Beats, SampleTime, TempoMap};
 
 use crate::audio::capture::Capture;
-use crate::audio::record::LiveInput;
 use crate::audio::device::{self, NoDevice, StartError};
+use crate::audio::record::LiveInput;
 use crate::audio::{AlsaMessages, AudioBackend, AudioCore, ClockSnapshot, EngineSwap, Transport};
 use crate::eventlog::{EventLog, LogSource};
 use crate::input::{InputArgs, Performance};

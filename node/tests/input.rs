@@ -20,8 +20,19 @@ fn loopback_records_the_output_at_the_same_frames(ms: &str, buffer: &str) {
     let dir = scratch(&format!("loopback-{ms}-{buffer}"));
     let input = format!("loopback:{ms}");
     let args = [
-        "demo", "--audio", "null", "--buffer", buffer, "--seconds", "1.5", "--capture", "out.wav", "--input", &input,
-        "--record-input", "in.wav",
+        "demo",
+        "--audio",
+        "null",
+        "--buffer",
+        buffer,
+        "--seconds",
+        "1.5",
+        "--capture",
+        "out.wav",
+        "--input",
+        &input,
+        "--record-input",
+        "in.wav",
     ];
     let out = run_in(&dir, &args);
     assert_ok(&out);
@@ -74,7 +85,12 @@ fn loopback_with_21_3_ms_is_recorded_in_place() {
 fn a_file_played_into_the_null_input_is_recorded() {
     let dir = scratch("input-file");
     // Half a second of distinct values, with a click at frame 1000.
-    let spec = hound::WavSpec { channels: 2, sample_rate: 48_000, bits_per_sample: 32, sample_format: hound::SampleFormat::Float };
+    let spec = hound::WavSpec {
+        channels: 2,
+        sample_rate: 48_000,
+        bits_per_sample: 32,
+        sample_format: hound::SampleFormat::Float,
+    };
     let mut w = hound::WavWriter::create(dir.join("voice.wav"), spec).unwrap();
     let value = |k: usize, c: usize| if k == 1000 { 1.0 } else { ((k * 7 + c * 3) % 1000) as f32 / 4000.0 - 0.125 };
     for k in 0..24_000 {
@@ -82,7 +98,10 @@ fn a_file_played_into_the_null_input_is_recorded() {
         w.write_sample(value(k, 1)).unwrap();
     }
     w.finalize().unwrap();
-    let out = run_in(&dir, &["demo", "--audio", "null", "--seconds", "1", "--input", "file:voice.wav", "--record-input", "in.wav"]);
+    let out = run_in(
+        &dir,
+        &["demo", "--audio", "null", "--seconds", "1", "--input", "file:voice.wav", "--record-input", "in.wav"],
+    );
     assert_ok(&out);
     let (_, heard) = read_wav(&dir.join("in.wav"));
     assert_eq!(heard.len(), 48_000 * 2);
@@ -93,7 +112,11 @@ fn a_file_played_into_the_null_input_is_recorded() {
         let f = at(k);
         if (0..48_000).contains(&f) {
             let f = f as usize;
-            assert_eq!((heard[2 * f], heard[2 * f + 1]), (value(k as usize, 0), value(k as usize, 1)), "file frame {k}");
+            assert_eq!(
+                (heard[2 * f], heard[2 * f + 1]),
+                (value(k as usize, 0), value(k as usize, 1)),
+                "file frame {k}"
+            );
         }
     }
     assert!((0..48_000).contains(&at(1000)), "the click (file frame 1000) is in the recording (offset {offset})");
@@ -107,7 +130,19 @@ fn an_unknown_input_device_is_reported_and_the_node_plays_on() {
     let dir = scratch("input-unknown");
     let out = run_in(
         &dir,
-        &["demo", "--audio", "null", "--seconds", "0.3", "--input", "no such microphone", "--record-input", "in.wav", "--capture", "out.wav"],
+        &[
+            "demo",
+            "--audio",
+            "null",
+            "--seconds",
+            "0.3",
+            "--input",
+            "no such microphone",
+            "--record-input",
+            "in.wav",
+            "--capture",
+            "out.wav",
+        ],
     );
     assert_ok(&out);
     let (stdout, stderr) = texts(&out);
@@ -125,7 +160,10 @@ fn a_missing_input_file_is_reported_and_the_node_plays_on() {
     let out = run_in(&dir, &["demo", "--audio", "null", "--seconds", "0.2", "--input", "file:nope.wav"]);
     assert_ok(&out);
     let (_, stderr) = texts(&out);
-    assert!(stderr.contains("cannot play nope.wav into the null input") && stderr.contains("playing on without input"), "{stderr}");
+    assert!(
+        stderr.contains("cannot play nope.wav into the null input") && stderr.contains("playing on without input"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -139,7 +177,10 @@ fn a_bad_loopback_latency_is_bad_input() {
 fn an_input_that_is_not_paced_in_real_time_is_stopped_and_the_node_plays_on() {
     // ALSA's `null` capture device (where there is one) delivers frames as fast as it is asked.
     let dir = scratch("input-unpaced");
-    let out = run_in(&dir, &["demo", "--audio", "null", "--seconds", "2.5", "--input", "alsa:null", "--record-input", "in.wav"]);
+    let out = run_in(
+        &dir,
+        &["demo", "--audio", "null", "--seconds", "2.5", "--input", "alsa:null", "--record-input", "in.wav"],
+    );
     assert_ok(&out);
     let (stdout, stderr) = texts(&out);
     if stderr.contains("listening to input device") {

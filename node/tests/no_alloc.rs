@@ -119,7 +119,7 @@ fn the_audio_callback_never_allocates_or_frees() {
             sent += 1;
         }
         // The loopback source's side of the tap (sometimes left full, so pushes fail too).
-        if block % 7 != 0 {
+        if !block.is_multiple_of(7) {
             let n = tap_rx.slots();
             tap_rx.read_chunk(n).unwrap().commit_all();
         }

@@ -405,7 +405,10 @@ impl InputPlan {
             SampleFormat::I8 => build::<i8>(&self.device, self.config, core, stats),
             SampleFormat::U8 => build::<u8>(&self.device, self.config, core, stats),
             other => {
-                return Err(NoDevice(format!("cannot use audio input device '{}' (sample format {other})", self.label)));
+                return Err(NoDevice(format!(
+                    "cannot use audio input device '{}' (sample format {other})",
+                    self.label
+                )));
             }
         };
         let fail = |e: cpal::Error| NoDevice(format!("cannot open audio input device '{}' ({e})", self.label));
@@ -446,6 +449,10 @@ where
     )
 }
 
+/// What the loopback source listens to: the output core's tap ring, the output sample of its
+/// first frame, the output's transport (for its clock) and the offset to Link's clock.
+pub type LoopbackTap = (rtrb::Consumer<f32>, i64, Arc<Transport>, Arc<HostOffset>);
+
 /// A running input.
 pub enum InputStream {
     /// A cpal input stream.
@@ -466,7 +473,7 @@ impl InputStream {
         sample_rate: u32,
         block: usize,
         core: InputCore,
-        loopback: Option<(rtrb::Consumer<f32>, i64, Arc<Transport>, Arc<HostOffset>)>,
+        loopback: Option<LoopbackTap>,
     ) -> Result<InputStream, NoDevice> {
         let stats = core.stats();
         let mut source = match spec {

@@ -59,7 +59,10 @@ impl AudioBackend {
         let stream = NullStream::start(config, move |buf, info| match slot.core() {
             Some(core) => {
                 let late_us = info.started.saturating_duration_since(info.deadline).as_secs_f64() * 1e6;
-                core.render_stereo_timed(buf, CallbackTiming { late_us, latency_us, due_us: host::us_of(info.deadline) })
+                core.render_stereo_timed(
+                    buf,
+                    CallbackTiming { late_us, latency_us, due_us: host::us_of(info.deadline) },
+                )
             }
             None => buf.fill(0.0),
         })?;

@@ -486,11 +486,9 @@ mod tests {
     /// rendered, so the snapshot has a clock).
     fn output() -> (AudioCore, Arc<Transport>) {
         let session = Arc::new(Session::new("empty", Bpm(120.0)));
-        let (_p, signal) = loophole_engine::build(
-            session,
-            &EngineConfig { sample_rate: 48_000, max_block: 1024, queue_capacity: 16 },
-        )
-        .unwrap();
+        let (_p, signal) =
+            loophole_engine::build(session, &EngineConfig { sample_rate: 48_000, max_block: 1024, queue_capacity: 16 })
+                .unwrap();
         let transport = Transport::new();
         let mut core = AudioCore::new(signal, TempoMap::new(48_000, Bpm(120.0), 4.0), 0, transport.clone());
         let timing = crate::audio::CallbackTiming { late_us: 0.0, latency_us: 10_000.0, due_us: 990_000.0 };
