@@ -39,6 +39,7 @@ fn loopback_records_the_output_at_the_same_frames(ms: &str, buffer: &str) {
     let (stdout, stderr) = texts(&out);
     assert!(stderr.contains("listening to the null input (loopback"), "{stderr}");
     assert!(stdout.contains("dropped input frames 0"), "{stdout}");
+    assert!(!stdout.contains("loopback frames the output had not rendered"), "the loopback was starved:\n{stdout}");
     let (spec, played) = read_wav(&dir.join("out.wav"));
     let (rspec, heard) = read_wav(&dir.join("in.wav"));
     assert_eq!((rspec.channels, rspec.sample_rate), (spec.channels, spec.sample_rate));

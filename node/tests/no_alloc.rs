@@ -80,7 +80,8 @@ fn the_audio_callback_never_allocates_or_frees() {
     let (capture, ring) = Capture::start(&path, rate, None).unwrap();
     core.set_capture(ring);
     let (tap, mut tap_rx) = rtrb::RingBuffer::new(rate as usize);
-    core.set_tap(tap);
+    let (tap_blocks, mut tap_blocks_rx) = rtrb::RingBuffer::new(64);
+    core.set_tap(tap, tap_blocks);
 
     // Tempo changes the control thread sends on top of the demo's own (it has none): a new
     // tempo, a new time signature, both, and one the audio has already passed (applied late).
@@ -122,6 +123,7 @@ fn the_audio_callback_never_allocates_or_frees() {
         if !block.is_multiple_of(7) {
             let n = tap_rx.slots();
             tap_rx.read_chunk(n).unwrap().commit_all();
+            while tap_blocks_rx.pop().is_ok() {}
         }
         while let Some(e) = pulse.poll_event() {
             if matches!(e, loophole_engine::pulse::PulseEvent::Step { .. }) {

@@ -60,12 +60,13 @@ pub struct CallbackTiming {
     pub due_us: f64,
 }
 
-/// The timing of one block, for the capture's timing sidecar.
+/// The timing of one block, for the capture's timing sidecar (and the loopback tap).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BlockTiming {
     /// The block's first sample.
     pub sample: SampleTime,
-    /// Host time (Link's clock, µs) at which that sample is heard.
+    /// Host time (µs) at which that sample is heard: Link's clock in the capture sidecar, the
+    /// node's host clock in the loopback tap.
     pub host_us: f64,
     /// The beat at that sample.
     pub beat: f64,
@@ -274,8 +275,9 @@ pub struct AudioCore {
     sample: SampleTime,
     transport: Arc<Transport>,
     capture: Option<rtrb::Producer<f32>>,
-    /// The loopback tap: every rendered frame, for a simulated cable to the null input.
-    tap: Option<rtrb::Producer<f32>>,
+    /// The loopback tap: every rendered frame, and each block's timing on the host clock, for a
+    /// simulated cable to the null input.
+    tap: Option<(rtrb::Producer<f32>, rtrb::Producer<BlockTiming>)>,
     timing: Option<rtrb::Producer<BlockTiming>>,
     swap: Option<SwapSlot>,
     /// Tempo and time-signature changes from the control thread.
@@ -364,11 +366,13 @@ impl AudioCore {
         self.timing = Some(ring);
     }
 
-    /// Starts copying every rendered frame into `ring` as well (the null input's loopback source
-    /// reads it; frames that do not fit are left out, which it hears as silence). Control thread,
-    /// while no backend owns the core.
-    pub fn set_tap(&mut self, ring: rtrb::Producer<f32>) {
-        self.tap = Some(ring);
+    /// Starts copying every rendered frame into `samples` as well, and each block's timing into
+    /// `blocks` with `host_us` on the node's host clock ([`super::host`]) even with Link: the
+    /// instant the block's first frame is heard, as the backend reports it. The null input's
+    /// loopback source reads them; a block that does not fit is left out of both (it hears
+    /// silence there). Control thread, while no backend owns the core.
+    pub fn set_tap(&mut self, samples: rtrb::Producer<f32>, blocks: rtrb::Producer<BlockTiming>) {
+        self.tap = Some((samples, blocks));
     }
 
     /// Whether rendered frames are copied to a capture ring.
@@ -447,7 +451,7 @@ impl AudioCore {
         // one (a single piece when none falls inside it).
         let us_per_sample = 1e6 / self.sample_rate.max(1) as f64;
         // Without Link: the host time at which the callback's first frame is heard.
-        let heard_us = if self.link.is_some() {
+        let heard_us = if self.link.is_some() && self.tap.is_none() {
             0.0
         } else {
             let due = if timing.due_us != 0.0 { timing.due_us } else { super::host::now_us() - timing.late_us };
@@ -530,10 +534,14 @@ impl AudioCore {
                 }
             }
         }
-        if let Some(ring) = &mut self.tap
+        if let Some((ring, blocks)) = &mut self.tap
+            && blocks.slots() > 0
             && let Ok(chunk) = ring.write_chunk_uninit(out.len())
         {
             chunk.fill_from_iter(out.iter().copied());
+            let beat = f64::from_bits(self.transport.beat.load(Ordering::Relaxed));
+            // Cannot fail: a slot was checked free above, and only this thread pushes.
+            let _ = blocks.push(BlockTiming { sample: self.sample, host_us: heard_us, beat, frames: frames as u32 });
         }
         self.sample += frames as SampleTime;
         self.transport.max_block.fetch_max(frames as u64, Ordering::Relaxed);

@@ -33,9 +33,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use cpal::traits::{DeviceTrait, StreamTrait};
 use cpal::{FromSample, SampleFormat, SizedSample, StreamConfig};
 
-use super::core::Transport;
+use super::core::BlockTiming;
 use super::device::{NoDevice, by_name, device_label, format_rank};
-use super::host::{self, HostOffset};
+use super::host;
 use super::null::{NullConfig, NullStream};
 
 /// Seconds of input the rings hold.
@@ -125,6 +125,7 @@ pub struct InputStats {
     latency_us: AtomicU64,
     errors: AtomicU64,
     loopback_missing: AtomicU64,
+    output_stopped: std::sync::atomic::AtomicBool,
 }
 
 impl InputStats {
@@ -151,6 +152,12 @@ impl InputStats {
     /// Errors the device reported (cpal's error callback).
     pub fn errors(&self) -> u64 {
         self.errors.load(Ordering::Relaxed)
+    }
+
+    /// Tells the loopback source that the output has stopped: frames past its last are silence,
+    /// not missing, and are not waited for. Thread: control.
+    pub fn output_stopped(&self) {
+        self.output_stopped.store(true, Ordering::Release);
     }
 
     /// Loopback frames the output had not rendered (or had already overwritten) when the null
@@ -254,16 +261,21 @@ enum NullSource {
 }
 
 /// The loopback cable: the output's frames (from the core's tap) kept by output sample, read at
-/// the output sample that was at the speaker at each capture instant.
+/// the output sample that was at the speaker at each capture instant, as the output backend
+/// reported it for each block (the tap's timing, on the host clock).
 struct Loopback {
     tap: rtrb::Consumer<f32>,
+    tap_blocks: rtrb::Consumer<BlockTiming>,
     /// Interleaved stereo, frame `s` of the output at `(s mod len) * 2`.
     history: Vec<f32>,
-    /// The output sample of the next frame the tap delivers.
+    /// The output sample after the last frame taken from the tap.
     next: i64,
-    transport: Arc<Transport>,
-    /// Link µs minus host µs (0 without Link).
-    offset: Arc<HostOffset>,
+    /// The frames the tap has delivered, by output sample: `[first, next)` minus what the
+    /// history has overwritten.
+    first: Option<i64>,
+    /// The last block's first sample and the host time it was heard at.
+    line: Option<(i64, f64)>,
+    us_per_sample: f64,
     stats: Arc<InputStats>,
 }
 
@@ -271,62 +283,67 @@ impl Loopback {
     /// Fills `buf` (stereo) with what was at the speaker from host time `capture_us` on.
     /// Thread: the null input's. Does not allocate.
     fn fill(&mut self, buf: &mut [f32], capture_us: f64) {
-        let len = (self.history.len() / 2) as i64;
-        self.drain_tap(len);
-        let snap = self.transport.snapshot();
-        let frames = buf.len() / 2;
-        if snap.us_per_sample > 0.0 {
+        self.drain_tap();
+        let frames = buf.len() as i64 / 2;
+        if !self.stats.output_stopped.load(Ordering::Acquire) {
             // The null output's late callbacks lose no audio (they catch up): wait for them, as
             // the cable would have carried what they render.
-            let t = capture_us + self.offset.get();
-            let last = (snap.sample as f64 + (t - snap.host_us) / snap.us_per_sample).round() as i64 + frames as i64;
             let until = std::time::Instant::now() + LOOPBACK_WAIT;
-            while self.next < last && std::time::Instant::now() < until && !self.tap.is_abandoned() {
+            while self.sample_at(capture_us).is_some_and(|s| self.next < s + frames)
+                && std::time::Instant::now() < until
+                && !self.tap.is_abandoned()
+            {
                 std::thread::sleep(std::time::Duration::from_micros(200));
-                self.drain_tap(len);
+                self.drain_tap();
             }
         }
         self.place(buf, capture_us);
     }
 
-    fn drain_tap(&mut self, len: i64) {
-        while let Ok(chunk) = self.tap.read_chunk(self.tap.slots() & !1) {
-            if chunk.is_empty() {
-                break;
-            }
-            let (a, b) = chunk.as_slices();
-            for pair in a.chunks_exact(2).chain(b.chunks_exact(2)) {
+    /// The output sample at the speaker at host time `t` (`None` before the output played).
+    fn sample_at(&self, t: f64) -> Option<i64> {
+        let (sample, heard) = self.line?;
+        Some((sample as f64 + (t - heard) / self.us_per_sample).round() as i64)
+    }
+
+    fn drain_tap(&mut self) {
+        let len = (self.history.len() / 2) as i64;
+        while let Ok(b) = self.tap_blocks.pop() {
+            let Ok(chunk) = self.tap.read_chunk(b.frames as usize * 2) else { break };
+            self.next = b.sample;
+            self.first.get_or_insert(b.sample);
+            let (x, y) = chunk.as_slices();
+            for pair in x.chunks_exact(2).chain(y.chunks_exact(2)) {
                 let at = (self.next.rem_euclid(len) * 2) as usize;
                 self.history[at..at + 2].copy_from_slice(pair);
                 self.next += 1;
             }
             chunk.commit_all();
+            self.line = Some((b.sample, b.host_us));
         }
     }
 
     fn place(&mut self, buf: &mut [f32], capture_us: f64) {
         let len = (self.history.len() / 2) as i64;
-        let snap = self.transport.snapshot();
-        let frames = buf.len() / 2;
-        if snap.us_per_sample <= 0.0 {
+        let (Some(first_sample), Some(start)) = (self.sample_at(capture_us), self.first) else {
+            // The output has not played yet: the cable carries silence.
             buf.fill(0.0);
-            self.stats.loopback_missing.fetch_add(frames as u64, Ordering::Relaxed);
             return;
-        }
-        let t = capture_us + self.offset.get();
-        let first = (snap.sample as f64 + (t - snap.host_us) / snap.us_per_sample).round() as i64;
+        };
         let mut missing = 0u64;
         for (i, out) in buf.chunks_exact_mut(2).enumerate() {
-            let s = first + i as i64;
-            if s < self.next && s >= self.next - len && s >= 0 {
+            let s = first_sample + i as i64;
+            if s < self.next && s >= self.next - len && s >= start {
                 let at = (s.rem_euclid(len) * 2) as usize;
                 out.copy_from_slice(&self.history[at..at + 2]);
             } else {
                 out.fill(0.0);
-                missing += 1;
+                // Before the output's first frame nothing was played; otherwise the frame came
+                // too late or was overwritten.
+                missing += u64::from(s >= start);
             }
         }
-        if missing > 0 {
+        if missing > 0 && !self.stats.output_stopped.load(Ordering::Acquire) {
             self.stats.loopback_missing.fetch_add(missing, Ordering::Relaxed);
         }
     }
@@ -449,9 +466,9 @@ where
     )
 }
 
-/// What the loopback source listens to: the output core's tap ring, the output sample of its
-/// first frame, the output's transport (for its clock) and the offset to Link's clock.
-pub type LoopbackTap = (rtrb::Consumer<f32>, i64, Arc<Transport>, Arc<HostOffset>);
+/// What the loopback source listens to: the output core's tap rings (frames, and each block's
+/// timing on the host clock), see [`super::AudioCore::set_tap`].
+pub type LoopbackTap = (rtrb::Consumer<f32>, rtrb::Consumer<BlockTiming>);
 
 /// A running input.
 pub enum InputStream {
@@ -463,9 +480,8 @@ pub enum InputStream {
 
 impl InputStream {
     /// Starts the null input at `sample_rate` with `block` frames per callback, hearing
-    /// `spec`'s source (a device spec is refused). For `loopback`, `tap` is the output core's
-    /// tap ring ([`super::AudioCore::set_tap`]) whose first frame is output sample `tap_start`,
-    /// placed with `transport`'s clock (and `offset` with Link).
+    /// `spec`'s source (a device spec is refused). For `loopback`, `loopback` is the output
+    /// core's tap ([`super::AudioCore::set_tap`]).
     ///
     /// Thread: control. Not realtime-safe (reads the WAV file).
     pub fn start_null(
@@ -486,16 +502,18 @@ impl InputStream {
                 NullSource::File { left: data.left, right: data.right, pos: 0 }
             }
             InputSpec::Loopback { .. } => {
-                let Some((tap, start, transport, offset)) = loopback else {
+                let Some((tap, tap_blocks)) = loopback else {
                     return Err(NoDevice("the loopback input has no output to listen to".into()));
                 };
                 let len = sample_rate.max(1) as usize * LOOPBACK_HISTORY_SECONDS;
                 NullSource::Loopback(Loopback {
                     tap,
+                    tap_blocks,
                     history: vec![0.0; len * 2],
-                    next: start,
-                    transport,
-                    offset,
+                    next: 0,
+                    first: None,
+                    line: None,
+                    us_per_sample: 1e6 / sample_rate.max(1) as f64,
                     stats,
                 })
             }

@@ -82,6 +82,10 @@ pub struct RecordSummary {
     pub dropped: u64,
     /// Input frames captured before the recording's frame 0 (or past its end), left out.
     pub skipped: u64,
+    /// The smallest and largest deviation (frames) of a block's own estimate of the offset from
+    /// the offset used, over the whole recording: the timestamps' jitter and any drift between
+    /// the input's and the output's clocks.
+    pub spread: Option<(f64, f64)>,
 }
 
 /// The writer's state (on its own thread).
@@ -106,10 +110,15 @@ impl Writer {
     }
 
     fn take(&mut self, block: InputBlock, samples: Vec<f32>, stopping: bool) -> anyhow::Result<()> {
-        if self.summary.offset.is_some() {
+        let snap = self.transport.snapshot();
+        if let Some(offset) = self.summary.offset {
+            if snap.us_per_sample > 0.0 {
+                let d = self.estimate(&block, &snap) - offset as f64;
+                let (lo, hi) = self.summary.spread.unwrap_or((d, d));
+                self.summary.spread = Some((lo.min(d), hi.max(d)));
+            }
             return self.write_block(&block, &samples);
         }
-        let snap = self.transport.snapshot();
         if snap.us_per_sample > 0.0 {
             self.estimates.push(self.estimate(&block, &snap));
         }
@@ -128,7 +137,10 @@ impl Writer {
     fn decide(&mut self) -> anyhow::Result<()> {
         let mut e = std::mem::take(&mut self.estimates);
         e.sort_by(f64::total_cmp);
-        self.summary.offset = Some(e[e.len() / 2].round() as i64);
+        let offset = e[e.len() / 2].round() as i64;
+        self.summary.offset = Some(offset);
+        let d = |x: f64| x - offset as f64;
+        self.summary.spread = Some((d(e[0]), d(e[e.len() - 1])));
         for (b, s) in std::mem::take(&mut self.pending) {
             self.write_block(&b, &s)?;
         }
@@ -222,6 +234,10 @@ impl Writer {
                 text.push_str("# input frame j was heard with output sample j + offset_frames\n");
                 text.push_str(&format!("offset_frames = {o}\n"));
                 text.push_str(&format!("offset_ms = {:.3}\n", o as f64 * 1e3 / rate));
+                if let Some((lo, hi)) = self.summary.spread {
+                    text.push_str("# each block's own estimate minus offset_frames, smallest and largest\n");
+                    text.push_str(&format!("offset_spread_frames = [{lo:.3}, {hi:.3}]\n"));
+                }
             }
             None => text.push_str("# the output gave no clock: nothing could be aligned\n"),
         }
@@ -379,9 +395,11 @@ impl LiveInput {
             }
             _ => {
                 let loopback = matches!(spec, InputSpec::Loopback { .. }).then(|| {
+                    // A second of output, in blocks of 16 frames or more.
                     let (tx, rx) = rtrb::RingBuffer::new(sample_rate.max(1) as usize * 2);
-                    core.set_tap(tx);
-                    (rx, core.sample(), transport.clone(), link_offset.clone())
+                    let (btx, brx) = rtrb::RingBuffer::new(sample_rate.max(1) as usize / 16 + 64);
+                    core.set_tap(tx, btx);
+                    (rx, brx)
                 });
                 InputStream::start_null(spec, sample_rate, null_block, icore, loopback)
             }
@@ -441,6 +459,7 @@ impl LiveInput {
     ///
     /// Thread: control.
     pub fn finish(mut self, end: i64) -> anyhow::Result<RecordSummary> {
+        self.stats.output_stopped();
         let until = Instant::now() + TAIL_WAIT;
         while Instant::now() < until && self.recorder.heard_until().is_none_or(|h| h < end) {
             std::thread::sleep(POLL);
@@ -450,9 +469,12 @@ impl LiveInput {
         }
         let path = self.recorder.path().map(Path::to_path_buf);
         let summary = self.recorder.finish()?;
-        let rate_note = match summary.offset {
-            Some(o) => format!("input frame j was heard with output frame j{o:+}"),
-            None => "no output clock to align it with".into(),
+        let rate_note = match (summary.offset, summary.spread) {
+            (Some(o), Some((lo, hi))) => {
+                format!("input frame j was heard with output frame j{o:+}, blocks within {lo:+.2}..{hi:+.2} frames")
+            }
+            (Some(o), None) => format!("input frame j was heard with output frame j{o:+}"),
+            (None, _) => "no output clock to align it with".into(),
         };
         let mut line = format!(
             "input: {} frames from {} ({rate_note}); input latency {:.2} ms; dropped input frames {}",
@@ -526,6 +548,8 @@ mod tests {
         }
         let s = rec.finish().unwrap();
         assert_eq!(s.offset, Some(120));
+        let (lo, hi) = s.spread.unwrap();
+        assert!(lo.abs() < 1e-6 && hi.abs() < 1e-6, "exact timestamps agree: {lo}..{hi}");
         assert_eq!((s.leading, s.dropped, s.frames), (120, 100, 2_000));
         let mut r = hound::WavReader::open(&path).unwrap();
         let got: Vec<f32> = r.samples::<f32>().map(Result::unwrap).collect();
