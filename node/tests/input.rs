@@ -191,3 +191,21 @@ fn an_input_that_is_not_paced_in_real_time_is_stopped_and_the_node_plays_on() {
     }
     assert!(stdout.contains("played 2.5"), "{stdout}");
 }
+
+#[test]
+fn the_silent_null_input_records_silence_aligned_with_the_output() {
+    let dir = scratch("input-silence");
+    let out = run_in(
+        &dir,
+        &["demo", "--audio", "null", "--seconds", "0.5", "--input", "silence", "--record-input", "in.wav"],
+    );
+    assert_ok(&out);
+    let (stdout, _) = texts(&out);
+    assert!(stdout.contains("input: ") && stdout.contains("dropped input frames 0"), "{stdout}");
+    let (_, heard) = read_wav(&dir.join("in.wav"));
+    assert_eq!(heard.len(), 24_000 * 2);
+    assert!(heard.iter().all(|s| *s == 0.0));
+    let side = dir.join("in.input.toml");
+    assert_eq!(sidecar(&side, "frames"), 24_000);
+    sidecar(&side, "offset_frames");
+}

@@ -20,7 +20,8 @@
 //! `loopback[:MS]`, the node's own output fed back to its input as a cable from the interface's
 //! output to its input would: the frame it captures at host time `t` is the output frame that was
 //! at the speaker at `t` (read from the output core's tap, [`super::AudioCore::set_tap`], placed
-//! with the output's [`super::ClockSnapshot`]), and the input callback gets it `MS` ms plus one
+//! by the heard time the output backend reported for each block: the "physics", independent of
+//! the clock snapshot the recorder aligns with), and the input callback gets it `MS` ms plus one
 //! block later. The round trip from the output callback to the input callback is so the output
 //! latency (one block on the null output) + one block + `MS`.
 //!
