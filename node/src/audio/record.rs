@@ -12,8 +12,9 @@
 //!
 //! was at the speaker. The writer takes the **offset** `round(x(j) - j)` as the median over the
 //! first [`ESTIMATE_BLOCKS`] blocks (device timestamps jitter; the null devices' do not) and keeps
-//! it for the whole recording, so every input frame is written exactly once, in order, with no
-//! resampling: frame `k` of the file is what the input heard while output sample
+//! it, so every input frame is written exactly once, in order, with no resampling (unless
+//! [`ESTIMATE_BLOCKS`] blocks in a row are more than [`REALIGN_FRAMES`] off it: then it is
+//! measured again, see [`RecordSummary::realigned`]): frame `k` of the file is what the input heard while output sample
 //! `first_sample + k` (frame `k` of a `--capture` of the same run) was at the speaker. Input
 //! captured before that sample is left out; frames missing at the start (the input started
 //! later) and frames the input callback dropped are written as silence and counted.
@@ -39,6 +40,9 @@ use crate::wav::FloatWavWriter;
 
 /// Blocks whose offsets are estimated before the median is taken.
 pub const ESTIMATE_BLOCKS: usize = 8;
+
+/// How far (frames) blocks may be off the offset before it is measured again.
+pub const REALIGN_FRAMES: f64 = 2.0;
 
 /// How often the writer wakes up.
 const POLL: Duration = Duration::from_millis(5);
@@ -86,6 +90,12 @@ pub struct RecordSummary {
     /// the offset used, over the whole recording: the timestamps' jitter and any drift between
     /// the input's and the output's clocks.
     pub spread: Option<(f64, f64)>,
+    /// Times the offset was measured again because [`ESTIMATE_BLOCKS`] blocks in a row were
+    /// more than [`REALIGN_FRAMES`] off it (the output moved to another device, or the clocks
+    /// drifted apart).
+    pub realigned: u64,
+    /// Silent frames written where a realignment moved the input later.
+    pub realign_silence: u64,
 }
 
 /// The writer's state (on its own thread).
@@ -96,6 +106,8 @@ struct Writer {
     link_offset: Arc<HostOffset>,
     pending: Vec<(InputBlock, Vec<f32>)>,
     estimates: Vec<f64>,
+    /// Consecutive blocks' deviations beyond [`REALIGN_FRAMES`].
+    off_track: Vec<f64>,
     next_in: Option<u64>,
     summary: RecordSummary,
     /// The output sample the input has heard up to (exclusive), for [`LiveInput::finish`].
@@ -116,6 +128,17 @@ impl Writer {
                 let d = self.estimate(&block, &snap) - offset as f64;
                 let (lo, hi) = self.summary.spread.unwrap_or((d, d));
                 self.summary.spread = Some((lo.min(d), hi.max(d)));
+                if d.abs() > REALIGN_FRAMES {
+                    self.off_track.push(d);
+                } else {
+                    self.off_track.clear();
+                }
+                if self.off_track.len() >= ESTIMATE_BLOCKS {
+                    let mut e = std::mem::take(&mut self.off_track);
+                    e.sort_by(f64::total_cmp);
+                    self.summary.offset = Some(offset + e[e.len() / 2].round() as i64);
+                    self.summary.realigned += 1;
+                }
             }
             return self.write_block(&block, &samples);
         }
@@ -177,6 +200,8 @@ impl Writer {
             let silence = ((target - written) as u64).min(self.room());
             if self.summary.frames == 0 {
                 self.summary.leading += silence;
+            } else {
+                self.summary.realign_silence += silence.saturating_sub(gap);
             }
             let zeros = vec![0f32; silence as usize * 2];
             self.write(&zeros)?;
@@ -246,6 +271,8 @@ impl Writer {
         text.push_str(&format!("leading_silence_frames = {}\n", self.summary.leading));
         text.push_str(&format!("dropped_frames = {}\n", self.summary.dropped + self.pending_dropped(stats)));
         text.push_str(&format!("skipped_frames = {}\n", self.summary.skipped));
+        text.push_str(&format!("realigned = {}\n", self.summary.realigned));
+        text.push_str(&format!("realign_silence_frames = {}\n", self.summary.realign_silence));
         let mut f =
             std::fs::File::create(&side).with_context(|| format!("cannot create the sidecar {}", side.display()))?;
         f.write_all(text.as_bytes()).with_context(|| format!("cannot write the sidecar {}", side.display()))
@@ -295,6 +322,7 @@ impl Recorder {
             link_offset,
             pending: Vec::new(),
             estimates: Vec::new(),
+            off_track: Vec::new(),
             next_in: None,
             summary: RecordSummary::default(),
             heard: heard.clone(),
@@ -486,6 +514,12 @@ impl LiveInput {
         if let Some(p) = path {
             line.push_str(&format!("; recorded {} frames to {}", summary.frames, p.display()));
         }
+        if summary.realigned > 0 {
+            line.push_str(&format!(
+                "; realigned {} times ({} silent frames inserted, {} input frames left out in all)",
+                summary.realigned, summary.realign_silence, summary.skipped
+            ));
+        }
         if self.stats.loopback_missing() > 0 {
             line.push_str(&format!("; loopback frames the output had not rendered {}", self.stats.loopback_missing()));
         }
@@ -561,5 +595,36 @@ mod tests {
         assert!(side.contains("offset_frames = 120\n") && side.contains("dropped_frames = 100\n"), "{side}");
         std::fs::remove_file(&path).unwrap();
         std::fs::remove_file(sidecar_path(&path)).unwrap();
+    }
+
+    #[test]
+    fn the_offset_is_measured_again_when_the_blocks_move_away_from_it() {
+        let (_core, transport) = output();
+        let (mut icore, rx) = InputCore::new(48_000);
+        let cfg = RecordConfig {
+            path: None,
+            sample_rate: 48_000,
+            first_sample: 0,
+            beat: 0.0,
+            limit: None,
+            source: "test".into(),
+        };
+        let rec = Recorder::start(cfg, rx, transport, Arc::new(HostOffset::default())).unwrap();
+        let us = 1e6 / 48_000.0;
+        // 30 blocks at offset 120; then the input's timestamps jump 5 ms (240 frames) later, as
+        // when the output moved to another device; then 1.5 frames of jitter, which is kept.
+        for k in 0..60u64 {
+            let jump = if k >= 30 { 240.0 * us } else { 0.0 };
+            let jitter = if k >= 45 && k % 2 == 0 { 1.5 * us } else { 0.0 };
+            let data = vec![0.25f32; 200];
+            icore.push(&data, 2, 1_002_500.0 + (k * 100) as f64 * us + jump + jitter, 0.0);
+        }
+        let s = rec.finish().unwrap();
+        assert_eq!(s.offset, Some(360), "realigned to the new timestamps");
+        assert_eq!(s.realigned, 1);
+        // The first 8 blocks after the jump were still written at the old offset; the ninth
+        // lands 240 frames later: silence between.
+        assert_eq!(s.realign_silence, 240);
+        assert_eq!(s.frames, 120 + 6000 + 240);
     }
 }
