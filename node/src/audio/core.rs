@@ -35,6 +35,7 @@ use loophole_engine::signal::Signal;
 use loophole_engine::time::{Beats, Bpm, SampleTime, TempoMap};
 
 use crate::link::LinkAudio;
+use crate::link::filter::HostTimeFilter;
 
 /// Frames of the core's stereo scratch buffer: device buffers that need a format or channel
 /// conversion are rendered in pieces of at most this many frames.
@@ -279,6 +280,8 @@ pub struct AudioCore {
     /// simulated cable to the null input.
     tap: Option<(rtrb::Producer<f32>, rtrb::Producer<BlockTiming>)>,
     timing: Option<rtrb::Producer<BlockTiming>>,
+    /// Smooths the heard time of blocks whose timing jitters (cpal callbacks) without Link.
+    host_filter: Box<HostTimeFilter>,
     swap: Option<SwapSlot>,
     /// Tempo and time-signature changes from the control thread.
     tempo_in: Option<rtrb::Consumer<TempoChange>>,
@@ -308,6 +311,7 @@ impl AudioCore {
             capture: None,
             tap: None,
             timing: None,
+            host_filter: Box::new(HostTimeFilter::new(first.sample_rate)),
             swap: None,
             tempo_in: None,
             gate: 1.0,
@@ -449,13 +453,18 @@ impl AudioCore {
         self.take_tempo_changes();
         // The callback in pieces, cut at every tempo change so that no Signal block straddles
         // one (a single piece when none falls inside it).
-        let us_per_sample = 1e6 / self.sample_rate.max(1) as f64;
-        // Without Link: the host time at which the callback's first frame is heard.
-        let heard_us = if self.link.is_some() && self.tap.is_none() {
-            0.0
+        // On the host clock (without Link, and for the tap): when the callback's first frame is
+        // heard, as the backend says, and as the snapshot publishes it: exact when the backend
+        // knows its deadline (the null device), else smoothed by a regression over recent blocks.
+        let (heard_us, line_us, us_per_sample) = if self.link.is_some() && self.tap.is_none() {
+            (0.0, 0.0, 0.0)
+        } else if timing.due_us != 0.0 {
+            let heard = timing.due_us + timing.latency_us;
+            (heard, heard, 1e6 / self.sample_rate.max(1) as f64)
         } else {
-            let due = if timing.due_us != 0.0 { timing.due_us } else { super::host::now_us() - timing.late_us };
-            due + timing.latency_us
+            let heard = super::host::now_us() - timing.late_us + timing.latency_us;
+            let line = self.host_filter.update(self.sample, heard);
+            (heard, line, self.host_filter.micros_per_sample())
         };
         let mut done = 0;
         let snap = loop {
@@ -476,7 +485,7 @@ impl AudioCore {
                         tempo: next.tempo().0,
                         solo: true,
                         quantum: next.quantum,
-                        host_us: heard_us + (done + n) as f64 * us_per_sample,
+                        host_us: line_us + (done + n) as f64 * us_per_sample,
                         us_per_sample,
                     };
                     (clock, snap)

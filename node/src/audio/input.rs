@@ -38,6 +38,7 @@ use super::core::BlockTiming;
 use super::device::{NoDevice, by_name, device_label, format_rank};
 use super::host;
 use super::null::{NullConfig, NullStream};
+use crate::link::filter::HostTimeFilter;
 
 /// Seconds of input the rings hold.
 pub const RING_SECONDS: usize = 4;
@@ -174,6 +175,9 @@ pub struct InputCore {
     blocks: rtrb::Producer<InputBlock>,
     frame: u64,
     stats: Arc<InputStats>,
+    /// Smooths jittery capture times (cpal), if set.
+    filter: Option<Box<HostTimeFilter>>,
+    sample_rate: u32,
 }
 
 /// The writer's end of an [`InputCore`]'s rings.
@@ -196,8 +200,17 @@ impl InputCore {
         // Blocks of 16 frames and more fill the sample ring first.
         let (blocks, blocks_rx) = rtrb::RingBuffer::new(frames / 16 + 64);
         let stats = Arc::new(InputStats::default());
-        let core = InputCore { samples, blocks, frame: 0, stats: stats.clone() };
+        let core = InputCore { samples, blocks, frame: 0, stats: stats.clone(), filter: None, sample_rate };
         (core, InputReceiver { samples: samples_rx, blocks: blocks_rx, stats })
+    }
+
+    /// Smooths the capture times the backend gives with a regression over recent blocks (for
+    /// backends whose timestamps jitter with the callback's wake-up, as cpal's do).
+    ///
+    /// Thread: control. Not realtime-safe (allocates the filter).
+    pub fn smoothed(mut self) -> InputCore {
+        self.filter = Some(Box::new(HostTimeFilter::new(self.sample_rate)));
+        self
     }
 
     /// The counters.
@@ -231,6 +244,10 @@ impl InputCore {
         self.stats.callbacks.fetch_add(1, Ordering::Relaxed);
         self.stats.frames.fetch_add(frames as u64, Ordering::Relaxed);
         self.stats.latency_us.store(latency_us.to_bits(), Ordering::Relaxed);
+        let capture_us = match &mut self.filter {
+            Some(f) => f.update(self.frame as i64, capture_us),
+            None => capture_us,
+        };
         let block = InputBlock { frame: self.frame, capture_us, frames: frames as u32 };
         self.frame += frames as u64;
         if self.blocks.slots() == 0 {
@@ -413,6 +430,7 @@ impl InputPlan {
     /// Thread: control. Not realtime-safe.
     pub fn start(self, core: InputCore) -> Result<cpal::Stream, NoDevice> {
         let stats = core.stats();
+        let core = core.smoothed();
         let built = match self.format {
             SampleFormat::F32 => build::<f32>(&self.device, self.config, core, stats),
             SampleFormat::F64 => build::<f64>(&self.device, self.config, core, stats),

@@ -12,9 +12,9 @@
 //!
 //! was at the speaker. The writer takes the **offset** `round(x(j) - j)` as the median over the
 //! first [`ESTIMATE_BLOCKS`] blocks (device timestamps jitter; the null devices' do not) and keeps
-//! it, so every input frame is written exactly once, in order, with no resampling (unless
-//! [`ESTIMATE_BLOCKS`] blocks in a row are more than [`REALIGN_FRAMES`] off it: then it is
-//! measured again, see [`RecordSummary::realigned`]): frame `k` of the file is what the input heard while output sample
+//! it, so every input frame is written exactly once, in order, with no resampling (unless the
+//! median of the last [`REALIGN_WINDOW`] blocks' estimates is more than [`REALIGN_FRAMES`] off it:
+//! then it moves by that median, see [`RecordSummary::realigned`]): frame `k` of the file is what the input heard while output sample
 //! `first_sample + k` (frame `k` of a `--capture` of the same run) was at the speaker. Input
 //! captured before that sample is left out; frames missing at the start (the input started
 //! later) and frames the input callback dropped are written as silence and counted.
@@ -41,8 +41,12 @@ use crate::wav::FloatWavWriter;
 /// Blocks whose offsets are estimated before the median is taken.
 pub const ESTIMATE_BLOCKS: usize = 8;
 
-/// How far (frames) blocks may be off the offset before it is measured again.
+/// How far (frames) the median of the last [`REALIGN_WINDOW`] blocks' estimates may be off the
+/// offset before it is measured again.
 pub const REALIGN_FRAMES: f64 = 2.0;
+
+/// Blocks whose estimates' median decides a realignment.
+pub const REALIGN_WINDOW: usize = 16;
 
 /// How often the writer wakes up.
 const POLL: Duration = Duration::from_millis(5);
@@ -90,9 +94,9 @@ pub struct RecordSummary {
     /// the offset used, over the whole recording: the timestamps' jitter and any drift between
     /// the input's and the output's clocks.
     pub spread: Option<(f64, f64)>,
-    /// Times the offset was measured again because [`ESTIMATE_BLOCKS`] blocks in a row were
-    /// more than [`REALIGN_FRAMES`] off it (the output moved to another device, or the clocks
-    /// drifted apart).
+    /// Times the offset was measured again because the median of the last [`REALIGN_WINDOW`]
+    /// blocks' estimates was more than [`REALIGN_FRAMES`] off it (the output moved to another
+    /// device, or the clocks drifted apart).
     pub realigned: u64,
     /// Silent frames written where a realignment moved the input later.
     pub realign_silence: u64,
@@ -106,8 +110,8 @@ struct Writer {
     link_offset: Arc<HostOffset>,
     pending: Vec<(InputBlock, Vec<f32>)>,
     estimates: Vec<f64>,
-    /// Consecutive blocks' deviations beyond [`REALIGN_FRAMES`].
-    off_track: Vec<f64>,
+    /// The last [`REALIGN_WINDOW`] blocks' deviations from the offset.
+    recent: std::collections::VecDeque<f64>,
     next_in: Option<u64>,
     summary: RecordSummary,
     /// The output sample the input has heard up to (exclusive), for [`LiveInput::finish`].
@@ -128,16 +132,19 @@ impl Writer {
                 let d = self.estimate(&block, &snap) - offset as f64;
                 let (lo, hi) = self.summary.spread.unwrap_or((d, d));
                 self.summary.spread = Some((lo.min(d), hi.max(d)));
-                if d.abs() > REALIGN_FRAMES {
-                    self.off_track.push(d);
-                } else {
-                    self.off_track.clear();
+                if self.recent.len() == REALIGN_WINDOW {
+                    self.recent.pop_front();
                 }
-                if self.off_track.len() >= ESTIMATE_BLOCKS {
-                    let mut e = std::mem::take(&mut self.off_track);
+                self.recent.push_back(d);
+                if self.recent.len() == REALIGN_WINDOW {
+                    let mut e: Vec<f64> = self.recent.iter().copied().collect();
                     e.sort_by(f64::total_cmp);
-                    self.summary.offset = Some(offset + e[e.len() / 2].round() as i64);
-                    self.summary.realigned += 1;
+                    let median = e[e.len() / 2];
+                    if median.abs() > REALIGN_FRAMES {
+                        self.summary.offset = Some(offset + median.round() as i64);
+                        self.summary.realigned += 1;
+                        self.recent.clear();
+                    }
                 }
             }
             return self.write_block(&block, &samples);
@@ -322,7 +329,7 @@ impl Recorder {
             link_offset,
             pending: Vec::new(),
             estimates: Vec::new(),
-            off_track: Vec::new(),
+            recent: std::collections::VecDeque::with_capacity(REALIGN_WINDOW),
             next_in: None,
             summary: RecordSummary::default(),
             heard: heard.clone(),
@@ -623,7 +630,7 @@ mod tests {
         assert_eq!(s.offset, Some(360), "realigned to the new timestamps");
         assert_eq!(s.realigned, 1);
         // The first 8 blocks after the jump were still written at the old offset; the ninth
-        // lands 240 frames later: silence between.
+        // makes them the majority of the last 16 and lands 240 frames later: silence between.
         assert_eq!(s.realign_silence, 240);
         assert_eq!(s.frames, 120 + 6000 + 240);
     }
