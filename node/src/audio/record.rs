@@ -125,7 +125,7 @@ impl Writer {
         snap.sample as f64 + (t - snap.host_us) / snap.us_per_sample - b.frame as f64
     }
 
-    fn take(&mut self, block: InputBlock, samples: Vec<f32>, stopping: bool) -> anyhow::Result<()> {
+    fn take(&mut self, block: InputBlock, samples: Vec<f32>) -> anyhow::Result<()> {
         let snap = self.transport.snapshot();
         if let Some(offset) = self.summary.offset {
             if snap.us_per_sample > 0.0 {
@@ -158,7 +158,7 @@ impl Writer {
             let (b, _) = self.pending.remove(0);
             self.summary.skipped += b.frames as u64;
         }
-        if self.estimates.len() >= ESTIMATE_BLOCKS || (stopping && !self.estimates.is_empty()) {
+        if self.estimates.len() >= ESTIMATE_BLOCKS {
             self.decide()?;
         }
         Ok(())
@@ -232,7 +232,7 @@ impl Writer {
                 samples.extend_from_slice(a);
                 samples.extend_from_slice(c);
                 chunk.commit_all();
-                self.take(b, samples, false)?;
+                self.take(b, samples)?;
             }
             if stopping && !any {
                 break;
