@@ -56,7 +56,7 @@ pub fn run() -> anyhow::Result<()> {
     }
     if inputs == 0 {
         say(format_args!(
-            "audio: no usable input device; `--input` takes `silence`, `file:PATH.wav` or `loopback[:MS]` (the null input)"
+            "audio: no usable input device; `--input` takes the null input: `silence`, `file:PATH.wav`, `loopback[:MS]`"
         ));
     }
     for line in crate::midi::rig::device_lines(&mut crate::midi::MidirBackend::new("loophole")) {

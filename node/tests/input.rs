@@ -52,7 +52,7 @@ fn loopback_records_the_output_at_the_same_frames(ms: &str, buffer: &str) {
         let shift = (-8i64..=8)
             .find(|s| (4096..8192).all(|k| played[k].to_bits() == heard[(k as i64 + 2 * s) as usize].to_bits()));
         panic!(
-            "loopback:{ms}: recording and capture differ first at frame {} ({} vs {}); the recording is shifted by {shift:?} frames",
+            "loopback:{ms}: recording and capture differ first at frame {} ({} vs {}); shifted by {shift:?} frames",
             i / 2,
             heard[i],
             played[i]

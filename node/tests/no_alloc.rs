@@ -1,8 +1,8 @@
 //! Proves that the node's audio callbacks never allocate or free. The output ([`AudioCore`]):
-//! Signal, the block clock, the capture ring push, the loopback tap, the position atomics and the sample-format and channel
-//! conversions, over the demo performance with its scene changes, and tempo and time-signature
-//! changes sent through the tempo ring (the tempo map takes them and cuts blocks at them). The
-//! input ([`InputCore::push`]): the conversion to stereo, the capture-time smoothing, the ring
+//! Signal, the block clock, the capture ring push, the loopback tap, the position atomics and
+//! the sample-format and channel conversions, over the demo performance with its scene changes,
+//! and tempo and time-signature changes sent through the tempo ring (the tempo map takes them
+//! and cuts blocks at them). The input ([`InputCore::push`]): the conversion to stereo, the capture-time smoothing, the ring
 //! pushes and the dropped-frame count when the rings are full.
 //!
 //! A global allocator counts allocations, reallocations and frees made on a thread while it is

@@ -14,10 +14,11 @@
 //! first [`ESTIMATE_BLOCKS`] blocks (device timestamps jitter; the null devices' do not) and keeps
 //! it, so every input frame is written exactly once, in order, with no resampling (unless the
 //! median of the last [`REALIGN_WINDOW`] blocks' estimates is more than [`REALIGN_FRAMES`] off it:
-//! then it moves by that median, see [`RecordSummary::realigned`]): frame `k` of the file is what the input heard while output sample
-//! `first_sample + k` (frame `k` of a `--capture` of the same run) was at the speaker. Input
-//! captured before that sample is left out; frames missing at the start (the input started
-//! later) and frames the input callback dropped are written as silence and counted.
+//! then it moves by that median, see [`RecordSummary::realigned`]): frame `k` of the file is
+//! what the input heard while output sample `first_sample + k` (frame `k` of a `--capture` of
+//! the same run) was at the speaker. Input captured before that sample is left out; frames
+//! missing at the start (the input started later) and frames the input callback dropped are
+//! written as silence and counted.
 //!
 //! Next to `OUT.wav` the writer leaves `OUT.input.toml` ([`sidecar_path`]): the sample rate, the
 //! output sample and beat of frame 0, the offset in frames and ms, the input latency the device
