@@ -2,8 +2,8 @@
 //! Signal, the block clock, the capture ring push, the loopback tap, the position atomics and
 //! the sample-format and channel conversions, over the demo performance with its scene changes,
 //! and tempo and time-signature changes sent through the tempo ring (the tempo map takes them
-//! and cuts blocks at them). The input ([`InputCore::push`]): the conversion to stereo, the capture-time smoothing, the ring
-//! pushes and the dropped-frame count when the rings are full.
+//! and cuts blocks at them). The input ([`InputCore::push`]): the conversion to stereo, the
+//! capture-time smoothing, the ring pushes and the dropped-frame count when the rings are full.
 //!
 //! A global allocator counts allocations, reallocations and frees made on a thread while it is
 //! inside the callback. Pulse and the capture writer run outside the counted region, as live.
