@@ -153,6 +153,18 @@ pub struct LiveArgs {
     /// time of every block goes to OUT.timing.csv next to it.
     #[arg(long, value_name = "OUT.wav")]
     pub capture: Option<PathBuf>,
+    /// Audio input, at the output's sample rate and buffer size: an input device's name or id as
+    /// `devices` lists it, or the null input: `silence`, `file:PATH.wav` (the file as if played
+    /// into the microphone), `loopback[:MS]` (the node's own output fed back after MS ms of input
+    /// latency, default 5). A device that cannot be used is reported and the node plays on
+    /// without input. See docs/audio.md.
+    #[arg(long = "input", value_name = "DEVICE", value_parser = parse_input)]
+    pub audio_input: Option<crate::audio::input::InputSpec>,
+    /// Record the input to this WAV file (32-bit float, stereo), aligned with the output: frame k
+    /// is what the input heard while output frame k was at the speaker. Writes OUT.input.toml
+    /// next to it.
+    #[arg(long = "record-input", value_name = "FILE.wav", requires = "audio_input")]
+    pub record_input: Option<PathBuf>,
     /// Join the Ableton Link session on the network: tempo, beat and start/stop shared with the
     /// other Link apps (see docs/link.md). The default for `play`.
     #[arg(long, overrides_with = "no_link")]
@@ -211,6 +223,8 @@ impl LiveArgs {
             seconds: check_seconds(self.seconds)?,
             log: self.log,
             capture: self.capture,
+            audio_input: self.audio_input,
+            record_input: self.record_input,
             link: crate::link::LinkOptions {
                 enabled: if self.no_link { false } else { self.link || link_by_default },
                 stopped: self.stopped,
@@ -270,6 +284,10 @@ impl DemoArgs {
         o.link.join = o.link.stopped;
         Ok(o)
     }
+}
+
+fn parse_input(s: &str) -> Result<crate::audio::input::InputSpec, String> {
+    crate::audio::input::InputSpec::parse(s)
 }
 
 fn check_seconds(seconds: Option<f64>) -> anyhow::Result<Option<f64>> {
@@ -357,6 +375,19 @@ mod tests {
         assert!(link(&["loophole-node", "demo", "--no-link", "--link"]).enabled);
         let o = link(&["loophole-node", "demo", "--link", "--stopped", "--stdin-commands"]);
         assert!(o.enabled && o.stopped && o.stdin_commands);
+    }
+
+    #[test]
+    fn input_options_are_parsed() {
+        use crate::audio::input::InputSpec;
+        let cli = Cli::try_parse_from(["loophole-node", "demo", "--input", "loopback:7", "--record-input", "in.wav"])
+            .unwrap();
+        let Command::Demo(args) = cli.command else { panic!("not demo") };
+        let o = args.into_options().unwrap();
+        assert_eq!(o.audio_input, Some(InputSpec::Loopback { latency_ms: 7.0 }));
+        assert_eq!(o.record_input, Some(PathBuf::from("in.wav")));
+        assert!(Cli::try_parse_from(["loophole-node", "demo", "--record-input", "in.wav"]).is_err());
+        assert!(Cli::try_parse_from(["loophole-node", "demo", "--input", "loopback:fast"]).is_err());
     }
 
     #[test]

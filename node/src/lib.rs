@@ -9,7 +9,8 @@
 //! - [`play`]: `loophole-node play` and `demo`: the same engine live, on an audio device or on the
 //!   null device, with the control thread that presses the script's actions and logs what happens.
 //! - [`audio`]: audio output: the realtime callback ([`audio::AudioCore`]), cpal devices, the null
-//!   device (paced by the clock, for machines with no sound card) and the capture writer.
+//!   device (paced by the clock, for machines with no sound card) and the capture writer; audio
+//!   input (a cpal device or the null input) recorded aligned with the output (docs/audio.md).
 //! - [`link`]: Ableton Link: the musical clock shared with other peers, start/stop sync, the
 //!   reference timeline of each audio block.
 //! - [`devices`]: `loophole-node devices`.
@@ -24,9 +25,9 @@
 //!                      [--seed N] [--log LOG.jsonl]
 //! loophole-node play   (SESSION | --demo) [--script PERF.toml | --playthrough [--from S --to S] | --arrangement]
 //!                      [--seed N] [--audio NAME|null] [--sample-rate SR] [--buffer FRAMES] [--seconds S]
-//!                      [--log LOG.jsonl] [--capture OUT.wav] [--link | --no-link] [--stopped]
-//!                      [--stdin-commands] [--controller MAPPING.toml] [--midi-in NAME]... [--midi-out NAME]
-//!                      [--midi system|fake]
+//!                      [--log LOG.jsonl] [--capture OUT.wav] [--input DEVICE|silence|file:PATH|loopback[:MS]]
+//!                      [--record-input FILE.wav] [--link | --no-link] [--stopped] [--stdin-commands]
+//!                      [--controller MAPPING.toml] [--midi-in NAME]... [--midi-out NAME] [--midi system|fake]
 //! loophole-node demo   [--script PERF.toml] [--seed N] [same live options as play]
 //! loophole-node devices
 //! loophole-node arrange SESSION (--playthrough [--from S --to S] | --script PERF.toml [--seconds S]

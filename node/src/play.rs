@@ -39,6 +39,7 @@ use loophole_engine::time::{Beats, SampleTime, TempoMap};
 
 use crate::audio::capture::Capture;
 use crate::audio::device::{self, NoDevice, StartError};
+use crate::audio::record::LiveInput;
 use crate::audio::{AlsaMessages, AudioBackend, AudioCore, ClockSnapshot, EngineSwap, Transport};
 use crate::eventlog::{EventLog, LogSource};
 use crate::health::{Health, HealthFigures};
@@ -90,6 +91,10 @@ pub struct PlayOptions {
     pub log: Option<PathBuf>,
     /// Capture what is played to this WAV file.
     pub capture: Option<PathBuf>,
+    /// Audio input (`--input`).
+    pub audio_input: Option<crate::audio::input::InputSpec>,
+    /// Record the input, aligned with the output, to this WAV file (`--record-input`).
+    pub record_input: Option<PathBuf>,
     /// Ableton Link (`--link`, `--no-link`, `--stopped`, `--stdin-commands`).
     pub link: LinkOptions,
     /// MIDI ports and the controller mapping.
@@ -517,6 +522,18 @@ pub fn run(opts: PlayOptions) -> anyhow::Result<PlaySummary> {
     if let Some(path) = &opts.capture {
         capture = Some(start_capture(&mut core, path, sample_rate, total)?);
     }
+    let mut input = match &opts.audio_input {
+        Some(spec) => {
+            let limit = total.map(|t| t.saturating_sub(core.sample().max(0) as u64));
+            let (rec, buffer) = (opts.record_input.as_deref(), opts.buffer);
+            let mut input = LiveInput::open(spec, rec, &mut core, &transport, sample_rate, buffer, null_block, limit)?;
+            if let (Some(input), Some(link)) = (&mut input, &link) {
+                input.step(Some(link.clock().micros()));
+            }
+            input
+        }
+        None => None,
+    };
     let log = opts.log.as_deref().map(|p| EventLog::create(p, LogSource::Live)).transpose()?;
     if let Some(midi) = &mut midi {
         midi.set_sample_rate(sample_rate);
@@ -637,6 +654,9 @@ pub fn run(opts: PlayOptions) -> anyhow::Result<PlaySummary> {
     let mut last_progress = (transport.rendered(), Instant::now());
     let mut health = Health::new(opts.realtime);
     loop {
+        if let Some(input) = &mut input {
+            input.step(control.link.as_ref().map(|l| l.clock().micros()));
+        }
         control.step()?;
         let host_time = control.started.elapsed().as_secs_f64();
         let (rt_warning, status) = health.tick(&backend, control.log.as_mut(), host_time)?;
@@ -690,6 +710,9 @@ pub fn run(opts: PlayOptions) -> anyhow::Result<PlaySummary> {
     let figures = health.figures(&backend);
     let xruns = figures.xruns;
     drop(backend.stop());
+    if let Some(input) = input {
+        input.finish(total.map_or(transport.rendered(), |t| t.min(transport.rendered())) as SampleTime)?;
+    }
     control.drain()?;
     let midi = control.midi.take().map(MidiRig::finish);
     let refused = control.refused;

@@ -140,7 +140,7 @@ fn the_link_audio_callback_never_allocates_or_frees() {
     let mut pressed = 0;
     let mut swapped = false;
     let mut saw_scene_tempo = false;
-    let timing = CallbackTiming { late_us: 0.0, latency_us: 5_333.0 };
+    let timing = CallbackTiming { late_us: 0.0, latency_us: 5_333.0, due_us: 0.0 };
     for block in 0..3_000usize {
         // Control thread, not counted: the script, requests at set blocks, the engine swap.
         let snap = transport.snapshot();

@@ -1,7 +1,9 @@
-//! Proves that the node's audio callback ([`AudioCore`]) never allocates or frees: Signal, the
-//! block clock, the capture ring push, the position atomics and the sample-format and channel
-//! conversions, over the demo performance with its scene changes, and tempo and time-signature
-//! changes sent through the tempo ring (the tempo map takes them and cuts blocks at them).
+//! Proves that the node's audio callbacks never allocate or free. The output ([`AudioCore`]):
+//! Signal, the block clock, the capture ring push, the loopback tap, the position atomics and
+//! the sample-format and channel conversions, over the demo performance with its scene changes,
+//! and tempo and time-signature changes sent through the tempo ring (the tempo map takes them
+//! and cuts blocks at them). The input ([`InputCore::push`]): the conversion to stereo, the
+//! capture-time smoothing, the ring pushes and the dropped-frame count when the rings are full.
 //!
 //! A second test runs the null device with the core in its callback and counts everything its
 //! thread does from the first callback to the 300th: the callbacks, and between them the load
@@ -21,6 +23,7 @@ use loophole_engine::EngineConfig;
 use loophole_engine::model::TempoChange;
 use loophole_engine::time::{Beats, Bpm, TempoMap};
 use loophole_node::audio::capture::Capture;
+use loophole_node::audio::input::InputCore;
 use loophole_node::audio::{AudioCore, Transport};
 
 struct Counting;
@@ -86,6 +89,9 @@ fn the_audio_callback_never_allocates_or_frees() {
     let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("no-alloc-capture.wav");
     let (capture, ring) = Capture::start(&path, rate, None).unwrap();
     core.set_capture(ring);
+    let (tap, mut tap_rx) = rtrb::RingBuffer::new(rate as usize);
+    let (tap_blocks, mut tap_blocks_rx) = rtrb::RingBuffer::new(64);
+    core.set_tap(tap, tap_blocks);
 
     // Tempo changes the control thread sends on top of the demo's own (it has none): a new
     // tempo, a new time signature, both, and one the audio has already passed (applied late).
@@ -123,6 +129,12 @@ fn the_audio_callback_never_allocates_or_frees() {
             tempo_tx.push(*c).unwrap();
             sent += 1;
         }
+        // The loopback source's side of the tap (sometimes left full, so pushes fail too).
+        if !block.is_multiple_of(7) {
+            let n = tap_rx.slots();
+            tap_rx.read_chunk(n).unwrap().commit_all();
+            while tap_blocks_rx.pop().is_ok() {}
+        }
         while let Some(e) = pulse.poll_event() {
             if matches!(e, loophole_engine::pulse::PulseEvent::Step { .. }) {
                 steps += 1;
@@ -147,6 +159,36 @@ fn the_audio_callback_never_allocates_or_frees() {
     assert_eq!(allocs, 0, "the audio callback allocated or freed {allocs} times");
     drop(core);
     capture.finish().unwrap();
+}
+
+#[test]
+fn the_input_callback_never_allocates_or_frees() {
+    let rate = 48_000;
+    // Smoothed, as for a cpal device (the regression over recent blocks runs in the callback).
+    let (input, mut rx) = InputCore::new(rate);
+    let mut input = input.smoothed();
+    let stereo: Vec<f32> = (0..2 * 256).map(|i| (i as f32 * 0.01).sin()).collect();
+    let mono_i16: Vec<i16> = (0..300).map(|i| (i * 97) as i16).collect();
+    let six_u16: Vec<u16> = (0..6 * 1000).map(|i| (i * 13) as u16).collect();
+    let mut allocs = 0;
+    let mut t = 0.0;
+    for block in 0..4000usize {
+        allocs += counted(|| match block % 3 {
+            0 => input.push(&stereo[..2 * (16 + block % 240)], 2, t, 5_000.0),
+            1 => input.push(&mono_i16, 1, t, 5_000.0),
+            _ => input.push(&six_u16, 6, t, 5_000.0),
+        });
+        t += 5_000.0;
+        // The writer drains most of the time; for a while it stalls and the rings fill up.
+        if !(1000..2000).contains(&block) {
+            while rx.blocks.pop().is_ok() {}
+            let n = rx.samples.slots();
+            rx.samples.read_chunk(n).unwrap().commit_all();
+        }
+    }
+    assert!(rx.stats.dropped() > 0, "the stall made the input drop frames (the full-ring path ran)");
+    assert_eq!(rx.stats.callbacks(), 4000);
+    assert_eq!(allocs, 0, "the input callback allocated or freed {allocs} times");
 }
 
 #[test]

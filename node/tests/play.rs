@@ -73,6 +73,19 @@ fn devices_lists_what_there_is_and_exits_0() {
     let (stdout, _) = texts(&out);
     // MIDI ports are listed, or the reason there are none is given on one line.
     assert!(stdout.contains("MIDI"), "{stdout}");
+    // Input devices are listed as such, or their absence is said with what --input takes then.
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert!(
+        lines.iter().any(|l| l.starts_with("  input ")) || stdout.contains("audio: no usable input device"),
+        "{stdout}"
+    );
+    assert!(
+        lines
+            .iter()
+            .filter(|l| l.starts_with("  ") && l.contains(" ["))
+            .all(|l| { l.starts_with("  input ") || l.starts_with("  output ") }),
+        "every audio device line says output or input:\n{stdout}"
+    );
     assert!(!stdout.contains("not supported yet"), "{stdout}");
 }
 

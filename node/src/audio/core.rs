@@ -35,6 +35,7 @@ use loophole_engine::signal::Signal;
 use loophole_engine::time::{Beats, Bpm, SampleTime, TempoMap};
 
 use crate::link::LinkAudio;
+use crate::link::filter::HostTimeFilter;
 
 /// Frames of the core's stereo scratch buffer: device buffers that need a format or channel
 /// conversion are rendered in pieces of at most this many frames.
@@ -55,14 +56,18 @@ pub struct CallbackTiming {
     /// Output latency in µs: from the moment the callback was due to the moment its first sample
     /// is heard (cpal: `playback - callback`; the null device: one block period).
     pub latency_us: f64,
+    /// Host time ([`crate::audio::host`], µs) at which the callback was due, when the backend
+    /// knows it exactly (the null device's deadline); 0: the callback's entry minus `late_us`.
+    pub due_us: f64,
 }
 
-/// The timing of one block, for the capture's timing sidecar.
+/// The timing of one block, for the capture's timing sidecar (and the loopback tap).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BlockTiming {
     /// The block's first sample.
     pub sample: SampleTime,
-    /// Host time (Link's clock, µs) at which that sample is heard.
+    /// Host time (µs) at which that sample is heard: Link's clock in the capture sidecar, the
+    /// node's host clock in the loopback tap.
     pub host_us: f64,
     /// The beat at that sample.
     pub beat: f64,
@@ -80,9 +85,10 @@ pub struct ClockSnapshot {
     pub beat: f64,
     /// Beats per sample in force at `sample` (after any tempo change there).
     pub beats_per_sample: f64,
-    /// Host time (Link µs) at which that sample is heard; 0 without Link.
+    /// Host time at which that sample is heard, in µs: Link's clock with Link, else the node's
+    /// host clock ([`crate::audio::host`]); 0 before the first block.
     pub host_us: f64,
-    /// Host µs per sample; 0 without Link.
+    /// Host µs per sample; 0 before the first block.
     pub us_per_sample: f64,
     /// The transport plays (always true without Link).
     pub playing: bool,
@@ -270,7 +276,12 @@ pub struct AudioCore {
     sample: SampleTime,
     transport: Arc<Transport>,
     capture: Option<rtrb::Producer<f32>>,
+    /// The loopback tap: every rendered frame, and each block's timing on the host clock, for a
+    /// simulated cable to the null input.
+    tap: Option<(rtrb::Producer<f32>, rtrb::Producer<BlockTiming>)>,
     timing: Option<rtrb::Producer<BlockTiming>>,
+    /// Smooths the heard time of blocks whose timing jitters (cpal callbacks) without Link.
+    host_filter: Box<HostTimeFilter>,
     swap: Option<SwapSlot>,
     /// Tempo and time-signature changes from the control thread.
     tempo_in: Option<rtrb::Consumer<TempoChange>>,
@@ -287,6 +298,8 @@ impl AudioCore {
     ///
     /// Thread: control. Not realtime-safe (allocates the scratch buffer).
     pub fn new(signal: Signal, clock: TempoMap, start: SampleTime, transport: Arc<Transport>) -> AudioCore {
+        // Fix the host clock's origin here, on the control thread, not in the callback.
+        super::host::origin();
         let first = clock.block(start, 0);
         let core = AudioCore {
             signal,
@@ -296,7 +309,9 @@ impl AudioCore {
             sample: start,
             transport,
             capture: None,
+            tap: None,
             timing: None,
+            host_filter: Box::new(HostTimeFilter::new(first.sample_rate)),
             swap: None,
             tempo_in: None,
             gate: 1.0,
@@ -353,6 +368,15 @@ impl AudioCore {
     /// blocks timed by Link have a host time; others are not sent.
     pub fn set_capture_timing(&mut self, ring: rtrb::Producer<BlockTiming>) {
         self.timing = Some(ring);
+    }
+
+    /// Starts copying every rendered frame into `samples` as well, and each block's timing into
+    /// `blocks` with `host_us` on the node's host clock ([`super::host`]) even with Link: the
+    /// instant the block's first frame is heard, as the backend reports it. The null input's
+    /// loopback source reads them; a block that does not fit is left out of both (it hears
+    /// silence there). Control thread, while no backend owns the core.
+    pub fn set_tap(&mut self, samples: rtrb::Producer<f32>, blocks: rtrb::Producer<BlockTiming>) {
+        self.tap = Some((samples, blocks));
     }
 
     /// Whether rendered frames are copied to a capture ring.
@@ -429,6 +453,19 @@ impl AudioCore {
         self.take_tempo_changes();
         // The callback in pieces, cut at every tempo change so that no Signal block straddles
         // one (a single piece when none falls inside it).
+        // On the host clock (without Link, and for the tap): when the callback's first frame is
+        // heard, as the backend says, and as the snapshot publishes it: exact when the backend
+        // knows its deadline (the null device), else smoothed by a regression over recent blocks.
+        let (heard_us, line_us, us_per_sample) = if self.link.is_some() && self.tap.is_none() {
+            (0.0, 0.0, 0.0)
+        } else if timing.due_us != 0.0 {
+            let heard = timing.due_us + timing.latency_us;
+            (heard, heard, 1e6 / self.sample_rate.max(1) as f64)
+        } else {
+            let heard = super::host::now_us() - timing.late_us + timing.latency_us;
+            let line = self.host_filter.update(self.sample, heard);
+            (heard, line, self.host_filter.micros_per_sample())
+        };
         let mut done = 0;
         let snap = loop {
             let at = self.sample + done as SampleTime;
@@ -448,7 +485,8 @@ impl AudioCore {
                         tempo: next.tempo().0,
                         solo: true,
                         quantum: next.quantum,
-                        ..ClockSnapshot::default()
+                        host_us: line_us + (done + n) as f64 * us_per_sample,
+                        us_per_sample,
                     };
                     (clock, snap)
                 }
@@ -504,6 +542,15 @@ impl AudioCore {
                     self.transport.dropped_capture.fetch_add(frames as u64, Ordering::Relaxed);
                 }
             }
+        }
+        if let Some((ring, blocks)) = &mut self.tap
+            && blocks.slots() > 0
+            && let Ok(chunk) = ring.write_chunk_uninit(out.len())
+        {
+            chunk.fill_from_iter(out.iter().copied());
+            let beat = f64::from_bits(self.transport.beat.load(Ordering::Relaxed));
+            // Cannot fail: a slot was checked free above, and only this thread pushes.
+            let _ = blocks.push(BlockTiming { sample: self.sample, host_us: heard_us, beat, frames: frames as u32 });
         }
         self.sample += frames as SampleTime;
         self.transport.max_block.fetch_max(frames as u64, Ordering::Relaxed);

@@ -128,7 +128,7 @@ const FORMATS: [SampleFormat; 8] = [
     SampleFormat::U8,
 ];
 
-fn format_rank(f: SampleFormat) -> Option<usize> {
+pub(crate) fn format_rank(f: SampleFormat) -> Option<usize> {
     FORMATS.iter().position(|x| *x == f)
 }
 
@@ -142,7 +142,7 @@ pub fn find(name: Option<&str>, sample_rate: Option<u32>, buffer: Option<u32>) -
         None => cpal::default_host()
             .default_output_device()
             .ok_or_else(|| NoDevice("no audio device (no default output device)".into()))?,
-        Some(name) => by_name(name)?,
+        Some(name) => by_name(name, false)?,
     };
     let label = device_label(&device);
     let (config, format) = choose_config(&device, sample_rate).map_err(|why| match name {
@@ -154,12 +154,18 @@ pub fn find(name: Option<&str>, sample_rate: Option<u32>, buffer: Option<u32>) -
     Ok(DevicePlan { device, label, config, format })
 }
 
-fn by_name(name: &str) -> Result<cpal::Device, NoDevice> {
+/// The output (or, with `input`, input) device named `name`: an id or a name as `devices` prints
+/// them, case-insensitive; a unique part of a name also matches.
+///
+/// Thread: control. Not realtime-safe.
+pub(crate) fn by_name(name: &str, input: bool) -> Result<cpal::Device, NoDevice> {
     let wanted = name.to_lowercase();
+    let what = if input { "audio input device" } else { "audio device" };
     let mut partial = Vec::new();
     for host_id in cpal::available_hosts() {
         let Ok(host) = cpal::host_from_id(host_id) else { continue };
-        let Ok(devices) = host.output_devices() else { continue };
+        let devices = if input { host.input_devices() } else { host.output_devices() };
+        let Ok(devices) = devices else { continue };
         for device in devices {
             let id = device.id().map(|id| id.to_string().to_lowercase()).unwrap_or_default();
             let desc = device.description().map(|d| d.name().to_lowercase()).unwrap_or_default();
@@ -173,10 +179,8 @@ fn by_name(name: &str) -> Result<cpal::Device, NoDevice> {
     }
     match partial.len() {
         1 => Ok(partial.remove(0)),
-        0 => Err(NoDevice(format!("no audio device named '{name}' (see `loophole-node devices`)"))),
-        n => {
-            Err(NoDevice(format!("'{name}' matches {n} audio devices; give its full id (see `loophole-node devices`)")))
-        }
+        0 => Err(NoDevice(format!("no {what} named '{name}' (see `loophole-node devices`)"))),
+        n => Err(NoDevice(format!("'{name}' matches {n} {what}s; give its full id (see `loophole-node devices`)"))),
     }
 }
 
@@ -339,7 +343,8 @@ where
 /// the predicted playback of its first sample.
 fn timing_of(info: &cpal::OutputCallbackInfo) -> CallbackTiming {
     let ts = info.timestamp();
-    CallbackTiming { late_us: 0.0, latency_us: ts.playback.duration_since(ts.callback).as_secs_f64() * 1e6 }
+    let latency_us = ts.playback.duration_since(ts.callback).as_secs_f64() * 1e6;
+    CallbackTiming { late_us: 0.0, latency_us, due_us: 0.0 }
 }
 
 fn take_back(ring: &mut rtrb::Consumer<AudioCore>, wait: Duration) -> Option<AudioCore> {

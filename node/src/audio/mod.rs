@@ -1,4 +1,4 @@
-//! Audio output.
+//! Audio output and input.
 //!
 //! Every backend calls the same realtime callback, [`AudioCore`]: it builds the block's clock from
 //! a sample counter or from Ableton Link (with the callback's [`CallbackTiming`]), runs Signal,
@@ -8,14 +8,21 @@
 //! - [`null`]: the null device, a thread paced by the clock with absolute deadlines, for
 //!   machines without a sound card and as the fallback when a device fails.
 //!
+//! Input ([`input`], [`record`]): a cpal input stream or the null input (silence, a WAV file, or
+//! a loopback of the output) whose frames are stamped with their capture instant on the host
+//! clock ([`host`]) and recorded aligned with the output (latency compensation).
+//!
 //! A backend owns the core while it runs and hands it back when stopped ([`AudioBackend::stop`]),
 //! so a failed device's successor continues with the same Signal at the same sample.
 
 pub mod capture;
 pub mod core;
 pub mod device;
+pub mod host;
+pub mod input;
 pub mod load;
 pub mod null;
+pub mod record;
 pub mod rt;
 
 pub use self::core::{AudioCore, BlockTiming, CallbackTiming, ClockSnapshot, EngineSwap, Transport};
@@ -55,7 +62,10 @@ impl AudioBackend {
         let stream = NullStream::start(config, move |buf, info| match slot.core() {
             Some(core) => {
                 let late_us = info.started.saturating_duration_since(info.deadline).as_secs_f64() * 1e6;
-                core.render_stereo_timed(buf, CallbackTiming { late_us, latency_us })
+                core.render_stereo_timed(
+                    buf,
+                    CallbackTiming { late_us, latency_us, due_us: host::us_of(info.deadline) },
+                )
             }
             None => buf.fill(0.0),
         })?;

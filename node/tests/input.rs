@@ -1,0 +1,211 @@
+//! Audio input: the null input's loopback and file sources recorded with `--record-input`,
+//! aligned with the output (latency compensation), and an input device that does not exist.
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+
+/// A key of the recording's sidecar (`x.input.toml`).
+fn sidecar(path: &Path, key: &str) -> i64 {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    let line = text.lines().find(|l| l.starts_with(&format!("{key} = "))).unwrap_or_else(|| panic!("{key}: {text}"));
+    line.split(" = ").nth(1).unwrap().trim().parse().unwrap_or_else(|e| panic!("{line}: {e}"))
+}
+
+/// Plays the demo on the null device with the loopback input at `ms` ms, capturing the output
+/// and recording the input, and checks that the recording is the capture, frame for frame.
+fn loopback_records_the_output_at_the_same_frames(ms: &str, buffer: &str) {
+    let dir = scratch(&format!("loopback-{ms}-{buffer}"));
+    let input = format!("loopback:{ms}");
+    let args = [
+        "demo",
+        "--audio",
+        "null",
+        "--buffer",
+        buffer,
+        "--seconds",
+        "1.5",
+        "--capture",
+        "out.wav",
+        "--input",
+        &input,
+        "--record-input",
+        "in.wav",
+    ];
+    let out = run_in(&dir, &args);
+    assert_ok(&out);
+    let (stdout, stderr) = texts(&out);
+    assert!(stderr.contains("listening to the null input (loopback"), "{stderr}");
+    assert!(stdout.contains("dropped input frames 0"), "{stdout}");
+    assert!(!stdout.contains("loopback frames the output had not rendered"), "the loopback was starved:\n{stdout}");
+    let (spec, played) = read_wav(&dir.join("out.wav"));
+    let (rspec, heard) = read_wav(&dir.join("in.wav"));
+    assert_eq!((rspec.channels, rspec.sample_rate), (spec.channels, spec.sample_rate));
+    assert_eq!(played.len(), 72_000 * 2);
+    // The input keeps listening until it has heard the output's last frame.
+    assert_eq!(heard.len(), played.len(), "the recording is as long as the capture");
+    assert!(peak(&heard) > 0.01, "the recording is silent");
+    // Bit for bit at the same frames: a recording off by even one frame differs everywhere.
+    if let Some(i) = (0..played.len()).find(|&i| played[i].to_bits() != heard[i].to_bits()) {
+        let shift = (-8i64..=8)
+            .find(|s| (4096..8192).all(|k| played[k].to_bits() == heard[(k as i64 + 2 * s) as usize].to_bits()));
+        panic!(
+            "loopback:{ms}: recording and capture differ first at frame {} ({} vs {}); shifted by {shift:?} frames",
+            i / 2,
+            heard[i],
+            played[i]
+        );
+    }
+    // The first click of the demo (its first non-silent frame) is at the same frame in both.
+    let first = |s: &[f32]| s.iter().position(|v| v.abs() > 1e-3).map(|i| i / 2);
+    assert_eq!(first(&heard), first(&played));
+    let side = dir.join("in.input.toml");
+    assert_eq!(sidecar(&side, "frames"), 72_000);
+    assert_eq!(sidecar(&side, "dropped_frames"), 0);
+    assert_eq!(sidecar(&side, "first_sample"), 0);
+}
+
+#[test]
+fn loopback_with_no_extra_latency_is_recorded_in_place() {
+    loopback_records_the_output_at_the_same_frames("0", "256");
+}
+
+#[test]
+fn loopback_with_3_ms_is_recorded_in_place() {
+    loopback_records_the_output_at_the_same_frames("3", "128");
+}
+
+#[test]
+fn loopback_with_21_3_ms_is_recorded_in_place() {
+    loopback_records_the_output_at_the_same_frames("21.3", "512");
+}
+
+#[test]
+fn a_file_played_into_the_null_input_is_recorded() {
+    let dir = scratch("input-file");
+    // Half a second of distinct values, with a click at frame 1000.
+    let spec = hound::WavSpec {
+        channels: 2,
+        sample_rate: 48_000,
+        bits_per_sample: 32,
+        sample_format: hound::SampleFormat::Float,
+    };
+    let mut w = hound::WavWriter::create(dir.join("voice.wav"), spec).unwrap();
+    let value = |k: usize, c: usize| if k == 1000 { 1.0 } else { ((k * 7 + c * 3) % 1000) as f32 / 4000.0 - 0.125 };
+    for k in 0..24_000 {
+        w.write_sample(value(k, 0)).unwrap();
+        w.write_sample(value(k, 1)).unwrap();
+    }
+    w.finalize().unwrap();
+    let out = run_in(
+        &dir,
+        &["demo", "--audio", "null", "--seconds", "1", "--input", "file:voice.wav", "--record-input", "in.wav"],
+    );
+    assert_ok(&out);
+    let (_, heard) = read_wav(&dir.join("in.wav"));
+    assert_eq!(heard.len(), 48_000 * 2);
+    // Input frame j is file frame j; it was heard with output frame j + offset.
+    let offset = sidecar(&dir.join("in.input.toml"), "offset_frames");
+    let at = |k: i64| k + offset;
+    for k in 0..24_000i64 {
+        let f = at(k);
+        if (0..48_000).contains(&f) {
+            let f = f as usize;
+            assert_eq!(
+                (heard[2 * f], heard[2 * f + 1]),
+                (value(k as usize, 0), value(k as usize, 1)),
+                "file frame {k}"
+            );
+        }
+    }
+    assert!((0..48_000).contains(&at(1000)), "the click (file frame 1000) is in the recording (offset {offset})");
+    assert_eq!(heard[2 * at(1000) as usize], 1.0);
+    // After the file: silence.
+    assert!(heard[2 * (at(24_000).max(0) as usize)..].iter().all(|s| *s == 0.0));
+}
+
+#[test]
+fn an_unknown_input_device_is_reported_and_the_node_plays_on() {
+    let dir = scratch("input-unknown");
+    let out = run_in(
+        &dir,
+        &[
+            "demo",
+            "--audio",
+            "null",
+            "--seconds",
+            "0.3",
+            "--input",
+            "no such microphone",
+            "--record-input",
+            "in.wav",
+            "--capture",
+            "out.wav",
+        ],
+    );
+    assert_ok(&out);
+    let (stdout, stderr) = texts(&out);
+    assert!(stderr.contains("no audio input device named 'no such microphone'"), "{stderr}");
+    assert!(stderr.contains("playing on without input (nothing is recorded to in.wav)"), "{stderr}");
+    assert!(stdout.contains("played 0.3"), "the performance went on:\n{stdout}");
+    assert!(!dir.join("in.wav").exists(), "an empty recording was left behind");
+    let (_, played) = read_wav(&dir.join("out.wav"));
+    assert_eq!(played.len(), 2 * 14_400);
+}
+
+#[test]
+fn a_missing_input_file_is_reported_and_the_node_plays_on() {
+    let dir = scratch("input-missing-file");
+    let out = run_in(&dir, &["demo", "--audio", "null", "--seconds", "0.2", "--input", "file:nope.wav"]);
+    assert_ok(&out);
+    let (_, stderr) = texts(&out);
+    assert!(
+        stderr.contains("cannot play nope.wav into the null input") && stderr.contains("playing on without input"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_bad_loopback_latency_is_bad_input() {
+    let dir = scratch("input-bad-loopback");
+    let out = run_in(&dir, &["demo", "--audio", "null", "--input", "loopback:soon"]);
+    assert_eq!(out.status.code(), Some(2), "{:?}", texts(&out));
+}
+
+#[test]
+fn an_input_that_is_not_paced_in_real_time_is_stopped_and_the_node_plays_on() {
+    // ALSA's `null` capture device (where there is one) delivers frames as fast as it is asked.
+    let dir = scratch("input-unpaced");
+    let out = run_in(
+        &dir,
+        &["demo", "--audio", "null", "--seconds", "2.5", "--input", "alsa:null", "--record-input", "in.wav"],
+    );
+    assert_ok(&out);
+    let (stdout, stderr) = texts(&out);
+    if stderr.contains("listening to input device") {
+        assert!(stderr.contains("is not paced in real time") && stderr.contains("stopped listening"), "{stderr}");
+    } else {
+        assert!(stderr.contains("playing on without input"), "{stderr}");
+    }
+    assert!(stdout.contains("played 2.5"), "{stdout}");
+}
+
+#[test]
+fn the_silent_null_input_records_silence_aligned_with_the_output() {
+    let dir = scratch("input-silence");
+    let out = run_in(
+        &dir,
+        &["demo", "--audio", "null", "--seconds", "0.5", "--input", "silence", "--record-input", "in.wav"],
+    );
+    assert_ok(&out);
+    let (stdout, _) = texts(&out);
+    assert!(stdout.contains("input: ") && stdout.contains("dropped input frames 0"), "{stdout}");
+    let (_, heard) = read_wav(&dir.join("in.wav"));
+    assert_eq!(heard.len(), 24_000 * 2);
+    assert!(heard.iter().all(|s| *s == 0.0));
+    let side = dir.join("in.input.toml");
+    assert_eq!(sidecar(&side, "frames"), 24_000);
+    sidecar(&side, "offset_frames");
+}
