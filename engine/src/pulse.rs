@@ -481,6 +481,9 @@ impl StartSpec {
     }
 }
 
+/// How far back (in beats) Pulse remembers time-signature changes for [`Pulse::bar_position`].
+pub const METER_MEMORY: f64 = 256.0;
+
 /// The scheduler. See the module docs.
 pub struct Pulse {
     session: Arc<Session>,
@@ -499,9 +502,10 @@ pub struct Pulse {
     /// Follow-action decisions so far, per clip and per scene (the occurrence counts).
     clip_decisions: Vec<u64>,
     scene_decisions: Vec<u64>,
-    /// Time-signature changes: (beat, beats per bar), in beat order. Bar grids are anchored at the
-    /// latest change at or before the press.
-    meters: Vec<(Beats, f64)>,
+    /// Time-signature changes: (beat, beats per bar, bars before that beat), in beat order. Bar
+    /// grids are anchored at the latest change at or before the press; the bar count is what
+    /// [`Pulse::bar_position`] numbers bars by.
+    meters: Vec<(Beats, f64, f64)>,
     /// Arrangement playback.
     arrangement_on: bool,
     taken_over: Vec<bool>,
@@ -528,7 +532,7 @@ impl Pulse {
             clip_follow: vec![None; tracks],
             clip_decisions: vec![0; session.clips.len()],
             scene_decisions: vec![0; session.scenes.len()],
-            meters: vec![(Beats::ZERO, session.beats_per_bar)],
+            meters: vec![(Beats::ZERO, session.beats_per_bar, 0.0)],
             taken_over: vec![false; tracks],
             lane_pos: vec![0; tracks],
             lanes,
@@ -570,8 +574,26 @@ impl Pulse {
     }
 
     fn meter_at(&self, beat: Beats) -> (Beats, f64) {
-        let i = self.meters.partition_point(|(b, _)| b.0 <= beat.0 + 1e-9);
+        let (origin, bpb, _) = self.meter_entry(beat);
+        (origin, bpb)
+    }
+
+    fn meter_entry(&self, beat: Beats) -> (Beats, f64, f64) {
+        let i = self.meters.partition_point(|(b, _, _)| b.0 <= beat.0 + 1e-9);
         self.meters[i.saturating_sub(1)]
+    }
+
+    /// The bar `beat` falls in and the beat within that bar, both counted from 0, across the
+    /// scene time-signature changes so far (bar 0 starts at beat 0): with 4/4 until beat 16 and
+    /// 3/4 from there, beat 19 is bar 5, beat 0 of it. For the `bar N.M` labels a musician reads;
+    /// exact for beats from [`METER_MEMORY`] beats before the latest press or tick on.
+    pub fn bar_position(&self, beat: Beats) -> (i64, f64) {
+        let (origin, bpb, bars_before) = self.meter_entry(beat);
+        let bpb = bpb.max(1e-9);
+        let bars = bars_before + (beat.0 - origin.0) / bpb;
+        let bar = (bars + 1e-6).floor();
+        let in_bar = ((beat.0 - origin.0) - (bar - bars_before) * bpb).max(0.0);
+        (bar as i64, if in_bar > bpb - 1e-6 { 0.0 } else { in_bar })
     }
 
     /// Performs an action pressed at beat `now`. Returns the ids of the triggers it scheduled
@@ -807,7 +829,10 @@ impl Pulse {
         for p in &mut self.plans {
             p.fold(now);
         }
-        let i = self.meters.partition_point(|(b, _)| b.0 <= now.0 + 1e-9);
+        // Old time signatures are forgotten once their successor is METER_MEMORY beats behind,
+        // so a long set does not grow the list, and events reported a little late still get
+        // their bar numbers.
+        let i = self.meters.partition_point(|(b, _, _)| b.0 <= now.0 - METER_MEMORY + 1e-9);
         if i > 1 {
             self.meters.drain(..i - 1);
         }
@@ -1002,9 +1027,11 @@ impl Pulse {
 
     fn tempo_change(&mut self, c: TempoChange) {
         if let Some(bpb) = c.beats_per_bar {
-            let i = self.meters.partition_point(|(b, _)| b.0 <= c.beat.0 + 1e-9);
+            let (origin, prev, bars_before) = self.meter_entry(c.beat);
+            let bars = bars_before + (c.beat.0 - origin.0) / prev.max(1e-9);
+            let i = self.meters.partition_point(|(b, _, _)| b.0 <= c.beat.0 + 1e-9);
             self.meters.truncate(i);
-            self.meters.push((c.beat, bpb));
+            self.meters.push((c.beat, bpb, bars));
         }
         self.notices.push_back(PulseEvent::TempoChange(c));
         self.tempo_changes.push(c);

@@ -168,6 +168,39 @@ fn scene_tempo_and_time_signature_apply_at_launch() {
 }
 
 #[test]
+fn bars_are_numbered_across_time_signature_changes() {
+    let mut s = audio_session(120.0, vec![("tick", impulse(10, 48_000), 1.0, true)]);
+    s.add_scene(Scene::new("waltz", vec![ClipId(0)]));
+    s.scenes[0].beats_per_bar = Some(3.0);
+    s.add_scene(Scene::new("seven", vec![ClipId(0)]));
+    s.scenes[1].beats_per_bar = Some(3.5);
+    let session = Arc::new(s);
+    let (mut pulse, _signal): (Pulse, Signal) = loophole_engine::build(
+        session.clone(),
+        &EngineConfig { sample_rate: 48_000, max_block: 64, queue_capacity: 1 << 10 },
+    )
+    .unwrap();
+    // 4/4 until the waltz launches on bar 3 (beat 8), 3/4 until 7/8 launches on the bar after
+    // beat 13 (beat 14), 7/8 from there.
+    pulse.press(Action::LaunchScene { scene: SceneId(0), quantise: None }, Beats(6.5)).unwrap();
+    pulse.tick(Beats(6.5), Beats(9.0)).unwrap();
+    pulse.press(Action::LaunchScene { scene: SceneId(1), quantise: None }, Beats(13.0)).unwrap();
+    pulse.tick(Beats(13.0), Beats(15.0)).unwrap();
+    let at = |b: f64| pulse.bar_position(Beats(b));
+    assert_eq!(at(0.0), (0, 0.0));
+    assert_eq!(at(7.5), (1, 3.5));
+    assert_eq!(at(8.0), (2, 0.0));
+    assert_eq!(at(11.0), (3, 0.0));
+    assert_eq!(at(13.0), (3, 2.0));
+    assert_eq!(at(14.0), (4, 0.0));
+    assert_eq!(at(17.5), (5, 0.0));
+    assert_eq!(at(19.0), (5, 1.5));
+    // A long way on, the old changes are forgotten but the count goes on.
+    pulse.tick(Beats(2000.0), Beats(2001.0)).unwrap();
+    assert_eq!(pulse.bar_position(Beats(14.0 + 3.5 * 500.0)), (504, 0.0));
+}
+
+#[test]
 fn clip_follow_actions_start_the_next_clip_on_the_exact_sample() {
     let mut s = grid(1, 3, 1);
     s.clips[0].follow = Some(follow(2, FollowTarget::Next, 1.0, None));

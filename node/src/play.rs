@@ -124,6 +124,9 @@ pub struct PlaySummary {
     pub capture: Option<(PathBuf, u64)>,
     /// Script actions Pulse refused.
     pub refused: usize,
+    /// Tempo and time-signature changes the audio thread could not hold
+    /// ([`crate::audio::Transport::refused_tempo_changes`]).
+    pub refused_tempo_changes: u64,
     /// Stopped by Ctrl-C.
     pub interrupted: bool,
 }
@@ -342,7 +345,8 @@ impl Control<'_> {
                 }
             }
             let beat_of_sample = |s: SampleTime| self.beat_of_sample(s);
-            if let Some(line) = describe(&event, self.perf, beat_of_sample) {
+            let bar_of = |b: f64| self.pulse.bar_position(Beats(b));
+            if let Some(line) = describe(&event, self.perf, beat_of_sample, bar_of) {
                 say(format_args!("{line}"));
             }
         }
@@ -360,15 +364,20 @@ fn event_sample(event: &PulseEvent) -> Option<loophole_engine::time::SampleTime>
 }
 
 /// A short human line for an event, e.g. `bar 5.1  scene 'verse'  drums: start drums-busy`.
-fn describe(event: &PulseEvent, perf: &Performance, beat_of_sample: impl Fn(SampleTime) -> f64) -> Option<String> {
+///
+/// `bar_of` numbers bars across time-signature changes ([`Pulse::bar_position`]).
+fn describe(
+    event: &PulseEvent,
+    perf: &Performance,
+    beat_of_sample: impl Fn(SampleTime) -> f64,
+    bar_of: impl Fn(f64) -> (i64, f64),
+) -> Option<String> {
     let session = &perf.session;
     let track_name = |t: loophole_engine::model::TrackId| session.tracks.get(t.index()).map_or("?", |t| t.id.as_str());
     let clip_name = |c: loophole_engine::model::ClipId| session.clips.get(c.index()).map_or("?", |c| c.id.as_str());
-    let q = session.beats_per_bar.max(1e-9);
     let position = |beat: f64| {
-        let bar = (beat / q + 1e-6).floor();
-        let in_bar = ((beat - bar * q) + 1e-6).floor().max(0.0);
-        format!("bar {}.{}", bar as i64 + 1, in_bar as i64 + 1)
+        let (bar, in_bar) = bar_of(beat);
+        format!("bar {}.{}", bar + 1, (in_bar + 1e-6).floor() as i64 + 1)
     };
     match event {
         PulseEvent::Executed { kind, track, clip, scene, beat, late, .. } => {
@@ -664,8 +673,12 @@ pub fn run(opts: PlayOptions) -> anyhow::Result<PlaySummary> {
             warn_line(format_args!("loophole: warning: {w}"));
         }
         if let Some(line) = status {
-            let bar = transport.snapshot().beat / transport.snapshot().quantum.max(1e-9) + 1.0;
-            warn_line(format_args!("loophole: bar {bar:.1}  {line}"));
+            let (bar, in_bar) = control.pulse.bar_position(Beats(transport.snapshot().beat));
+            let refused = match transport.refused_tempo_changes() {
+                0 => String::new(),
+                n => format!(", {n} tempo change(s) refused (the audio thread's tempo map was full)"),
+            };
+            warn_line(format_args!("loophole: bar {}.{}  {line}{refused}", bar + 1, in_bar.floor() as i64 + 1));
         }
         let rendered = transport.rendered();
         if rendered != last_progress.0 {
@@ -740,6 +753,7 @@ pub fn run(opts: PlayOptions) -> anyhow::Result<PlaySummary> {
         fell_back: fallback,
         capture,
         refused,
+        refused_tempo_changes: transport.refused_tempo_changes(),
         interrupted,
     };
     let mut status = format!(
@@ -763,6 +777,12 @@ pub fn run(opts: PlayOptions) -> anyhow::Result<PlaySummary> {
     if let Some(link) = &control.link {
         let snap = transport.snapshot();
         status.push_str(&format!("; Link: {} peers, {:.2} BPM", link.clock().peers(), snap.tempo));
+    }
+    if summary.refused_tempo_changes > 0 {
+        status.push_str(&format!(
+            "; {} tempo change(s) refused (the audio thread's tempo map was full)",
+            summary.refused_tempo_changes
+        ));
     }
     say(format_args!("{status}"));
     if let Some(midi) = midi {

@@ -297,6 +297,12 @@ mode = "immediate"
     let live_args = ["--no-link", "--audio", "null", "--capture", "live.wav", "--log", "live.jsonl"];
     let out = run_in(&dir, &[&["play"][..], &common, &live_args].concat());
     assert_ok(&out);
+    // Bars are numbered across the time signatures: 4/4 for bars 1-2, 3/4 from beat 8 (bar 3),
+    // so the arp pressed at beat 9 starts on bar 4 (beat 11) and 5/4 begins on bar 5 (beat 14).
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for line in ["bar 3.1  scene 'three'", "bar 4.1  keys: retrigger arp", "bar 5.1  scene 'fast'"] {
+        assert!(stdout.contains(line), "no line '{line}':\n{stdout}");
+    }
     let out = run_in(&dir, &[&["render"][..], &common, &["--out", "offline.wav", "--log", "offline.jsonl"]].concat());
     assert_ok(&out);
 
