@@ -114,6 +114,11 @@ impl Renderer {
         &self.errors
     }
 
+    /// The beat at `sample` on the render's timeline (with the tempo changes made so far).
+    pub fn beat_at(&self, sample: SampleTime) -> Beats {
+        self.clock.block(sample, 0).beat_at_first_sample
+    }
+
     /// Takes the MIDI messages routed tracks sent to their external outputs since the last call,
     /// in sample order (empty when no track has `midi_out`).
     pub fn take_midi_out(&mut self) -> Vec<MidiOutEvent> {

@@ -42,6 +42,7 @@ use crate::eventlog::{EventLog, LogSource};
 use crate::input::{InputArgs, Performance};
 use crate::link::control::LinkControl;
 use crate::link::{LinkAudio, LinkClock, LinkOptions, Resume};
+use crate::midi::out::MidiOut;
 use crate::midi::{AudioPosition, HostTime, MidiOptions, MidiRig};
 use crate::{BadInput, dbfs, say, warn_line};
 
@@ -151,6 +152,8 @@ struct Control<'a> {
     block_hint: u64,
     /// MIDI controller and ports, if any.
     midi: Option<MidiRig>,
+    /// External MIDI out of routed tracks, if any.
+    midi_out: Option<MidiOut>,
     /// Link, when the node plays on it.
     link: Option<LinkControl>,
     /// Hands the audio core a fresh engine after a Link stop.
@@ -248,6 +251,11 @@ impl Control<'_> {
             beat: Beats(snap.beat),
             beats_per_sample: snap.beats_per_sample,
         };
+        if let Some(out) = &mut self.midi_out {
+            // Sample `s` is heard two blocks after the position passes it (see `MidiOut::step`).
+            let block = self.transport.max_block().max(self.block_hint);
+            out.step(pos, HostTime::now(), Duration::from_secs_f64(2.0 * block as f64 / self.sample_rate as f64));
+        }
         if let Some(midi) = &mut self.midi {
             for line in midi.step(&mut self.pulse, pos, HostTime::now()) {
                 warn_line(format_args!("loophole: {line}"));
@@ -295,12 +303,15 @@ impl Control<'_> {
             return Ok(());
         }
         self.drain()?;
-        let (pulse, signal) = loophole_engine::build(
+        let (pulse, mut signal) = loophole_engine::build(
             self.perf.session.clone(),
             &EngineConfig { sample_rate: self.sample_rate, max_block: 1024, queue_capacity: 8192 },
         )
         .map_err(|e| BadInput(e.to_string()))
         .context("cannot build a fresh engine")?;
+        if let Some(out) = &mut self.midi_out {
+            out.connect(&mut signal);
+        }
         self.new_meters.push(signal.meters());
         if let Some(swap) = &mut self.swap
             && swap.send(signal)
@@ -394,6 +405,7 @@ type Engine = (Pulse, AudioCore, Arc<Meters>, rtrb::Producer<TempoChange>);
 
 /// Builds Pulse and an [`AudioCore`] whose clock starts at sample `start`: Link's when `link` is
 /// given, else the sample counter mapped through `clock`; with the ring for tempo changes.
+/// `connect` is given the Signal first (to connect external MIDI out).
 fn build_engine(
     perf: &Performance,
     clock: TempoMap,
@@ -401,13 +413,15 @@ fn build_engine(
     transport: &Arc<Transport>,
     start: u64,
     link: Option<LinkAudio>,
+    connect: impl FnOnce(&mut loophole_engine::signal::Signal),
 ) -> anyhow::Result<Engine> {
-    let (pulse, signal) = loophole_engine::build(
+    let (pulse, mut signal) = loophole_engine::build(
         perf.session.clone(),
         &EngineConfig { sample_rate, max_block: 1024, queue_capacity: 8192 },
     )
     .map_err(|e| BadInput(e.to_string()))
     .context("cannot build the engine")?;
+    connect(&mut signal);
     let meters = signal.meters();
     let mut core = match link {
         Some(link) => AudioCore::with_link(signal, link, start as i64, transport.clone()),
@@ -502,7 +516,15 @@ pub fn run(opts: PlayOptions) -> anyhow::Result<PlaySummary> {
         }
         false => (None, None),
     };
-    let (pulse, mut core, meters, tempo_tx) = build_engine(&perf, new_map(), sample_rate, &transport, 0, link_audio)?;
+    let mut midi_out = None;
+    let (pulse, mut core, meters, tempo_tx) =
+        build_engine(&perf, new_map(), sample_rate, &transport, 0, link_audio, |signal| {
+            let (out, lines) = MidiOut::open(&perf.session, opts.midi.backend().as_mut(), sample_rate, signal);
+            for line in lines {
+                warn_line(format_args!("loophole: {line}"));
+            }
+            midi_out = out;
+        })?;
     let swap = link.is_some().then(|| core.engine_swap());
     let mut meters = vec![meters];
 
@@ -532,6 +554,7 @@ pub fn run(opts: PlayOptions) -> anyhow::Result<PlaySummary> {
             None => null_block as u64,
         },
         midi,
+        midi_out,
         link,
         swap,
         epoch: 0,
@@ -565,7 +588,13 @@ pub fn run(opts: PlayOptions) -> anyhow::Result<PlaySummary> {
                     audio
                 });
                 let map = control.rebuilt_tempo_map();
-                let (pulse, mut core, m, tempo_tx) = build_engine(&perf, map, sample_rate, &transport, at, link_audio)?;
+                let midi_out = &mut control.midi_out;
+                let (pulse, mut core, m, tempo_tx) =
+                    build_engine(&perf, map, sample_rate, &transport, at, link_audio, |signal| {
+                        if let Some(out) = midi_out {
+                            out.connect(signal);
+                        }
+                    })?;
                 control.tempo_tx = tempo_tx;
                 if core.has_link() {
                     control.swap = Some(core.engine_swap());
@@ -675,6 +704,7 @@ pub fn run(opts: PlayOptions) -> anyhow::Result<PlaySummary> {
     drop(backend.stop());
     control.drain()?;
     let midi = control.midi.take().map(MidiRig::finish);
+    let midi_out = control.midi_out.take().map(MidiOut::finish);
     let refused = control.refused;
     if let Some(log) = control.log.take() {
         log.finish()?;
@@ -721,6 +751,9 @@ pub fn run(opts: PlayOptions) -> anyhow::Result<PlaySummary> {
     say(format_args!("{status}"));
     if let Some(midi) = midi {
         say(format_args!("{}", midi.line()));
+    }
+    if let Some((_, line)) = midi_out {
+        say(format_args!("{line}"));
     }
     Ok(summary)
 }

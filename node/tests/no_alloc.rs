@@ -1,7 +1,8 @@
 //! Proves that the node's audio callback ([`AudioCore`]) never allocates or frees: Signal, the
 //! block clock, the capture ring push, the position atomics and the sample-format and channel
 //! conversions, over the demo performance with its scene changes, and tempo and time-signature
-//! changes sent through the tempo ring (the tempo map takes them and cuts blocks at them).
+//! changes sent through the tempo ring (the tempo map takes them and cuts blocks at them), and a
+//! track routed to an external synth (Signal pushing into the MIDI-out ring).
 //!
 //! A global allocator counts allocations, reallocations and frees made on a thread while it is
 //! inside the callback. Pulse and the capture writer run outside the counted region, as live.
@@ -61,14 +62,20 @@ fn counted(f: impl FnOnce()) -> usize {
 
 #[test]
 fn the_audio_callback_never_allocates_or_frees() {
-    let session = std::sync::Arc::new(loophole_engine::demo::session());
+    // The bass also plays to an external synth: Signal pushes its notes into the MIDI-out ring.
+    let mut session = loophole_engine::demo::session();
+    let bass = session.tracks.iter().position(|t| t.id == "bass").unwrap();
+    session.tracks[bass].midi_out = Some(loophole_engine::model::MidiOutRoute { port: "synth".into(), channel: None });
+    let session = std::sync::Arc::new(session);
     let script = loophole_engine::demo::script();
     let rate = 48_000;
-    let (mut pulse, signal) = loophole_engine::build(
+    let (mut pulse, mut signal) = loophole_engine::build(
         session.clone(),
         &EngineConfig { sample_rate: rate, max_block: 1024, queue_capacity: 8192 },
     )
     .unwrap();
+    let mut midi_rx = signal.connect_midi_out(4096);
+    let mut midi_sent = 0usize;
     let clock = TempoMap::new(rate, session.tempo, session.beats_per_bar);
     let transport = Transport::new();
     let mut core = AudioCore::new(signal, clock, 0, transport.clone());
@@ -113,6 +120,9 @@ fn the_audio_callback_never_allocates_or_frees() {
             tempo_tx.push(*c).unwrap();
             sent += 1;
         }
+        while midi_rx.pop().is_ok() {
+            midi_sent += 1;
+        }
         while let Some(e) = pulse.poll_event() {
             if matches!(e, loophole_engine::pulse::PulseEvent::Step { .. }) {
                 steps += 1;
@@ -134,6 +144,7 @@ fn the_audio_callback_never_allocates_or_frees() {
     let snap = transport.snapshot();
     assert_eq!((snap.tempo, snap.quantum), (120.0, 4.0), "the last tempo change applied");
     assert_eq!(transport.refused_tempo_changes(), 0);
+    assert!(midi_sent > 50, "the bass sent {midi_sent} MIDI-out messages");
     assert_eq!(allocs, 0, "the audio callback allocated or freed {allocs} times");
     drop(core);
     capture.finish().unwrap();
