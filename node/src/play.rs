@@ -17,7 +17,10 @@
 //!   prints a short line per trigger;
 //! - watches the device: if it reports a failure, or stops calling back, the core (Signal and
 //!   its sample counter) is taken back from it and the performance carries on on the null device
-//!   from the same sample, capturing to a WAV file so the audio is not lost.
+//!   from the same sample, capturing to a WAV file so the audio is not lost; then, every
+//!   [`switchback::RETRY`], it tries the device again and, once it is back, hands the core back
+//!   to it at the sample the null device stopped at (`audio::switchback`). Both are said on the
+//!   terminal and written to `--log` (`"event": "device"`).
 //!
 //! It stops after `--seconds` of audio (default: the script's last action plus two bars, the
 //! demo's length, or Ctrl-C), stops the audio, finishes the capture and the log, and prints a
@@ -37,6 +40,7 @@ use loophole_engine::time::{Beats, SampleTime, TempoMap};
 
 use crate::audio::capture::Capture;
 use crate::audio::device::{self, NoDevice, StartError};
+use crate::audio::switchback::{self, CpalOpener, Decision, DeviceOpener, SwitchBack, TestDevice};
 use crate::audio::{AlsaMessages, AudioBackend, AudioCore, ClockSnapshot, EngineSwap, Transport};
 use crate::eventlog::{EventLog, LogSource};
 use crate::input::{InputArgs, Performance};
@@ -115,6 +119,8 @@ pub struct PlaySummary {
     pub refused: usize,
     /// Stopped by Ctrl-C.
     pub interrupted: bool,
+    /// Times the performance switched back from the null device to its device.
+    pub switched_back: u32,
 }
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
@@ -324,6 +330,17 @@ impl Control<'_> {
         Ok(())
     }
 
+    /// Writes a device change (`what`: `fallback` or `switched-back`) at `sample` to the log.
+    fn log_device(&mut self, what: &str, device: &str, why: Option<&str>, sample: u64) -> anyhow::Result<()> {
+        let beat = self.beat_of_sample(sample as SampleTime);
+        let host_time = Some(self.started.elapsed().as_secs_f64());
+        if let Some(log) = &mut self.log {
+            let v = serde_json::json!({ "event": "device", "what": what, "device": device, "why": why, "sample": sample, "beat": beat });
+            log.write_value(v, host_time)?;
+        }
+        Ok(())
+    }
+
     fn drain(&mut self) -> anyhow::Result<()> {
         while let Some(event) = self.pulse.poll_event() {
             if let Some(midi) = &mut self.midi {
@@ -494,8 +511,16 @@ pub fn run(opts: PlayOptions) -> anyhow::Result<PlaySummary> {
 
     let mut fallback: Option<String> = None;
     let mut alsa = AlsaMessages::collect();
+    let null_block = opts.buffer.map_or(NULL_BLOCK, |b| b as usize);
+    // The test hook that stands in for a device which fails and comes back.
+    let test_device = match &opts.backend {
+        Backend::Device(_) => TestDevice::from_env(null_block).map_err(BadInput)?,
+        Backend::Null => None,
+    };
+    let test_active = test_device.is_some();
     let plan = match &opts.backend {
         Backend::Null => None,
+        Backend::Device(_) if test_active => None,
         Backend::Device(name) => match device::find(name.as_deref(), opts.sample_rate, opts.buffer) {
             Ok(plan) => Some(plan),
             Err(NoDevice(why)) => {
@@ -505,7 +530,16 @@ pub fn run(opts: PlayOptions) -> anyhow::Result<PlaySummary> {
         },
     };
     let sample_rate = plan.as_ref().map_or(opts.sample_rate.unwrap_or(NULL_SAMPLE_RATE), |p| p.sample_rate());
-    let null_block = opts.buffer.map_or(NULL_BLOCK, |b| b as usize);
+    // The device to switch back to after a failure.
+    let mut opener: Option<Box<dyn DeviceOpener>> = match (&opts.backend, test_device) {
+        (Backend::Null, _) => None,
+        (_, Some(t)) => Some(Box::new(t)),
+        (Backend::Device(name), None) => {
+            Some(Box::new(CpalOpener { name: name.clone(), sample_rate, buffer: opts.buffer }))
+        }
+    };
+    let mut switch_back = SwitchBack::new(switchback::RETRY);
+    let mut switched_back = 0u32;
     let total = seconds.map(|s| (s * sample_rate as f64).round() as u64);
     let new_map = || TempoMap::new(sample_rate, perf.session.tempo, perf.session.beats_per_bar);
     let transport = Transport::new();
@@ -635,9 +669,23 @@ pub fn run(opts: PlayOptions) -> anyhow::Result<PlaySummary> {
                 }
             }
         }
-        None => match fallback.clone() {
-            Some(why) => fall_back(why, Some(core), &mut control, &mut capture, &mut meters)?,
-            None => {
+        None => match (fallback.clone(), opener.as_mut().filter(|_| test_active)) {
+            (Some(why), _) => fall_back(why, Some(core), &mut control, &mut capture, &mut meters)?,
+            (None, Some(test)) => match test.start(core) {
+                Ok(backend) => {
+                    warn_line(format_args!(
+                        "loophole: playing on {} (the {} test hook)",
+                        test.label(),
+                        switchback::TEST_DEVICE_ENV
+                    ));
+                    backend
+                }
+                Err(failed) => {
+                    let StartError { why: NoDevice(why), core } = *failed;
+                    fall_back(why, core, &mut control, &mut capture, &mut meters)?
+                }
+            },
+            (None, None) => {
                 match &capture {
                     Some(c) => warn_line(format_args!(
                         "loophole: playing on the null device, paced in real time, and writing what it plays to {}",
@@ -683,11 +731,68 @@ pub fn run(opts: PlayOptions) -> anyhow::Result<PlaySummary> {
             let core = backend.stop();
             let why = format!("{label} failed ({why})");
             fallback = Some(why.clone());
-            backend = fall_back(why, core, &mut control, &mut capture, &mut meters)?;
+            let at = transport.rendered();
+            backend = fall_back(why.clone(), core, &mut control, &mut capture, &mut meters)?;
+            control.log_device("fallback", &label, Some(&why), at)?;
+            if opener.is_some() {
+                switch_back.lost(control.started.elapsed());
+            }
             alsa.flush();
             last_progress = (transport.rendered(), Instant::now());
             paced_from = last_progress;
             continue;
+        }
+        if backend.is_null()
+            && let Some(device) = opener.as_deref_mut()
+        {
+            let busy = control.swap.as_ref().is_some_and(EngineSwap::pending);
+            match switch_back.poll(control.started.elapsed(), busy, device) {
+                Decision::Wait => {}
+                Decision::StillMissing(why) => tracing::debug!("{} is still missing: {why}", device.label()),
+                Decision::SwitchBack => {
+                    let label = device.label();
+                    xruns_before += backend.xruns();
+                    let at = transport.rendered();
+                    let bar = control.beat_of_sample(at as SampleTime) / transport.snapshot().quantum.max(1e-9) + 1.0;
+                    backend = match backend.stop() {
+                        Some(core) => match device.start(core) {
+                            Ok(back) => {
+                                switched_back += 1;
+                                control.block_hint = GUESSED_DEVICE_BLOCK;
+                                warn_line(format_args!(
+                                    "loophole: {label} is back; switched back to it at bar {bar:.1} (sample {at})"
+                                ));
+                                control.log_device("switched-back", &label, None, at)?;
+                                back
+                            }
+                            Err(failed) => {
+                                let StartError { why: NoDevice(why), core } = *failed;
+                                switch_back.start_failed(control.started.elapsed());
+                                let why = format!("could not switch back to {label} ({why})");
+                                match core {
+                                    Some(core) => {
+                                        warn_line(format_args!("loophole: {why}; staying on the null device"));
+                                        AudioBackend::start_null(core, null_block)
+                                            .context("cannot start the null audio device")?
+                                    }
+                                    None => fall_back(why, None, &mut control, &mut capture, &mut meters)?,
+                                }
+                            }
+                        },
+                        None => fall_back(
+                            "the null device did not hand the engine back".into(),
+                            None,
+                            &mut control,
+                            &mut capture,
+                            &mut meters,
+                        )?,
+                    };
+                    alsa.flush();
+                    last_progress = (transport.rendered(), Instant::now());
+                    paced_from = last_progress;
+                    continue;
+                }
+            }
         }
         if INTERRUPTED.load(Ordering::SeqCst) {
             interrupted = true;
@@ -729,6 +834,7 @@ pub fn run(opts: PlayOptions) -> anyhow::Result<PlaySummary> {
         capture,
         refused,
         interrupted,
+        switched_back,
     };
     let mut status = format!(
         "{} {:.2} s ({} frames, {} blocks) on {on}; {} {}; dropped capture frames {}; output peak {}",
@@ -741,6 +847,9 @@ pub fn run(opts: PlayOptions) -> anyhow::Result<PlaySummary> {
         summary.dropped_capture,
         dbfs(peak),
     );
+    if switched_back > 0 {
+        status.push_str(&format!("; switched back from the null device {switched_back} time(s)"));
+    }
     if let Some((path, n)) = &summary.capture {
         status.push_str(&format!("; captured {n} frames to {}", path.display()));
     }

@@ -9,12 +9,14 @@
 //!   machines without a sound card and as the fallback when a device fails.
 //!
 //! A backend owns the core while it runs and hands it back when stopped ([`AudioBackend::stop`]),
-//! so a failed device's successor continues with the same Signal at the same sample.
+//! so a failed device's successor continues with the same Signal at the same sample, and so does
+//! the device again when it comes back ([`switchback`]).
 
 pub mod capture;
 pub mod core;
 pub mod device;
 pub mod null;
+pub mod switchback;
 
 pub use self::core::{AudioCore, BlockTiming, CallbackTiming, ClockSnapshot, EngineSwap, Transport};
 use self::device::{CoreSlot, DeviceStream};
@@ -35,6 +37,14 @@ pub enum AudioBackend {
         back: rtrb::Consumer<AudioCore>,
         /// Its counters.
         stats: Arc<NullStats>,
+    },
+    /// The test device ([`switchback::TestDevice`], a test hook): the null device under another
+    /// name, reporting a failure at `fail_at`.
+    Test {
+        /// The null device it runs on.
+        inner: Box<AudioBackend>,
+        /// When it reports its failure (once).
+        fail_at: Option<std::time::Instant>,
     },
 }
 
@@ -65,6 +75,7 @@ impl AudioBackend {
         match self {
             AudioBackend::Device(d) => format!("audio device '{}'", d.label()),
             AudioBackend::Null { .. } => "the null device".to_string(),
+            AudioBackend::Test { .. } => "audio device 'test device'".to_string(),
         }
     }
 
@@ -78,6 +89,7 @@ impl AudioBackend {
         match self {
             AudioBackend::Device(d) => d.xruns(),
             AudioBackend::Null { stats, .. } => stats.late(),
+            AudioBackend::Test { inner, .. } => inner.xruns(),
         }
     }
 
@@ -86,6 +98,13 @@ impl AudioBackend {
         match self {
             AudioBackend::Device(d) => d.failure(),
             AudioBackend::Null { .. } => None,
+            AudioBackend::Test { fail_at, .. } => match *fail_at {
+                Some(t) if std::time::Instant::now() >= t => {
+                    *fail_at = None;
+                    Some(format!("injected failure ({})", switchback::TEST_DEVICE_ENV))
+                }
+                _ => None,
+            },
         }
     }
 
@@ -95,6 +114,7 @@ impl AudioBackend {
     pub fn stop(self) -> Option<AudioCore> {
         match self {
             AudioBackend::Device(d) => d.stop(),
+            AudioBackend::Test { inner, .. } => inner.stop(),
             AudioBackend::Null { stream, mut back, .. } => {
                 stream.stop();
                 let until = std::time::Instant::now() + Duration::from_secs(1);
