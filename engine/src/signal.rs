@@ -1216,7 +1216,14 @@ fn render_instrument(track: &mut TrackState, from: usize, to: usize) {
     if to <= from {
         return;
     }
-    let Some(inst) = track.instrument.as_mut() else { return };
+    let Some(inst) = track.instrument.as_mut() else {
+        // No instrument (an external synth only): the fade still runs, so that its end releases
+        // the notes on time.
+        if let Some(r) = track.midi_fade.as_mut() {
+            r.pos = r.pos.saturating_add((to - from) as u32).min(r.len);
+        }
+        return;
+    };
     if let Some(r) = track.midi_fade.as_mut() {
         // Render into the (zeroed) tail of the buffer region, then scale.
         let (l, rr) = (&mut track.left[from..to], &mut track.right[from..to]);

@@ -200,3 +200,29 @@ fn a_full_ring_counts_lost_messages_and_a_refused_note_off_is_sent_again() {
         MidiOutEvent { sample: 24_000, track: TrackId(0), msg: MidiMsg::NoteOff { channel: CH, key: 60 } }
     );
 }
+
+#[test]
+fn a_fade_out_stop_releases_the_external_notes_when_the_fade_ends() {
+    // The pad's note 70 is held from beat 0; a 1.5-beat fade-out from beat 1 ends at beat 2.5,
+    // many blocks later: the note-off comes there (the track has no instrument to fade).
+    let s = session();
+    let sc = script(vec![
+        (0.0, now(1)),
+        (1.0, Action::StopTrack { track: TrackId(0), mode: StopMode::FadeOut(Beats(1.5)) }),
+    ]);
+    for block in [64, 1000] {
+        let mut r =
+            Renderer::new(Arc::new(s.clone()), sc.clone(), RenderConfig { sample_rate: RATE, block, seconds: 2.0 })
+                .unwrap();
+        r.render_all();
+        let got: Vec<(i64, MidiMsg)> = r.take_midi_out().iter().map(|e| (e.sample, e.msg)).collect();
+        assert_eq!(
+            got,
+            vec![
+                (0, MidiMsg::NoteOn { channel: CH, key: 70, velocity: 50 }),
+                (60_000, MidiMsg::NoteOff { channel: CH, key: 70 }),
+            ],
+            "block {block}"
+        );
+    }
+}
