@@ -89,6 +89,18 @@ fn signal_s_messages_reach_the_fake_port_when_their_samples_are_heard() {
     let want: Vec<Message> = reference.iter().map(|e| Message::from_engine(e.msg)).collect();
     assert_eq!(got, want);
     assert!(got.iter().all(|m| m.channel() == 1), "all on channel 2");
+    let mut errors: Vec<i64> = sent
+        .iter()
+        .zip(&reference)
+        .map(|(s, e)| s.at.0 as i64 - (start + e.sample as u64 * 1_000_000 / 48_000) as i64)
+        .collect();
+    errors.sort_unstable();
+    eprintln!(
+        "sent minus due (µs): median {}, min {}, max {}",
+        errors[errors.len() / 2],
+        errors[0],
+        errors[errors.len() - 1]
+    );
     for (s, e) in sent.iter().zip(&reference) {
         let due = start + (e.sample as u64 * 1_000_000 / SR as u64);
         let early = due.saturating_sub(s.at.0);
