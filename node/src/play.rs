@@ -40,7 +40,7 @@ use loophole_engine::time::{Beats, SampleTime, TempoMap};
 
 use crate::audio::capture::Capture;
 use crate::audio::device::{self, NoDevice, StartError};
-use crate::audio::switchback::{self, CpalOpener, Decision, DeviceOpener, SwitchBack, TestDevice};
+use crate::audio::switchback::{self, CpalOpener, Decision, DeviceOpener, Handover, SwitchBack, TestDevice};
 use crate::audio::{AlsaMessages, AudioBackend, AudioCore, ClockSnapshot, EngineSwap, Transport};
 use crate::eventlog::{EventLog, LogSource};
 use crate::input::{InputArgs, Performance};
@@ -754,38 +754,25 @@ pub fn run(opts: PlayOptions) -> anyhow::Result<PlaySummary> {
                     xruns_before += backend.xruns();
                     let at = transport.rendered();
                     let bar = control.beat_of_sample(at as SampleTime) / transport.snapshot().quantum.max(1e-9) + 1.0;
-                    backend = match backend.stop() {
-                        Some(core) => match device.start(core) {
-                            Ok(back) => {
-                                switched_back += 1;
-                                control.block_hint = GUESSED_DEVICE_BLOCK;
-                                warn_line(format_args!(
-                                    "loophole: {label} is back; switched back to it at bar {bar:.1} (sample {at})"
-                                ));
-                                control.log_device("switched-back", &label, None, at)?;
-                                back
-                            }
-                            Err(failed) => {
-                                let StartError { why: NoDevice(why), core } = *failed;
-                                switch_back.start_failed(control.started.elapsed());
-                                let why = format!("could not switch back to {label} ({why})");
-                                match core {
-                                    Some(core) => {
-                                        warn_line(format_args!("loophole: {why}; staying on the null device"));
-                                        AudioBackend::start_null(core, null_block)
-                                            .context("cannot start the null audio device")?
-                                    }
-                                    None => fall_back(why, None, &mut control, &mut capture, &mut meters)?,
-                                }
-                            }
-                        },
-                        None => fall_back(
-                            "the null device did not hand the engine back".into(),
-                            None,
-                            &mut control,
-                            &mut capture,
-                            &mut meters,
-                        )?,
+                    backend = match switchback::hand_back(backend, device, null_block) {
+                        Handover::Back(back) => {
+                            switched_back += 1;
+                            control.block_hint = GUESSED_DEVICE_BLOCK;
+                            warn_line(format_args!(
+                                "loophole: {label} is back; switched back to it at bar {bar:.1} (sample {at})"
+                            ));
+                            control.log_device("switched-back", &label, None, at)?;
+                            back
+                        }
+                        Handover::Stayed { null, why } => {
+                            switch_back.start_failed(control.started.elapsed());
+                            warn_line(format_args!("loophole: {why}; staying on the null device"));
+                            null
+                        }
+                        Handover::Lost(why) => {
+                            switch_back.start_failed(control.started.elapsed());
+                            fall_back(why, None, &mut control, &mut capture, &mut meters)?
+                        }
                     };
                     alsa.flush();
                     last_progress = (transport.rendered(), Instant::now());

@@ -104,6 +104,44 @@ impl SwitchBack {
     }
 }
 
+/// How a [`hand_back`] went.
+pub enum Handover {
+    /// The device plays, with the core, from the sample the null device stopped at.
+    Back(AudioBackend),
+    /// The device could not be started; the null device plays on with the core.
+    Stayed {
+        /// The null device, restarted.
+        null: AudioBackend,
+        /// Why the device could not be started.
+        why: String,
+    },
+    /// The core was lost on the way (a backend kept it): the caller must carry on with a fresh
+    /// engine, for this reason.
+    Lost(String),
+}
+
+/// Takes the core back from the null device `null` and starts `device` with it, so that the
+/// device continues at the very sample the null device stopped at. If the device cannot be
+/// started, the null device is restarted with the core. Thread: control; blocks for about a
+/// null-device block.
+pub fn hand_back(null: AudioBackend, device: &mut dyn DeviceOpener, null_block: usize) -> Handover {
+    let Some(core) = null.stop() else {
+        return Handover::Lost("the null device did not hand the engine back".into());
+    };
+    match device.start(core) {
+        Ok(back) => Handover::Back(back),
+        Err(failed) => {
+            let StartError { why: NoDevice(why), core } = *failed;
+            let why = format!("could not switch back to {} ({why})", device.label());
+            match core.map(|core| AudioBackend::start_null(core, null_block)) {
+                Some(Ok(null)) => Handover::Stayed { null, why },
+                Some(Err(e)) => Handover::Lost(format!("{why}; the null device did not restart ({e})")),
+                None => Handover::Lost(why),
+            }
+        }
+    }
+}
+
 /// The cpal device `play` was asked for, at the engine's sample rate.
 pub struct CpalOpener {
     /// `--audio NAME`, or the default device.
@@ -286,6 +324,65 @@ mod tests {
         dev.now = ms(4_510);
         assert_eq!(sb.poll(dev.now, false, &mut dev), Decision::SwitchBack);
         assert_eq!(dev.probes, vec![ms(2_502), ms(4_510)]);
+    }
+
+    /// A device that is there but cannot be started.
+    struct Refusing;
+
+    impl DeviceOpener for Refusing {
+        fn label(&self) -> String {
+            "audio device 'refusing'".into()
+        }
+        fn probe(&mut self) -> Result<(), String> {
+            Ok(())
+        }
+        fn start(&mut self, core: AudioCore) -> Result<AudioBackend, Box<StartError>> {
+            Err(Box::new(StartError { why: NoDevice("busy".into()), core: Some(core) }))
+        }
+    }
+
+    #[test]
+    fn hand_back_moves_the_core_to_the_device_or_back_to_the_null_device_without_losing_a_sample() {
+        use std::sync::Arc;
+
+        use loophole_engine::EngineConfig;
+        use loophole_engine::model::Session;
+        use loophole_engine::time::{Bpm, TempoMap};
+
+        use crate::audio::Transport;
+
+        let session = Arc::new(Session::new("empty", Bpm(120.0)));
+        let (_pulse, signal) =
+            loophole_engine::build(session, &EngineConfig { sample_rate: 48_000, max_block: 256, queue_capacity: 16 })
+                .unwrap();
+        let transport = Transport::new();
+        let core = AudioCore::new(signal, TempoMap::new(48_000, Bpm(120.0), 4.0), 0, transport.clone());
+        let null = AudioBackend::start_null(core, 256).unwrap();
+        std::thread::sleep(ms(20));
+        // A device that refuses: the null device plays on with the same core.
+        let null = match hand_back(null, &mut Refusing, 256) {
+            Handover::Stayed { null, why } => {
+                assert_eq!(why, "could not switch back to audio device 'refusing' (busy)");
+                null
+            }
+            _ => panic!("expected the null device to carry on"),
+        };
+        assert!(null.is_null());
+        let before = transport.rendered();
+        std::thread::sleep(ms(20));
+        assert!(transport.rendered() > before, "it plays on");
+        // A device that starts: it gets the core, at the sample the null device stopped at.
+        let mut device = TestDevice::parse("", 256).unwrap();
+        let back = match hand_back(null, &mut device, 256) {
+            Handover::Back(back) => back,
+            _ => panic!("expected the device"),
+        };
+        assert_eq!(back.label(), "audio device 'test device'");
+        std::thread::sleep(ms(20));
+        let core = back.stop().expect("the core comes back");
+        // One core all along: its sample counter is every frame rendered on all three backends.
+        assert_eq!(core.sample() as u64, transport.rendered());
+        assert!(transport.rendered() >= 3 * 256);
     }
 
     #[test]
