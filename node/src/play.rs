@@ -335,7 +335,9 @@ impl Control<'_> {
         let beat = self.beat_of_sample(sample as SampleTime);
         let host_time = Some(self.started.elapsed().as_secs_f64());
         if let Some(log) = &mut self.log {
-            let v = serde_json::json!({ "event": "device", "what": what, "device": device, "why": why, "sample": sample, "beat": beat });
+            let v = serde_json::json!({
+                "event": "device", "what": what, "device": device, "why": why, "sample": sample, "beat": beat,
+            });
             log.write_value(v, host_time)?;
         }
         Ok(())

@@ -521,7 +521,8 @@ fn external_midi_out_sends_each_event_when_its_sample_is_heard_and_releases_held
     let on = |key| MidiMsg::NoteOn { channel: 1, key, velocity: 90 };
     // As Signal would push them: in render order, ahead of time.
     tx.push(TimedMidi { track: TrackId(0), sample: 0, msg: on(60) }).unwrap();
-    tx.push(TimedMidi { track: TrackId(0), sample: 4_800, msg: MidiMsg::NoteOff { channel: 1, key: 60 } }).unwrap(); // +100 ms
+    // +100 ms
+    tx.push(TimedMidi { track: TrackId(0), sample: 4_800, msg: MidiMsg::NoteOff { channel: 1, key: 60 } }).unwrap();
     tx.push(TimedMidi { track: TrackId(0), sample: 4_800, msg: on(64) }).unwrap();
     tx.push(TimedMidi { track: TrackId(0), sample: 9_600, msg: MidiMsg::Cc { channel: 1, controller: 1, value: 5 } })
         .unwrap(); // +200 ms
