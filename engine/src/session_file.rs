@@ -3682,8 +3682,12 @@ steps = ["verse"]
         entries.sort();
         for path in entries {
             let name = path.file_name().unwrap().to_string_lossy().into_owned();
-            if name.ends_with("-script.toml") {
-                let script = crate::script::Script::load(&path, &band).unwrap_or_else(|e| panic!("{e}"));
+            if let Some(stem) = name.strip_suffix("-script.toml") {
+                // A script performs the session named like it (`x-script.toml`: `x.toml`), else the band.
+                let own = dir.join(format!("{stem}.toml"));
+                let session =
+                    if own.exists() { load_session(&own).unwrap_or_else(|e| panic!("{e}")) } else { band.clone() };
+                let script = crate::script::Script::load(&path, &session).unwrap_or_else(|e| panic!("{e}"));
                 assert!(!script.actions.is_empty(), "{name} is empty");
                 scripts += 1;
             } else {
