@@ -97,13 +97,19 @@ pub fn build(session: Arc<Session>, config: &EngineConfig) -> Result<(Pulse, Sig
         .zip(&mix)
         .map(|(t, m)| {
             let inst = match t.kind {
+                // A track routed to an external synth plays the built-in one only if it names it.
+                TrackKind::Midi if t.midi_out.is_some() && t.instrument.is_none() => None,
                 TrackKind::Midi => Some(instrument::Instrument::new(
                     &t.instrument.clone().unwrap_or(instrument::InstrumentSpec::Synth(Default::default())),
                     config.sample_rate,
                 )),
                 TrackKind::Audio => None,
             };
-            (*m, inst)
+            let route = match t.kind {
+                TrackKind::Midi => t.midi_out.clone(),
+                TrackKind::Audio => None,
+            };
+            (*m, inst, route)
         })
         .collect();
     let (cmd_tx, cmd_rx) = rtrb::RingBuffer::new(config.queue_capacity);

@@ -268,6 +268,19 @@ pub struct Track {
     pub instrument: Option<InstrumentSpec>,
     /// A full scene launch does not stop this track (it keeps playing its clip).
     pub keep_playing: bool,
+    /// Where a MIDI track's clips also go: an external MIDI output port (ignored on audio tracks).
+    /// A track with a route plays its built-in instrument only if `instrument` is set.
+    pub midi_out: Option<MidiOutRoute>,
+}
+
+/// A MIDI track's route to an external synth: an output port by name, and optionally the
+/// channel every message is sent on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MidiOutRoute {
+    /// The output port's name (matched as MIDI ports are: exactly, else by a unique substring).
+    pub port: String,
+    /// Channel 0..=15 that replaces the clip's own channels; `None` keeps the clip's channels.
+    pub channel: Option<u8>,
 }
 
 impl Track {
@@ -282,6 +295,7 @@ impl Track {
             solo: false,
             instrument: None,
             keep_playing: false,
+            midi_out: None,
         }
     }
 }

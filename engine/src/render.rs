@@ -9,7 +9,7 @@ use std::sync::Arc;
 use crate::model::Session;
 use crate::pulse::{Pulse, PulseError, PulseEvent};
 use crate::script::Script;
-use crate::signal::Signal;
+use crate::signal::{MidiOutEvent, Signal};
 use crate::time::{Beats, Bpm, SampleTime, TempoMap};
 use crate::{EngineConfig, EngineError};
 
@@ -30,6 +30,10 @@ impl Default for RenderConfig {
     }
 }
 
+/// Capacity of the offline renderer's MIDI-out ring (drained after every block of at most 4096
+/// frames).
+pub const MIDI_OUT_RING: usize = 1 << 16;
+
 /// An offline render in progress. Call [`Renderer::render_block`] until it returns 0.
 pub struct Renderer {
     pulse: Pulse,
@@ -41,6 +45,10 @@ pub struct Renderer {
     total: SampleTime,
     block: usize,
     errors: Vec<(Beats, PulseError)>,
+    /// The MIDI-out ring, when a track is routed to an external output.
+    midi_rx: Option<rtrb::Consumer<MidiOutEvent>>,
+    /// What routed tracks sent so far, in sample order.
+    midi_out: Vec<MidiOutEvent>,
 }
 
 impl Renderer {
@@ -51,11 +59,14 @@ impl Renderer {
         }
         let block = config.block.max(1);
         let clock = TempoMap::new(config.sample_rate, session.tempo, session.beats_per_bar);
-        let (pulse, signal) = crate::build(
+        let (pulse, mut signal) = crate::build(
             session,
             &EngineConfig { sample_rate: config.sample_rate, max_block: block.min(4096), queue_capacity: 8192 },
         )?;
+        let midi_rx = signal.has_midi_out().then(|| signal.connect_midi_out(MIDI_OUT_RING));
         Ok(Renderer {
+            midi_rx,
+            midi_out: Vec::new(),
             pulse,
             signal,
             clock,
@@ -101,6 +112,22 @@ impl Renderer {
     /// Script actions Pulse refused, with the beat they were pressed at.
     pub fn errors(&self) -> &[(Beats, PulseError)] {
         &self.errors
+    }
+
+    /// The beat at `sample` on the render's timeline (with the tempo changes made so far).
+    pub fn beat_at(&self, sample: SampleTime) -> Beats {
+        self.clock.block(sample, 0).beat_at_first_sample
+    }
+
+    /// Takes the MIDI messages routed tracks sent to their external outputs since the last call,
+    /// in sample order (empty when no track has `midi_out`).
+    pub fn take_midi_out(&mut self) -> Vec<MidiOutEvent> {
+        std::mem::take(&mut self.midi_out)
+    }
+
+    /// MIDI-out messages lost because the ring was full (a block longer than the ring holds).
+    pub fn lost_midi_out(&self) -> u64 {
+        self.signal.lost_midi_out().load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Renders the next block of the configured size into `out` (interleaved stereo). Returns the
@@ -150,6 +177,9 @@ impl Renderer {
             (n, self.clock.block(self.sample, n))
         };
         self.signal.process(&clock, &mut out[..n * 2]);
+        if let Some(rx) = &mut self.midi_rx {
+            self.midi_out.extend(std::iter::from_fn(|| rx.pop().ok()));
+        }
         self.sample += n as i64;
         n
     }

@@ -60,8 +60,8 @@ use toml::Spanned;
 use crate::instrument::InstrumentSpec;
 use crate::model::{
     Arrangement, AudioData, Clip, ClipContent, ClipId, EmptySlot, FollowAction, FollowActions, FollowConstraints,
-    FollowTarget, LaunchMode, MidiData, MidiEvent, MidiMsg, Placement, Playlist, PlaylistStep, Scene, SceneId, Session,
-    TempoChange, Track, TrackId, TrackKind, clip_kind,
+    FollowTarget, LaunchMode, MidiData, MidiEvent, MidiMsg, MidiOutRoute, Placement, Playlist, PlaylistStep, Scene,
+    SceneId, Session, TempoChange, Track, TrackId, TrackKind, clip_kind,
 };
 use crate::time::{Beats, Bpm, Quantise};
 
@@ -1043,6 +1043,8 @@ struct RawTrack {
     instrument: Option<Spanned<InstrumentSpec>>,
     #[serde(default)]
     keep_playing: bool,
+    midi_out: Option<Spanned<String>>,
+    midi_channel: Option<Spanned<i64>>,
 }
 
 /// `[start_beat, length_beats, key, velocity]`.
@@ -1278,6 +1280,44 @@ impl Ctx<'_> {
         line_col(self.text, span.start).0
     }
 
+    /// A track's `midi_out` and `midi_channel` (1..=16 in the file, 0..=15 in the model).
+    fn midi_out_route(&self, id: &str, t: &RawTrack) -> Result<Option<MidiOutRoute>, SessionError> {
+        let misplaced = |span: &Range<usize>, why: String| self.err(span, SessionErrorKind::Misplaced(why));
+        let Some(port) = &t.midi_out else {
+            return match &t.midi_channel {
+                Some(ch) => Err(misplaced(
+                    &ch.span(),
+                    format!("track '{id}': midi_channel needs midi_out = \"PORT\" (the output it applies to)"),
+                )),
+                None => Ok(None),
+            };
+        };
+        if t.kind == TrackKind::Audio {
+            return Err(misplaced(
+                &port.span(),
+                format!("track '{id}': an audio track sends no MIDI; remove `midi_out` or make it kind = \"midi\""),
+            ));
+        }
+        if port.get_ref().trim().is_empty() {
+            return Err(misplaced(&port.span(), format!("track '{id}': midi_out needs a port name")));
+        }
+        let channel = match &t.midi_channel {
+            None => None,
+            Some(ch) if (1..=16).contains(ch.get_ref()) => Some((*ch.get_ref() - 1) as u8),
+            Some(ch) => {
+                return Err(self.err(
+                    &ch.span(),
+                    SessionErrorKind::OutOfRange {
+                        what: format!("track '{id}': midi_channel"),
+                        value: ch.get_ref().to_string(),
+                        expected: "a MIDI channel 1..=16".into(),
+                    },
+                ));
+            }
+        };
+        Ok(Some(MidiOutRoute { port: port.get_ref().clone(), channel }))
+    }
+
     fn range(
         &self,
         v: &Spanned<f64>,
@@ -1389,6 +1429,7 @@ impl Ctx<'_> {
                     self.err(&inst.span(), SessionErrorKind::BadInstrument { track: id.clone(), problem })
                 })?;
             }
+            let midi_out = self.midi_out_route(&id, t)?;
             let mut track = Track::new(id, t.kind);
             track.gain_db = gain_db;
             track.pan = pan;
@@ -1396,6 +1437,7 @@ impl Ctx<'_> {
             track.solo = t.solo;
             track.instrument = t.instrument.as_ref().map(|i| i.get_ref().clone());
             track.keep_playing = t.keep_playing;
+            track.midi_out = midi_out;
             session.add_track(track);
         }
 
@@ -2666,6 +2708,26 @@ empty_slots = "continue"
     }
 
     #[test]
+    fn midi_out_routes_a_midi_track_to_a_port_and_bad_routes_are_errors() {
+        let midi = "[[track]]\nid = \"bass\"\nkind = \"midi\"\n";
+        let s = parse(&format!("{midi}midi_out = \"Minilogue\"\nmidi_channel = 3\n")).unwrap();
+        assert_eq!(s.tracks[0].midi_out, Some(MidiOutRoute { port: "Minilogue".into(), channel: Some(2) }));
+        let s = parse(&format!("{midi}midi_out = \"Minilogue\"\n")).unwrap();
+        assert_eq!(s.tracks[0].midi_out, Some(MidiOutRoute { port: "Minilogue".into(), channel: None }));
+        assert_eq!(parse(midi).unwrap().tracks[0].midi_out, None);
+        let bad = |text: String, needle: &str, phrase: &str| expect_err_in(parse(&text), FILE, &text, needle, phrase);
+        bad(format!("{midi}midi_out = \"x\"\nmidi_channel = 17\n"), "midi_channel", "track 'bass': midi_channel is 17");
+        bad(format!("{midi}midi_out = \"x\"\nmidi_channel = 0\n"), "midi_channel", "1..=16");
+        bad(format!("{midi}midi_channel = 2\n"), "midi_channel", "midi_channel needs midi_out");
+        bad(format!("{midi}midi_out = \" \"\n"), "midi_out", "midi_out needs a port name");
+        bad(
+            "[[track]]\nid = \"pad\"\nkind = \"audio\"\nmidi_out = \"x\"\n".into(),
+            "midi_out",
+            "an audio track sends no MIDI",
+        );
+    }
+
+    #[test]
     fn instrument_settings_are_checked() {
         bad(
             "instrument = { type = \"drums\" }",
@@ -3620,8 +3682,12 @@ steps = ["verse"]
         entries.sort();
         for path in entries {
             let name = path.file_name().unwrap().to_string_lossy().into_owned();
-            if name.ends_with("-script.toml") {
-                let script = crate::script::Script::load(&path, &band).unwrap_or_else(|e| panic!("{e}"));
+            if let Some(stem) = name.strip_suffix("-script.toml") {
+                // A script performs the session named like it (`x-script.toml`: `x.toml`), else the band.
+                let own = dir.join(format!("{stem}.toml"));
+                let session =
+                    if own.exists() { load_session(&own).unwrap_or_else(|e| panic!("{e}")) } else { band.clone() };
+                let script = crate::script::Script::load(&path, &session).unwrap_or_else(|e| panic!("{e}"));
                 assert!(!script.actions.is_empty(), "{name} is empty");
                 scripts += 1;
             } else {

@@ -8,7 +8,11 @@
 //!    event's target beat ([`BlockClock::frame_of_beat`]), splitting the block there;
 //! 3. renders clip players (audio voices with equal-power crossfades, MIDI clips into the track's
 //!    built-in instrument), applies the mixer (gain, balance, mute, solo) and meters the result;
-//! 4. reports what it executed through the report queue.
+//! 4. reports what it executed through the report queue;
+//! 5. for tracks routed to an external MIDI output, pushes each message the clip player sends
+//!    (with its absolute sample) into the MIDI-out ring ([`Signal::connect_midi_out`]), with
+//!    note-offs for every held note when a clip stops, is cut by another, wraps its loop or the
+//!    timeline jumps, and an all-notes-off when the transport stops ([`Signal::transport_stopped`]).
 //!
 //! `process` never allocates, frees, locks, blocks or does I/O (proved by
 //! `engine/tests/no_alloc.rs`). All state evolves per sample, so the same timeline cut into any
@@ -18,7 +22,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use crate::instrument::Instrument;
-use crate::model::{AudioData, ClipId, MidiData, MidiEvent, MidiMsg, TrackId};
+use crate::model::{AudioData, ClipId, MidiData, MidiEvent, MidiMsg, MidiOutRoute, TrackId};
 use crate::time::{Beats, BlockClock, SAMPLE_EPSILON, SampleTime};
 
 /// Identifies one scheduled trigger from the press that made it to the report of its execution.
@@ -125,6 +129,21 @@ pub enum Report {
         event: Scheduled,
     },
 }
+
+/// A MIDI message a track sends to its external output, at the sample it belongs to (the sample
+/// at which the built-in instrument would play it). Messages come out of the ring in sample order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MidiOutEvent {
+    /// Absolute sample of the message.
+    pub sample: SampleTime,
+    /// The track that sent it (its route names the port).
+    pub track: TrackId,
+    /// The message, on the route's channel if it sets one.
+    pub msg: MidiMsg,
+}
+
+/// MIDI controller "All Notes Off", sent on every channel a track used when the transport stops.
+pub const ALL_NOTES_OFF: u8 = 123;
 
 /// Peak meters, readable from any thread without locks. Each peak holds the largest absolute
 /// sample since it was last taken.
@@ -260,6 +279,38 @@ struct MidiVoice {
     velocity_scale: f32,
 }
 
+/// Signal's producer end of the MIDI-out ring.
+struct MidiOutRing {
+    tx: rtrb::Producer<MidiOutEvent>,
+    /// Messages dropped because the ring was full.
+    lost: Arc<AtomicU64>,
+    /// Cleared by [`Signal::transport_stopped`]: nothing more goes out.
+    open: bool,
+}
+
+/// Where a track's external messages go, and when: the ring, the track and the sample.
+struct Sink<'a> {
+    ring: &'a mut Option<MidiOutRing>,
+    track: TrackId,
+    sample: SampleTime,
+}
+
+impl Sink<'_> {
+    /// Pushes a message; `false` if it was not sent (no ring, transport stopped, ring full).
+    #[inline]
+    fn push(&mut self, msg: MidiMsg) -> bool {
+        let Some(r) = self.ring.as_mut() else { return false };
+        if !r.open {
+            return false;
+        }
+        if r.tx.push(MidiOutEvent { sample: self.sample, track: self.track, msg }).is_err() {
+            r.lost.fetch_add(1, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+}
+
 const VOICES_PER_TRACK: usize = 4;
 
 struct TrackState {
@@ -270,6 +321,12 @@ struct TrackState {
     held: [u64; 2],
     /// Fade applied to the instrument's output when a MIDI clip is faded out.
     midi_fade: Option<Ramp>,
+    /// Routed to an external output: `Some(channel override)`.
+    external: Option<Option<u8>>,
+    /// Notes held on the external synth: bit `key` of `ext_held[channel]`.
+    ext_held: [u128; 16],
+    /// Channels the track has sent on (bit per channel), for the all-notes-off.
+    ext_channels: u16,
     mix: MixSettings,
     /// Per-sample ramped linear gains (left, right).
     gain_now: [f32; 2],
@@ -295,6 +352,10 @@ pub struct Signal {
     lost_reports: Arc<AtomicU64>,
     /// The beat the next block should start at if the timeline runs on.
     expected_beat: Option<f64>,
+    /// The MIDI-out ring, once connected.
+    midi_out: Option<MidiOutRing>,
+    /// MIDI-out messages dropped because the ring was full.
+    lost_midi: Arc<AtomicU64>,
 }
 
 /// A block whose first beat differs from the last block's end by more than this many beats is a
@@ -315,15 +376,15 @@ impl Signal {
     pub(crate) fn new(
         sizes: SignalSizes,
         clips: Vec<ClipSlot>,
-        tracks: Vec<(MixSettings, Option<Instrument>)>,
+        tracks: Vec<(MixSettings, Option<Instrument>, Option<MidiOutRoute>)>,
         commands: rtrb::Consumer<Command>,
         reports: rtrb::Producer<Report>,
     ) -> Signal {
         let max_block = sizes.max_block.max(1);
-        let any_solo = tracks.iter().any(|(m, _)| m.solo);
+        let any_solo = tracks.iter().any(|(m, _, _)| m.solo);
         let tracks: Vec<TrackState> = tracks
             .into_iter()
-            .map(|(mix, instrument)| {
+            .map(|(mix, instrument, route)| {
                 let g = audible_gains(&mix, any_solo);
                 TrackState {
                     voices: [None; VOICES_PER_TRACK],
@@ -331,6 +392,9 @@ impl Signal {
                     instrument,
                     held: [0; 2],
                     midi_fade: None,
+                    external: route.map(|r| r.channel),
+                    ext_held: [0; 16],
+                    ext_channels: 0,
                     mix,
                     gain_now: g,
                     left: vec![0.0; max_block],
@@ -354,6 +418,55 @@ impl Signal {
             master_right: vec![0.0; max_block],
             lost_reports: Arc::new(AtomicU64::new(0)),
             expected_beat: None,
+            midi_out: None,
+            lost_midi: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// Whether any track is routed to an external MIDI output.
+    pub fn has_midi_out(&self) -> bool {
+        self.tracks.iter().any(|t| t.external.is_some())
+    }
+
+    /// Connects the MIDI-out ring: from now on every message a routed track's clips send is
+    /// pushed into it as a [`MidiOutEvent`], and the consumer end is returned (drain it on the
+    /// control thread or a MIDI-out thread). Before this is called, routed tracks send nothing.
+    /// A full ring drops messages and counts them ([`Signal::lost_midi_out`]); it never blocks.
+    ///
+    /// Thread: control, before Signal moves to the audio thread. Allocates the ring.
+    pub fn connect_midi_out(&mut self, capacity: usize) -> rtrb::Consumer<MidiOutEvent> {
+        let (tx, rx) = rtrb::RingBuffer::new(capacity.max(1));
+        self.midi_out = Some(MidiOutRing { tx, lost: self.lost_midi.clone(), open: true });
+        rx
+    }
+
+    /// A counter of MIDI-out messages dropped because the ring was full. Any thread.
+    pub fn lost_midi_out(&self) -> Arc<AtomicU64> {
+        self.lost_midi.clone()
+    }
+
+    /// The transport stopped at `sample`: every routed track releases its held notes and sends
+    /// All Notes Off (CC 123) on each channel it used, and nothing more goes out from this
+    /// Signal (a stopped transport's next start gets a fresh engine). The built-in instruments
+    /// are not touched (the audio is gated by the caller).
+    ///
+    /// Audio thread. Realtime-safe.
+    pub fn transport_stopped(&mut self, sample: SampleTime) {
+        for (ti, t) in self.tracks.iter_mut().enumerate() {
+            if t.external.is_none() {
+                continue;
+            }
+            let mut sink = Sink { ring: &mut self.midi_out, track: TrackId(ti as u32), sample };
+            release_external(t, &mut sink);
+            let mut used = t.ext_channels;
+            while used != 0 {
+                let channel = used.trailing_zeros() as u8;
+                used &= used - 1;
+                sink.push(MidiMsg::Cc { channel, controller: ALL_NOTES_OFF, value: 0 });
+            }
+        }
+        if let Some(r) = self.midi_out.as_mut() {
+            r.open = false;
         }
     }
 
@@ -382,7 +495,7 @@ impl Signal {
         // to zero while Signal runs: on many CPUs they cost a hundred times a normal number. The
         // offline renderer runs this same code, so renders and live playback stay identical.
         let _ftz = FlushDenormals::new();
-        self.drain_commands();
+        self.drain_commands(clock.sample_time);
         // A timeline that jumps (a Link session merging moves the beat by up to half a bar, either
         // way) would leave loops out of phase: put every player where the new beat says.
         if let Some(expected) = self.expected_beat
@@ -414,7 +527,7 @@ impl Signal {
         let beat = clock.beat_at_first_sample.0;
         let spb = 1.0 / clock.beats_per_sample;
         let declick = self.declick;
-        for track in &mut self.tracks {
+        for (ti, track) in self.tracks.iter_mut().enumerate() {
             for slot in track.voices.iter_mut() {
                 let Some(v) = slot else { continue };
                 if v.fade_out.is_some() {
@@ -441,12 +554,13 @@ impl Signal {
                     m.next =
                         m.lo + data.events[m.lo..m.hi].partition_point(|e| e.beat.0 - m.start_offset.0 < into - 1e-9);
                 }
-                release_held(track);
+                let mut sink = Sink { ring: &mut self.midi_out, track: TrackId(ti as u32), sample: clock.sample_time };
+                release_held(track, &mut sink);
             }
         }
     }
 
-    fn drain_commands(&mut self) {
+    fn drain_commands(&mut self, sample: SampleTime) {
         while let Ok(cmd) = self.commands.pop() {
             match cmd {
                 Command::Schedule(ev) => {
@@ -470,13 +584,14 @@ impl Signal {
                 Command::Panic => {
                     self.pending.clear();
                     let declick = self.declick;
-                    for t in &mut self.tracks {
+                    for (ti, t) in self.tracks.iter_mut().enumerate() {
                         for v in t.voices.iter_mut().flatten() {
                             start_fade_out(v, declick);
                         }
-                        if t.midi.take().is_some() || t.held != [0; 2] {
+                        if t.midi.take().is_some() || t.held != [0; 2] || t.ext_held != [0; 16] {
                             t.midi_fade = None;
-                            release_held(t);
+                            let mut sink = Sink { ring: &mut self.midi_out, track: TrackId(ti as u32), sample };
+                            release_held(t, &mut sink);
                         }
                     }
                 }
@@ -530,7 +645,9 @@ impl Signal {
         match ev.op {
             Op::Start { clip, anchor, gain } => {
                 if let Some(slot) = self.clips.get(clip.index()) {
-                    start_clip(track, slot, clip, anchor, gain, frame, clock, declick);
+                    let mut sink =
+                        Sink { ring: &mut self.midi_out, track: ev.track, sample: clock.sample_time + frame as i64 };
+                    start_clip(track, slot, clip, anchor, gain, frame, clock, declick, &mut sink);
                 }
             }
             Op::Stop { fade } => {
@@ -544,7 +661,12 @@ impl Signal {
                         // Keep the notes sounding through the fade; silence them at its end.
                         track.midi_fade = Some(Ramp { pos: 0, len, fade_in: false });
                     } else {
-                        release_held(track);
+                        let mut sink = Sink {
+                            ring: &mut self.midi_out,
+                            track: ev.track,
+                            sample: clock.sample_time + frame as i64,
+                        };
+                        release_held(track, &mut sink);
                     }
                 }
             }
@@ -590,8 +712,9 @@ impl Signal {
                     }
                 }
             }
-            if track.instrument.is_some()
-                && let Some((clip, frame)) = render_midi_track(track, &self.clips, clock, from, to)
+            if (track.instrument.is_some() || track.external.is_some())
+                && let Some((clip, frame)) =
+                    render_midi_track(track, &self.clips, clock, from, to, &mut self.midi_out, TrackId(ti as u32))
             {
                 let r = Report::ClipEnded { track: TrackId(ti as u32), clip, sample: clock.sample_time + frame as i64 };
                 push_report(&mut self.reports, &self.lost_reports, r);
@@ -758,8 +881,10 @@ fn end_voices(track: &mut TrackState, clock: &BlockClock, frame: usize, fade: u3
     }
 }
 
-/// Sends note-offs for every key the clip player holds.
-fn release_held(track: &mut TrackState) {
+/// Sends note-offs for every key the clip player holds (to the instrument and the external
+/// output).
+fn release_held(track: &mut TrackState, sink: &mut Sink<'_>) {
+    release_external(track, sink);
     if let Some(inst) = track.instrument.as_mut() {
         for key in 0..128u8 {
             let (w, b) = ((key / 64) as usize, key % 64);
@@ -769,6 +894,44 @@ fn release_held(track: &mut TrackState) {
         }
     }
     track.held = [0; 2];
+}
+
+/// Note-offs to the external output for every note held there. A note-off the full ring refuses
+/// stays held, so the next release sends it again.
+fn release_external(track: &mut TrackState, sink: &mut Sink<'_>) {
+    for channel in 0..16u8 {
+        let mut bits = track.ext_held[channel as usize];
+        while bits != 0 {
+            let key = bits.trailing_zeros() as u8;
+            bits &= bits - 1;
+            if sink.push(MidiMsg::NoteOff { channel, key }) {
+                track.ext_held[channel as usize] &= !(1u128 << key);
+            }
+        }
+    }
+}
+
+/// Sends a clip message to the track's external output (on the route's channel), keeping
+/// track of the notes it holds there.
+fn send_external(track: &mut TrackState, sink: &mut Sink<'_>, msg: MidiMsg) {
+    let Some(route_channel) = track.external else { return };
+    let msg = match (msg, route_channel) {
+        (m, None) => m,
+        (MidiMsg::NoteOn { key, velocity, .. }, Some(channel)) => MidiMsg::NoteOn { channel, key, velocity },
+        (MidiMsg::NoteOff { key, .. }, Some(channel)) => MidiMsg::NoteOff { channel, key },
+        (MidiMsg::Cc { controller, value, .. }, Some(channel)) => MidiMsg::Cc { channel, controller, value },
+    };
+    if !sink.push(msg) {
+        return;
+    }
+    match msg {
+        MidiMsg::NoteOn { channel, key, .. } => {
+            track.ext_held[(channel & 15) as usize] |= 1u128 << (key & 127);
+            track.ext_channels |= 1 << (channel & 15);
+        }
+        MidiMsg::NoteOff { channel, key } => track.ext_held[(channel & 15) as usize] &= !(1u128 << (key & 127)),
+        MidiMsg::Cc { channel, .. } => track.ext_channels |= 1 << (channel & 15),
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -781,6 +944,7 @@ fn start_clip(
     frame: usize,
     clock: &BlockClock,
     declick: u32,
+    sink: &mut Sink<'_>,
 ) {
     let beat = clock.beat_at_frame(frame as i64);
     // Position of the clip at this beat, in beats from its start offset.
@@ -833,7 +997,7 @@ fn start_clip(
             track.voices[idx] = Some(voice);
         }
         SlotContent::Midi(data) => {
-            release_held(track);
+            release_held(track, sink);
             track.midi_fade = None;
             let lo = data.events.partition_point(|e| e.beat.0 < slot.start_offset.0 - 1e-9);
             let hi = data.events.partition_point(|e| e.beat.0 < slot.start_offset.0 + slot.length.0 - 1e-9);
@@ -938,6 +1102,8 @@ fn render_midi_track(
     clock: &BlockClock,
     from: usize,
     to: usize,
+    ring: &mut Option<MidiOutRing>,
+    track_id: TrackId,
 ) -> Option<(ClipId, usize)> {
     let mut ended = None;
     let mut i = from;
@@ -980,29 +1146,30 @@ fn render_midi_track(
         }
         render_instrument(track, i, next_frame);
         i = next_frame;
+        let mut sink = Sink { ring: &mut *ring, track: track_id, sample: clock.sample_time + i as i64 };
         match action {
             None => {}
             Some(MidiStep::Event(msg)) => {
                 let Some(m) = track.midi.as_mut() else { continue };
                 m.next += 1;
                 let scale = m.velocity_scale;
-                play_clip_msg(track, msg, scale);
+                play_clip_msg(track, msg, scale, &mut sink);
             }
             Some(MidiStep::PassEnd) => {
                 let Some(m) = track.midi.as_mut() else { continue };
                 if m.looping {
                     m.iteration += 1;
                     m.next = m.lo;
-                    release_held(track);
+                    release_held(track, &mut sink);
                 } else {
                     ended = Some((m.clip, i));
                     track.midi = None;
-                    release_held(track);
+                    release_held(track, &mut sink);
                 }
             }
             Some(MidiStep::FadeEnd) => {
                 track.midi_fade = None;
-                release_held(track);
+                release_held(track, &mut sink);
                 if let Some(inst) = track.instrument.as_mut() {
                     // All Sound Off: the fade has reached silence, so cut the release tails.
                     inst.handle(MidiMsg::Cc { channel: 0, controller: 120, value: 0 });
@@ -1019,14 +1186,21 @@ enum MidiStep {
     FadeEnd,
 }
 
-fn play_clip_msg(track: &mut TrackState, msg: MidiMsg, velocity_scale: f32) {
-    let Some(inst) = track.instrument.as_mut() else { return };
-    match msg {
+fn play_clip_msg(track: &mut TrackState, msg: MidiMsg, velocity_scale: f32, sink: &mut Sink<'_>) {
+    let msg = match msg {
         MidiMsg::NoteOn { channel, key, velocity } => {
             let v = ((velocity as f32 * velocity_scale).round() as i32).clamp(1, 127) as u8;
+            MidiMsg::NoteOn { channel, key, velocity: v }
+        }
+        m => m,
+    };
+    send_external(track, sink, msg);
+    let Some(inst) = track.instrument.as_mut() else { return };
+    match msg {
+        MidiMsg::NoteOn { key, .. } => {
             let (w, b) = ((key / 64) as usize & 1, key % 64);
             track.held[w] |= 1 << b;
-            inst.handle(MidiMsg::NoteOn { channel, key, velocity: v });
+            inst.handle(msg);
         }
         MidiMsg::NoteOff { key, .. } => {
             let (w, b) = ((key / 64) as usize & 1, key % 64);
@@ -1042,7 +1216,14 @@ fn render_instrument(track: &mut TrackState, from: usize, to: usize) {
     if to <= from {
         return;
     }
-    let Some(inst) = track.instrument.as_mut() else { return };
+    let Some(inst) = track.instrument.as_mut() else {
+        // No instrument (an external synth only): the fade still runs, so that its end releases
+        // the notes on time.
+        if let Some(r) = track.midi_fade.as_mut() {
+            r.pos = r.pos.saturating_add((to - from) as u32).min(r.len);
+        }
+        return;
+    };
     if let Some(r) = track.midi_fade.as_mut() {
         // Render into the (zeroed) tail of the buffer region, then scale.
         let (l, rr) = (&mut track.left[from..to], &mut track.right[from..to]);

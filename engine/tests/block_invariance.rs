@@ -11,6 +11,7 @@ use loophole_engine::model::*;
 use loophole_engine::pulse::{Action, StopMode};
 use loophole_engine::render::{RenderConfig, Renderer};
 use loophole_engine::script::Script;
+use loophole_engine::signal::MidiOutEvent;
 use loophole_engine::time::{Beats, Quantise};
 use proptest::prelude::*;
 
@@ -79,15 +80,20 @@ fn performance() -> (Session, Script) {
         (23.9, Action::BackToArrangement { quantise: Some(Quantise::Beat) }),
     ]);
     s.arrangement = arranged.arrangement;
+    // Both MIDI tracks also play to external outputs (and keep their instruments), the drums on
+    // channel 10.
+    s.tracks[synth.index()].midi_out = Some(MidiOutRoute { port: "synth".into(), channel: None });
+    s.tracks[drums.index()].midi_out = Some(MidiOutRoute { port: "drums".into(), channel: Some(9) });
     (s, sc)
 }
 
-fn render_with_blocks(blocks: &[usize]) -> Vec<f32> {
+fn render_with_blocks(blocks: &[usize]) -> (Vec<f32>, Vec<MidiOutEvent>) {
     let (s, sc) = performance();
     let mut r = Renderer::new(Arc::new(s), sc, RenderConfig { sample_rate: 44_100, block: 64, seconds: 14.0 }).unwrap();
     let mut out = Vec::new();
     let mut buf = vec![0f32; 8192];
     let mut k = 0;
+    let mut midi = Vec::new();
     loop {
         let frames = blocks[k % blocks.len()];
         k += 1;
@@ -96,17 +102,23 @@ fn render_with_blocks(blocks: &[usize]) -> Vec<f32> {
             break;
         }
         out.extend_from_slice(&buf[..n * 2]);
+        midi.extend(r.take_midi_out());
     }
     assert!(r.errors().is_empty());
-    out
+    assert_eq!(r.lost_midi_out(), 0);
+    (out, midi)
 }
 
-fn reference() -> &'static Vec<f32> {
-    static REF: std::sync::OnceLock<Vec<f32>> = std::sync::OnceLock::new();
+fn reference() -> &'static (Vec<f32>, Vec<MidiOutEvent>) {
+    static REF: std::sync::OnceLock<(Vec<f32>, Vec<MidiOutEvent>)> = std::sync::OnceLock::new();
     REF.get_or_init(|| render_with_blocks(&[256]))
 }
 
-fn assert_bit_identical(a: &[f32], b: &[f32]) {
+fn assert_bit_identical((a, ma): &(Vec<f32>, Vec<MidiOutEvent>), (b, mb): &(Vec<f32>, Vec<MidiOutEvent>)) {
+    assert_eq!(ma.len(), mb.len(), "MIDI-out message counts differ");
+    if let Some(i) = ma.iter().zip(mb).position(|(x, y)| x != y) {
+        panic!("first MIDI-out difference at message {i}: {:?} vs {:?}", ma[i], mb[i]);
+    }
     assert_eq!(a.len(), b.len());
     if let Some(i) = a.iter().zip(b).position(|(x, y)| x.to_bits() != y.to_bits()) {
         panic!("first difference at interleaved sample {i}: {} vs {}", a[i], b[i]);
@@ -115,7 +127,15 @@ fn assert_bit_identical(a: &[f32], b: &[f32]) {
 
 #[test]
 fn the_reference_performance_makes_sound() {
-    let r = reference();
+    let (r, midi) = reference();
+    // Routed tracks sent notes on both routes (the drums' on channel 10), in sample order.
+    let ons = |ch: Option<u8>| {
+        midi.iter()
+            .filter(|e| matches!(e.msg, MidiMsg::NoteOn { channel, .. } if ch.is_none_or(|c| c == channel)))
+            .count()
+    };
+    assert!(ons(Some(9)) > 10 && ons(None) > ons(Some(9)), "note-ons: {} on ch 10, {} in all", ons(Some(9)), ons(None));
+    assert!(midi.windows(2).all(|w| w[0].sample <= w[1].sample));
     let peak = r.iter().fold(0f32, |m, v| m.max(v.abs()));
     assert!(peak > 0.1, "peak {peak}");
 }

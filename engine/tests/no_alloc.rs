@@ -75,8 +75,10 @@ fn rig_session() -> Session {
     s.clips[1].track = TrackId(0);
     s.clips[1].legato = true;
     s.crossfade_ms = 5.0;
+    // The synth also plays to an external output (the MIDI-out ring).
     let synth = s.add_track(Track {
         instrument: Some(InstrumentSpec::Synth(SynthSpec::default())),
+        midi_out: Some(MidiOutRoute { port: "ext".into(), channel: Some(1) }),
         ..Track::new("synth", TrackKind::Midi)
     });
     let drums = s.add_track(Track {
@@ -100,6 +102,9 @@ fn signal_process_never_allocates_or_frees() {
         &EngineConfig { sample_rate: 48_000, max_block: 128, queue_capacity: 64 },
     )
     .unwrap();
+    // A small ring, drained every 100 blocks: the full-ring path is taken too.
+    let mut midi_rx = signal.connect_midi_out(4);
+    let mut midi_sent = 0usize;
     let clock = SimClock { sample_rate: 48_000, tempo: Bpm(120.0), quantum: 4.0 };
     let mut out = vec![0f32; 512 * 2];
     let mut t = 0i64;
@@ -113,6 +118,9 @@ fn signal_process_never_allocates_or_frees() {
             n += counted(signal, &c, &mut out[..frames * 2]);
             *t += frames as i64;
             while pulse.poll_event().is_some() {}
+            while k % 100 == 0 && midi_rx.pop().is_ok() {
+                midi_sent += 1;
+            }
         }
         n
     };
@@ -159,8 +167,16 @@ fn signal_process_never_allocates_or_frees() {
         );
     }
     total += step(&mut pulse, &mut signal, 2, &mut t);
-    // Sanity: the run made sound, so the code paths were exercised.
+    // The transport stops: note-offs and All Notes Off into the ring.
+    let before = ALLOCS.load(Ordering::Relaxed);
+    COUNTING.with(|c| c.set(true));
+    signal.transport_stopped(t);
+    COUNTING.with(|c| c.set(false));
+    total += ALLOCS.load(Ordering::Relaxed) - before;
+    // Sanity: the run made sound and MIDI, so the code paths were exercised.
     assert!(signal.meters().blocks() > 2000);
+    assert!(midi_sent > 20, "MIDI-out messages: {midi_sent}");
+    assert!(signal.lost_midi_out().load(Ordering::Relaxed) > 0, "the full-ring path was taken");
     assert_eq!(total, 0, "Signal::process allocated or freed {total} times");
 }
 

@@ -112,6 +112,9 @@ pub struct RenderArgs {
     /// Write every executed event as one JSON object per line.
     #[arg(long, value_name = "LOG.jsonl")]
     pub log: Option<PathBuf>,
+    /// Write what tracks with `midi_out` send to their external synths as a Standard MIDI File.
+    #[arg(long = "midi-out", value_name = "FILE.mid")]
+    pub midi_out: Option<PathBuf>,
 }
 
 impl RenderArgs {
@@ -124,6 +127,7 @@ impl RenderArgs {
             sample_rate: self.sample_rate,
             seconds: check_seconds(self.seconds)?,
             log: self.log,
+            midi_out: self.midi_out,
         })
     }
 }

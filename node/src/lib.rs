@@ -61,6 +61,7 @@ pub mod link;
 pub mod midi;
 pub mod play;
 pub mod render;
+pub mod smf;
 pub mod wav;
 
 use std::io::Write;

@@ -17,7 +17,10 @@
 //!   prints a short line per trigger;
 //! - watches the device: if it reports a failure, or stops calling back, the core (Signal and
 //!   its sample counter) is taken back from it and the performance carries on on the null device
-//!   from the same sample, capturing to a WAV file so the audio is not lost;
+//!   from the same sample, capturing to a WAV file so the audio is not lost; then, every
+//!   [`switchback::RETRY`], it tries the device again and, once it is back, hands the core back
+//!   to it at the sample the null device stopped at (`audio::switchback`). Both are said on the
+//!   terminal and written to `--log` (`"event": "device"`);
 //! - promotes the audio thread to realtime scheduling (`--realtime`), prints the DSP load and
 //!   xruns every few seconds and logs them (see [`crate::health`]).
 //!
@@ -40,12 +43,14 @@ use loophole_engine::time::{Beats, SampleTime, TempoMap};
 use crate::audio::capture::Capture;
 use crate::audio::device::{self, NoDevice, StartError};
 use crate::audio::record::LiveInput;
+use crate::audio::switchback::{self, CpalOpener, Decision, DeviceOpener, Handover, SwitchBack, TestDevice};
 use crate::audio::{AlsaMessages, AudioBackend, AudioCore, ClockSnapshot, EngineSwap, Transport};
 use crate::eventlog::{EventLog, LogSource};
 use crate::health::{Health, HealthFigures};
 use crate::input::{InputArgs, Performance};
 use crate::link::control::LinkControl;
 use crate::link::{LinkAudio, LinkClock, LinkOptions, Resume};
+use crate::midi::out::MidiOut;
 use crate::midi::{AudioPosition, HostTime, MidiOptions, MidiRig};
 use crate::{BadInput, dbfs, say, warn_line};
 
@@ -129,6 +134,8 @@ pub struct PlaySummary {
     pub refused_tempo_changes: u64,
     /// Stopped by Ctrl-C.
     pub interrupted: bool,
+    /// Times the performance switched back from the null device to its device.
+    pub switched_back: u32,
 }
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
@@ -166,6 +173,8 @@ struct Control<'a> {
     block_hint: u64,
     /// MIDI controller and ports, if any.
     midi: Option<MidiRig>,
+    /// External MIDI out of routed tracks, if any.
+    midi_out: Option<MidiOut>,
     /// Link, when the node plays on it.
     link: Option<LinkControl>,
     /// Hands the audio core a fresh engine after a Link stop.
@@ -263,6 +272,11 @@ impl Control<'_> {
             beat: Beats(snap.beat),
             beats_per_sample: snap.beats_per_sample,
         };
+        if let Some(out) = &mut self.midi_out {
+            // Sample `s` is heard two blocks after the position passes it (see `MidiOut::step`).
+            let block = self.transport.max_block().max(self.block_hint);
+            out.step(pos, HostTime::now(), Duration::from_secs_f64(2.0 * block as f64 / self.sample_rate as f64));
+        }
         if let Some(midi) = &mut self.midi {
             for line in midi.step(&mut self.pulse, pos, HostTime::now()) {
                 warn_line(format_args!("loophole: {line}"));
@@ -310,12 +324,15 @@ impl Control<'_> {
             return Ok(());
         }
         self.drain()?;
-        let (pulse, signal) = loophole_engine::build(
+        let (pulse, mut signal) = loophole_engine::build(
             self.perf.session.clone(),
             &EngineConfig { sample_rate: self.sample_rate, max_block: 1024, queue_capacity: 8192 },
         )
         .map_err(|e| BadInput(e.to_string()))
         .context("cannot build a fresh engine")?;
+        if let Some(out) = &mut self.midi_out {
+            out.connect(&mut signal);
+        }
         self.new_meters.push(signal.meters());
         if let Some(swap) = &mut self.swap
             && swap.send(signal)
@@ -324,6 +341,19 @@ impl Control<'_> {
             if let Some(midi) = &mut self.midi {
                 midi.engine_replaced();
             }
+        }
+        Ok(())
+    }
+
+    /// Writes a device change (`what`: `fallback` or `switched-back`) at `sample` to the log.
+    fn log_device(&mut self, what: &str, device: &str, why: Option<&str>, sample: u64) -> anyhow::Result<()> {
+        let beat = self.beat_of_sample(sample as SampleTime);
+        let host_time = Some(self.started.elapsed().as_secs_f64());
+        if let Some(log) = &mut self.log {
+            let v = serde_json::json!({
+                "event": "device", "what": what, "device": device, "why": why, "sample": sample, "beat": beat,
+            });
+            log.write_value(v, host_time)?;
         }
         Ok(())
     }
@@ -415,6 +445,7 @@ type Engine = (Pulse, AudioCore, Arc<Meters>, rtrb::Producer<TempoChange>);
 
 /// Builds Pulse and an [`AudioCore`] whose clock starts at sample `start`: Link's when `link` is
 /// given, else the sample counter mapped through `clock`; with the ring for tempo changes.
+/// `connect` is given the Signal first (to connect external MIDI out).
 fn build_engine(
     perf: &Performance,
     clock: TempoMap,
@@ -422,13 +453,15 @@ fn build_engine(
     transport: &Arc<Transport>,
     start: u64,
     link: Option<LinkAudio>,
+    connect: impl FnOnce(&mut loophole_engine::signal::Signal),
 ) -> anyhow::Result<Engine> {
-    let (pulse, signal) = loophole_engine::build(
+    let (pulse, mut signal) = loophole_engine::build(
         perf.session.clone(),
         &EngineConfig { sample_rate, max_block: 1024, queue_capacity: 8192 },
     )
     .map_err(|e| BadInput(e.to_string()))
     .context("cannot build the engine")?;
+    connect(&mut signal);
     let meters = signal.meters();
     let mut core = match link {
         Some(link) => AudioCore::with_link(signal, link, start as i64, transport.clone()),
@@ -501,8 +534,16 @@ pub fn run(opts: PlayOptions) -> anyhow::Result<PlaySummary> {
 
     let mut fallback: Option<String> = None;
     let mut alsa = AlsaMessages::collect();
+    let null_block = opts.buffer.map_or(NULL_BLOCK, |b| b as usize);
+    // The test hook that stands in for a device which fails and comes back.
+    let test_device = match &opts.backend {
+        Backend::Device(_) => TestDevice::from_env(null_block).map_err(BadInput)?,
+        Backend::Null => None,
+    };
+    let test_active = test_device.is_some();
     let plan = match &opts.backend {
         Backend::Null => None,
+        Backend::Device(_) if test_active => None,
         Backend::Device(name) => match device::find(name.as_deref(), opts.sample_rate, opts.buffer) {
             Ok(plan) => Some(plan),
             Err(NoDevice(why)) => {
@@ -512,7 +553,16 @@ pub fn run(opts: PlayOptions) -> anyhow::Result<PlaySummary> {
         },
     };
     let sample_rate = plan.as_ref().map_or(opts.sample_rate.unwrap_or(NULL_SAMPLE_RATE), |p| p.sample_rate());
-    let null_block = opts.buffer.map_or(NULL_BLOCK, |b| b as usize);
+    // The device to switch back to after a failure.
+    let mut opener: Option<Box<dyn DeviceOpener>> = match (&opts.backend, test_device) {
+        (Backend::Null, _) => None,
+        (_, Some(t)) => Some(Box::new(t)),
+        (Backend::Device(name), None) => {
+            Some(Box::new(CpalOpener { name: name.clone(), sample_rate, buffer: opts.buffer }))
+        }
+    };
+    let mut switch_back = SwitchBack::new(switchback::RETRY);
+    let mut switched_back = 0u32;
     let total = seconds.map(|s| (s * sample_rate as f64).round() as u64);
     let new_map = || TempoMap::new(sample_rate, perf.session.tempo, perf.session.beats_per_bar);
     let transport = Transport::new();
@@ -523,7 +573,15 @@ pub fn run(opts: PlayOptions) -> anyhow::Result<PlaySummary> {
         }
         false => (None, None),
     };
-    let (pulse, mut core, meters, tempo_tx) = build_engine(&perf, new_map(), sample_rate, &transport, 0, link_audio)?;
+    let mut midi_out = None;
+    let (pulse, mut core, meters, tempo_tx) =
+        build_engine(&perf, new_map(), sample_rate, &transport, 0, link_audio, |signal| {
+            let (out, lines) = MidiOut::open(&perf.session, opts.midi.backend().as_mut(), sample_rate, signal);
+            for line in lines {
+                warn_line(format_args!("loophole: {line}"));
+            }
+            midi_out = out;
+        })?;
     let swap = link.is_some().then(|| core.engine_swap());
     let mut meters = vec![meters];
 
@@ -565,6 +623,7 @@ pub fn run(opts: PlayOptions) -> anyhow::Result<PlaySummary> {
             None => null_block as u64,
         },
         midi,
+        midi_out,
         link,
         swap,
         epoch: 0,
@@ -598,7 +657,13 @@ pub fn run(opts: PlayOptions) -> anyhow::Result<PlaySummary> {
                     audio
                 });
                 let map = control.rebuilt_tempo_map();
-                let (pulse, mut core, m, tempo_tx) = build_engine(&perf, map, sample_rate, &transport, at, link_audio)?;
+                let midi_out = &mut control.midi_out;
+                let (pulse, mut core, m, tempo_tx) =
+                    build_engine(&perf, map, sample_rate, &transport, at, link_audio, |signal| {
+                        if let Some(out) = midi_out {
+                            out.connect(signal);
+                        }
+                    })?;
                 control.tempo_tx = tempo_tx;
                 if core.has_link() {
                     control.swap = Some(core.engine_swap());
@@ -639,9 +704,23 @@ pub fn run(opts: PlayOptions) -> anyhow::Result<PlaySummary> {
                 }
             }
         }
-        None => match fallback.clone() {
-            Some(why) => fall_back(why, Some(core), &mut control, &mut capture, &mut meters)?,
-            None => {
+        None => match (fallback.clone(), opener.as_mut().filter(|_| test_active)) {
+            (Some(why), _) => fall_back(why, Some(core), &mut control, &mut capture, &mut meters)?,
+            (None, Some(test)) => match test.start(core) {
+                Ok(backend) => {
+                    warn_line(format_args!(
+                        "loophole: playing on {} (the {} test hook)",
+                        test.label(),
+                        switchback::TEST_DEVICE_ENV
+                    ));
+                    backend
+                }
+                Err(failed) => {
+                    let StartError { why: NoDevice(why), core } = *failed;
+                    fall_back(why, core, &mut control, &mut capture, &mut meters)?
+                }
+            },
+            (None, None) => {
                 match &capture {
                     Some(c) => warn_line(format_args!(
                         "loophole: playing on the null device, paced in real time, and writing what it plays to {}",
@@ -703,11 +782,56 @@ pub fn run(opts: PlayOptions) -> anyhow::Result<PlaySummary> {
             let core = backend.stop();
             let why = format!("{label} failed ({why})");
             fallback = Some(why.clone());
-            backend = fall_back(why, core, &mut control, &mut capture, &mut meters)?;
+            let at = transport.rendered();
+            backend = fall_back(why.clone(), core, &mut control, &mut capture, &mut meters)?;
+            control.log_device("fallback", &label, Some(&why), at)?;
+            if opener.is_some() {
+                switch_back.lost(control.started.elapsed());
+            }
             alsa.flush();
             last_progress = (transport.rendered(), Instant::now());
             paced_from = last_progress;
             continue;
+        }
+        if backend.is_null()
+            && let Some(device) = opener.as_deref_mut()
+        {
+            let busy = control.swap.as_ref().is_some_and(EngineSwap::pending);
+            match switch_back.poll(control.started.elapsed(), busy, device) {
+                Decision::Wait => {}
+                Decision::StillMissing(why) => tracing::debug!("{} is still missing: {why}", device.label()),
+                Decision::SwitchBack => {
+                    let label = device.label();
+                    health.retire(&backend);
+                    let at = transport.rendered();
+                    let (bar, in_bar) = control.pulse.bar_position(Beats(control.beat_of_sample(at as SampleTime)));
+                    let bar = format!("{}.{}", bar + 1, in_bar.floor() as i64 + 1);
+                    backend = match switchback::hand_back(backend, device, null_block) {
+                        Handover::Back(back) => {
+                            switched_back += 1;
+                            control.block_hint = GUESSED_DEVICE_BLOCK;
+                            warn_line(format_args!(
+                                "loophole: {label} is back; switched back to it at bar {bar} (sample {at})"
+                            ));
+                            control.log_device("switched-back", &label, None, at)?;
+                            back
+                        }
+                        Handover::Stayed { null, why } => {
+                            switch_back.start_failed(control.started.elapsed());
+                            warn_line(format_args!("loophole: {why}; staying on the null device"));
+                            null
+                        }
+                        Handover::Lost(why) => {
+                            switch_back.start_failed(control.started.elapsed());
+                            fall_back(why, None, &mut control, &mut capture, &mut meters)?
+                        }
+                    };
+                    alsa.flush();
+                    last_progress = (transport.rendered(), Instant::now());
+                    paced_from = last_progress;
+                    continue;
+                }
+            }
         }
         if INTERRUPTED.load(Ordering::SeqCst) {
             interrupted = true;
@@ -728,6 +852,7 @@ pub fn run(opts: PlayOptions) -> anyhow::Result<PlaySummary> {
     }
     control.drain()?;
     let midi = control.midi.take().map(MidiRig::finish);
+    let midi_out = control.midi_out.take().map(MidiOut::finish);
     let refused = control.refused;
     health.finish(&figures, control.log.as_mut(), control.started.elapsed().as_secs_f64())?;
     if let Some(log) = control.log.take() {
@@ -755,6 +880,7 @@ pub fn run(opts: PlayOptions) -> anyhow::Result<PlaySummary> {
         refused,
         refused_tempo_changes: transport.refused_tempo_changes(),
         interrupted,
+        switched_back,
     };
     let mut status = format!(
         "{} {:.2} s ({} frames, {} blocks) on {on}; {}; {}; dropped capture frames {}; output peak {}",
@@ -771,6 +897,9 @@ pub fn run(opts: PlayOptions) -> anyhow::Result<PlaySummary> {
         summary.dropped_capture,
         dbfs(peak),
     );
+    if switched_back > 0 {
+        status.push_str(&format!("; switched back from the null device {switched_back} time(s)"));
+    }
     if let Some((path, n)) = &summary.capture {
         status.push_str(&format!("; captured {n} frames to {}", path.display()));
     }
@@ -787,6 +916,9 @@ pub fn run(opts: PlayOptions) -> anyhow::Result<PlaySummary> {
     say(format_args!("{status}"));
     if let Some(midi) = midi {
         say(format_args!("{}", midi.line()));
+    }
+    if let Some((_, line)) = midi_out {
+        say(format_args!("{line}"));
     }
     Ok(summary)
 }

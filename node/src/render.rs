@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use loophole_engine::render::{RenderConfig, Renderer};
+use loophole_engine::time::Beats;
 
 use crate::eventlog::{EventLog, LogSource};
 use crate::input::{InputArgs, Performance};
@@ -35,6 +36,8 @@ pub struct RenderOptions {
     pub seconds: Option<f64>,
     /// JSON-lines event log.
     pub log: Option<PathBuf>,
+    /// Standard MIDI File of what routed tracks send to their external synths (`--midi-out`).
+    pub midi_out: Option<PathBuf>,
 }
 
 /// What a render did.
@@ -66,6 +69,14 @@ pub fn run(opts: &RenderOptions) -> anyhow::Result<RenderSummary> {
     )
     .map_err(|e| BadInput(e.to_string()))
     .context("cannot set up the render")?;
+    if opts.midi_out.is_some() && !perf.session.tracks.iter().any(|t| t.midi_out.is_some()) {
+        return Err(BadInput(
+            "--midi-out: no track of this session has midi_out = \"PORT\"; there is no external MIDI to write".into(),
+        )
+        .into());
+    }
+    let mut midi_events = Vec::new();
+    let mut tempos = vec![(Beats::ZERO, renderer.tempo().0)];
     let mut wav = FloatWavWriter::create(&opts.out, opts.sample_rate, 2)
         .with_context(|| format!("cannot create {}", opts.out.display()))?;
     let mut log = opts.log.as_deref().map(|p| EventLog::create(p, LogSource::Render)).transpose()?;
@@ -82,6 +93,16 @@ pub fn run(opts: &RenderOptions) -> anyhow::Result<RenderSummary> {
             break;
         }
         wav.write(&buf[..n * 2]).with_context(|| format!("cannot write {}", opts.out.display()))?;
+        if opts.midi_out.is_some() {
+            for e in renderer.take_midi_out() {
+                midi_events.push((e, renderer.beat_at(e.sample)));
+            }
+            // The render cuts blocks at tempo changes: a new tempo starts at the next block.
+            let tempo = renderer.tempo().0;
+            if tempos.last().is_some_and(|(_, t)| *t != tempo) {
+                tempos.push((renderer.beat_at(renderer.position() as i64), tempo));
+            }
+        }
         while let Some(event) = renderer.poll_event() {
             events += 1;
             if let Some(log) = &mut log {
@@ -103,6 +124,15 @@ pub fn run(opts: &RenderOptions) -> anyhow::Result<RenderSummary> {
     if let Some(log) = log {
         log.finish()?;
     }
+    let midi_line = match &opts.midi_out {
+        Some(path) => {
+            let n = crate::smf::write(path, &perf.session, &midi_events, &tempos)?;
+            let lost = renderer.lost_midi_out();
+            let lost = if lost > 0 { format!(" ({lost} lost: the ring was full)") } else { String::new() };
+            format!("; {n} MIDI messages{lost} -> {}", path.display())
+        }
+        None => String::new(),
+    };
     for (beat, err) in renderer.errors() {
         warn_line(format_args!("loophole: warning: script action at beat {beat} refused: {err}"));
     }
@@ -117,7 +147,7 @@ pub fn run(opts: &RenderOptions) -> anyhow::Result<RenderSummary> {
         refused: renderer.errors().len(),
     };
     say(format_args!(
-        "rendered {} frames ({:.2} s of audio) in {:.2} s wall, {:.1}x realtime, peak {}, {} events -> {}",
+        "rendered {} frames ({:.2} s of audio) in {:.2} s wall, {:.1}x realtime, peak {}, {} events -> {}{midi_line}",
         summary.frames,
         summary.seconds,
         wall.as_secs_f64(),

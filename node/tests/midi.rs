@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use loophole_engine::EngineConfig;
 use loophole_engine::model::{
-    Clip, ClipContent, ClipId, LaunchMode, MidiData, MidiMsg, Scene, Session, Track, TrackKind,
+    Clip, ClipContent, ClipId, LaunchMode, MidiData, MidiMsg, Scene, Session, Track, TrackId, TrackKind,
 };
 use loophole_engine::pulse::{Pulse, PulseEvent, TriggerKind};
 use loophole_engine::signal::Signal;
@@ -18,7 +18,7 @@ use loophole_engine::time::{Beats, Bpm, SimClock};
 use loophole_node::midi::clock::SharedClock;
 use loophole_node::midi::feedback::{Grid, LedState};
 use loophole_node::midi::mapping::Control;
-use loophole_node::midi::out::{ExternalOut, TimedMidi};
+use loophole_node::midi::out::{ExternalOut, OutPorts, TimedMidi};
 use loophole_node::midi::ports::MidiBackend;
 use loophole_node::midi::{AudioPosition, FakeMidi, HostTime, Mapping, Message, MidiOptions, MidiRig, MidiSystem};
 
@@ -517,15 +517,17 @@ fn external_midi_out_sends_each_event_when_its_sample_is_heard_and_releases_held
     let start = HostTime::now().0 + 50_000;
     let clock = Arc::new(SharedClock::fixed(HostTime(start), SR));
     let (mut tx, rx) = rtrb::RingBuffer::new(64);
-    let out = ExternalOut::start(rx, port, clock).unwrap();
+    let out = ExternalOut::start(rx, OutPorts::new(vec![port], vec![Some(0)]), clock).unwrap();
     let on = |key| MidiMsg::NoteOn { channel: 1, key, velocity: 90 };
     // As Signal would push them: in render order, ahead of time.
-    tx.push(TimedMidi { sample: 0, msg: on(60) }).unwrap();
-    tx.push(TimedMidi { sample: 4_800, msg: MidiMsg::NoteOff { channel: 1, key: 60 } }).unwrap(); // +100 ms
-    tx.push(TimedMidi { sample: 4_800, msg: on(64) }).unwrap();
-    tx.push(TimedMidi { sample: 9_600, msg: MidiMsg::Cc { channel: 1, controller: 1, value: 5 } }).unwrap(); // +200 ms
+    tx.push(TimedMidi { track: TrackId(0), sample: 0, msg: on(60) }).unwrap();
+    // +100 ms
+    tx.push(TimedMidi { track: TrackId(0), sample: 4_800, msg: MidiMsg::NoteOff { channel: 1, key: 60 } }).unwrap();
+    tx.push(TimedMidi { track: TrackId(0), sample: 4_800, msg: on(64) }).unwrap();
+    tx.push(TimedMidi { track: TrackId(0), sample: 9_600, msg: MidiMsg::Cc { channel: 1, controller: 1, value: 5 } })
+        .unwrap(); // +200 ms
     std::thread::sleep(Duration::from_millis(320));
-    tx.push(TimedMidi { sample: 480_000, msg: on(70) }).unwrap(); // 10 s away: dropped at the stop
+    tx.push(TimedMidi { track: TrackId(0), sample: 480_000, msg: on(70) }).unwrap(); // 10 s away: dropped at the stop
     std::thread::sleep(Duration::from_millis(20));
     let stats = out.stop();
     let sent = fake.sent();

@@ -1,8 +1,9 @@
 //! Proves that the node's audio callbacks never allocate or free. The output ([`AudioCore`]):
 //! Signal, the block clock, the capture ring push, the loopback tap, the position atomics and
 //! the sample-format and channel conversions, over the demo performance with its scene changes,
-//! and tempo and time-signature changes sent through the tempo ring (the tempo map takes them
-//! and cuts blocks at them). The input ([`InputCore::push`]): the conversion to stereo, the
+//! tempo and time-signature changes sent through the tempo ring (the tempo map takes them
+//! and cuts blocks at them), and a track routed to an external synth (Signal pushing into the
+//! MIDI-out ring). The input ([`InputCore::push`]): the conversion to stereo, the
 //! capture-time smoothing, the ring pushes and the dropped-frame count when the rings are full.
 //!
 //! A second test runs the null device with the core in its callback and counts everything its
@@ -74,14 +75,20 @@ fn counted(f: impl FnOnce()) -> usize {
 
 #[test]
 fn the_audio_callback_never_allocates_or_frees() {
-    let session = std::sync::Arc::new(loophole_engine::demo::session());
+    // The bass also plays to an external synth: Signal pushes its notes into the MIDI-out ring.
+    let mut session = loophole_engine::demo::session();
+    let bass = session.tracks.iter().position(|t| t.id == "bass").unwrap();
+    session.tracks[bass].midi_out = Some(loophole_engine::model::MidiOutRoute { port: "synth".into(), channel: None });
+    let session = std::sync::Arc::new(session);
     let script = loophole_engine::demo::script();
     let rate = 48_000;
-    let (mut pulse, signal) = loophole_engine::build(
+    let (mut pulse, mut signal) = loophole_engine::build(
         session.clone(),
         &EngineConfig { sample_rate: rate, max_block: 1024, queue_capacity: 8192 },
     )
     .unwrap();
+    let mut midi_rx = signal.connect_midi_out(4096);
+    let mut midi_sent = 0usize;
     let clock = TempoMap::new(rate, session.tempo, session.beats_per_bar);
     let transport = Transport::new();
     let mut core = AudioCore::new(signal, clock, 0, transport.clone());
@@ -135,6 +142,9 @@ fn the_audio_callback_never_allocates_or_frees() {
             tap_rx.read_chunk(n).unwrap().commit_all();
             while tap_blocks_rx.pop().is_ok() {}
         }
+        while midi_rx.pop().is_ok() {
+            midi_sent += 1;
+        }
         while let Some(e) = pulse.poll_event() {
             if matches!(e, loophole_engine::pulse::PulseEvent::Step { .. }) {
                 steps += 1;
@@ -156,6 +166,7 @@ fn the_audio_callback_never_allocates_or_frees() {
     let snap = transport.snapshot();
     assert_eq!((snap.tempo, snap.quantum), (120.0, 4.0), "the last tempo change applied");
     assert_eq!(transport.refused_tempo_changes(), 0);
+    assert!(midi_sent > 50, "the bass sent {midi_sent} MIDI-out messages");
     assert_eq!(allocs, 0, "the audio callback allocated or freed {allocs} times");
     drop(core);
     capture.finish().unwrap();

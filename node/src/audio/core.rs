@@ -17,6 +17,8 @@
 //!
 //! - closes a **gate** (a fade to silence over [`GATE_MS`]) while the node's transport is
 //!   stopped, so nothing is heard between a stop and the next start;
+//! - tells Signal when the transport stops ([`Signal::transport_stopped`]: external synths get
+//!   note-offs and All Notes Off);
 //! - swaps in a **fresh engine** ([`EngineSwap`]) that the control thread builds after a stop, so
 //!   that the next start begins from an empty schedule; the old Signal goes back to the control
 //!   thread to be freed there;
@@ -527,6 +529,11 @@ impl AudioCore {
             }
         };
         if self.link.is_some() {
+            if self.was_playing && !snap.playing {
+                // External synths: release held notes and All Notes Off; nothing more from this
+                // engine (the next start gets a fresh one).
+                self.signal.transport_stopped(self.sample + frames as SampleTime);
+            }
             if self.was_playing && !snap.playing && self.swap.is_some() {
                 self.awaiting_engine = true;
             }

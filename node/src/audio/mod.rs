@@ -13,7 +13,8 @@
 //! clock ([`host`]) and recorded aligned with the output (latency compensation).
 //!
 //! A backend owns the core while it runs and hands it back when stopped ([`AudioBackend::stop`]),
-//! so a failed device's successor continues with the same Signal at the same sample.
+//! so a failed device's successor continues with the same Signal at the same sample, and so does
+//! the device again when it comes back ([`switchback`]).
 
 pub mod capture;
 pub mod core;
@@ -24,6 +25,7 @@ pub mod load;
 pub mod null;
 pub mod record;
 pub mod rt;
+pub mod switchback;
 
 pub use self::core::{AudioCore, BlockTiming, CallbackTiming, ClockSnapshot, EngineSwap, Transport};
 use self::device::{CoreSlot, DeviceStream};
@@ -45,6 +47,14 @@ pub enum AudioBackend {
         back: rtrb::Consumer<AudioCore>,
         /// Its counters.
         stats: Arc<NullStats>,
+    },
+    /// The test device ([`switchback::TestDevice`], a test hook): the null device under another
+    /// name, reporting a failure at `fail_at`.
+    Test {
+        /// The null device it runs on.
+        inner: Box<AudioBackend>,
+        /// When it reports its failure (once).
+        fail_at: Option<std::time::Instant>,
     },
 }
 
@@ -78,6 +88,7 @@ impl AudioBackend {
         match self {
             AudioBackend::Device(d) => format!("audio device '{}'", d.label()),
             AudioBackend::Null { .. } => "the null device".to_string(),
+            AudioBackend::Test { .. } => "audio device 'test device'".to_string(),
         }
     }
 
@@ -92,6 +103,7 @@ impl AudioBackend {
         match self {
             AudioBackend::Device(d) => d.xruns() + d.gaps(),
             AudioBackend::Null { stats, .. } => stats.misses(),
+            AudioBackend::Test { inner, .. } => inner.xruns(),
         }
     }
 
@@ -100,6 +112,7 @@ impl AudioBackend {
         match self {
             AudioBackend::Device(d) => d.load(),
             AudioBackend::Null { stats, .. } => stats.load(),
+            AudioBackend::Test { inner, .. } => inner.load(),
         }
     }
 
@@ -108,6 +121,7 @@ impl AudioBackend {
         match self {
             AudioBackend::Device(d) => d.audio_thread_id(),
             AudioBackend::Null { stats, .. } => stats.thread_id(),
+            AudioBackend::Test { inner, .. } => inner.audio_thread_id(),
         }
     }
 
@@ -116,6 +130,13 @@ impl AudioBackend {
         match self {
             AudioBackend::Device(d) => d.failure(),
             AudioBackend::Null { .. } => None,
+            AudioBackend::Test { fail_at, .. } => match *fail_at {
+                Some(t) if std::time::Instant::now() >= t => {
+                    *fail_at = None;
+                    Some(format!("injected failure ({})", switchback::TEST_DEVICE_ENV))
+                }
+                _ => None,
+            },
         }
     }
 
@@ -125,6 +146,7 @@ impl AudioBackend {
     pub fn stop(self) -> Option<AudioCore> {
         match self {
             AudioBackend::Device(d) => d.stop(),
+            AudioBackend::Test { inner, .. } => inner.stop(),
             AudioBackend::Null { stream, mut back, .. } => {
                 stream.stop();
                 let until = std::time::Instant::now() + Duration::from_secs(1);

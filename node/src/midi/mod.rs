@@ -1,5 +1,5 @@
-//! MIDI: controllers that launch clips and light their pads, and (with an engine change still to
-//! come) external synths.
+//! MIDI: controllers that launch clips and light their pads, and external synths that play MIDI
+//! tracks routed to them (`midi_out` in the session).
 //!
 //! - [`ports`]: the [`MidiBackend`] trait (list, open by name, poll inputs, send), with the
 //!   system's MIDI through midir ([`MidirBackend`]) and an in-process fake ([`FakeMidi`]) that
@@ -10,7 +10,8 @@
 //! - [`mapping`]: controller mapping files (`docs/controllers.md`).
 //! - [`feedback`]: the sans-IO LED state machine; [`controller`]: a mapping applied to a
 //!   session, turning presses into Pulse actions.
-//! - [`out`]: the thread that sends Signal's MIDI events to an external port on time.
+//! - [`out`]: the thread that sends Signal's MIDI events to an external port on time, and
+//!   [`out::MidiOut`], what `play` runs for the session's routed tracks.
 //! - [`rig`]: what `play` and `demo` open and run every control tick.
 //!
 //! Threads: everything runs on the control thread except midir's input callback (which only

@@ -1,27 +1,32 @@
-//! External MIDI out: MIDI clips played by an external synth through an output port instead of
-//! the built-in instrument.
+//! External MIDI out: MIDI clips played by an external synth through an output port, instead of
+//! (or as well as) the built-in instrument.
 //!
-//! Signal renders MIDI clips on the audio thread, at the exact sample of each event. To reach an
-//! external port, those events must leave the audio thread without blocking: Signal pushes
-//! `(sample, message)` pairs ([`TimedMidi`]) into an `rtrb` ring, and [`ExternalOut`] — a
-//! non-realtime thread — drains it and sends each message when its sample is heard, using the
-//! audio clock's sample → host-time line ([`SharedClock`], published by the control thread).
-//! The scheduling is the sans-IO [`OutScheduler`]; the thread is a thin driver around it.
+//! A track with `midi_out = "PORT"` in the session (see `docs/session-format.md`) has Signal push
+//! every message its clips send, with its absolute sample ([`TimedMidi`], the engine's
+//! [`MidiOutEvent`]), into an `rtrb` ring ([`Signal::connect_midi_out`]). [`ExternalOut`] — a
+//! non-realtime thread — drains the ring and sends each message through the track's port when its
+//! sample is heard, using the audio clock's sample → host-time line ([`SharedClock`], published
+//! by the control thread from the positions the audio callback publishes). So a message's time
+//! is the beat of its sample, the same beat the built-in instrument would play it at. The
+//! scheduling is the sans-IO [`OutScheduler`]; the thread is a thin driver around it.
 //!
-//! The engine side (a track routed to a port, Signal pushing its events into the ring) is not
-//! there yet; see `docs/controllers.md`, "External synths".
+//! [`MidiOut`] is what `play` and `demo` run: it opens the routes' ports ([`OutPorts::open`]; a
+//! missing port is one line of warning and that track plays on without it), connects each engine
+//! the node builds, and publishes the clock every control tick.
 
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use loophole_engine::model::MidiMsg;
-use loophole_engine::time::SampleTime;
+use loophole_engine::model::{MidiMsg, Session, TrackId, TrackKind};
+use loophole_engine::signal::{MidiOutEvent, Signal};
 
-use crate::midi::clock::{HostTime, SharedClock};
+use crate::midi::clock::{AudioClock, AudioPosition, HostTime, SharedClock};
 use crate::midi::message::Message;
-use crate::midi::ports::OutputPort;
+use crate::midi::ports::{MidiBackend, MidiError, OutputPort};
 
 /// Capacity to give the ring Signal pushes into: at 1 ms per drain, room for 4 million events
 /// per second.
@@ -34,14 +39,8 @@ pub const POLL: Duration = Duration::from_millis(1);
 /// A message sent this long after its time counts as late.
 pub const LATE: Duration = Duration::from_millis(2);
 
-/// A MIDI message at an absolute sample, as Signal hands it out.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct TimedMidi {
-    /// The sample it belongs to.
-    pub sample: SampleTime,
-    /// The message.
-    pub msg: MidiMsg,
-}
+/// A MIDI message at an absolute sample, from a track, as Signal hands it out.
+pub type TimedMidi = MidiOutEvent;
 
 /// Counters of an external output.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -54,13 +53,13 @@ pub struct OutStats {
     pub errors: u64,
 }
 
-/// Orders timed messages and says which are due (sans-IO). It also remembers which notes are
-/// held, so that stopping never leaves a note hanging on the synth.
+/// Orders timed messages and says which are due (sans-IO). It also remembers which notes each
+/// track holds, so that stopping never leaves a note hanging on the synth.
 #[derive(Debug, Clone, Default)]
 pub struct OutScheduler {
-    queue: std::collections::VecDeque<TimedMidi>,
-    /// Held notes: bit `key` of `held[channel]`.
-    held: [u128; 16],
+    queue: VecDeque<TimedMidi>,
+    /// Held notes per track: bit `key` of `held[channel]`.
+    held: HashMap<TrackId, [u128; 16]>,
 }
 
 impl OutScheduler {
@@ -90,9 +89,10 @@ impl OutScheduler {
         clock.host_of_sample(self.queue.front()?.sample)
     }
 
-    /// The messages due by `now + ahead`, in order, each with whether it is late (its time was
-    /// more than [`LATE`] before `now`). Nothing is due before the clock has an estimate.
-    pub fn due(&mut self, now: HostTime, clock: &SharedClock, ahead: Duration) -> Vec<(Message, bool)> {
+    /// The messages due by `now + ahead`, in order, each with its track and whether it is late
+    /// (its time was more than [`LATE`] before `now`). Nothing is due before the clock has an
+    /// estimate.
+    pub fn due(&mut self, now: HostTime, clock: &SharedClock, ahead: Duration) -> Vec<(TrackId, Message, bool)> {
         let mut out = Vec::new();
         let horizon = now.plus(ahead);
         while let Some(e) = self.queue.front().copied() {
@@ -101,78 +101,157 @@ impl OutScheduler {
                 break;
             }
             self.queue.pop_front();
-            self.track(e.msg);
-            out.push((Message::from_engine(e.msg), at.plus(LATE) < now));
+            self.track(e.track, e.msg);
+            out.push((e.track, Message::from_engine(e.msg), at.plus(LATE) < now));
         }
         out
     }
 
-    fn track(&mut self, msg: MidiMsg) {
+    fn track(&mut self, track: TrackId, msg: MidiMsg) {
+        let held = self.held.entry(track).or_default();
         match msg {
-            MidiMsg::NoteOn { channel, key, .. } => self.held[(channel & 15) as usize] |= 1u128 << (key & 127),
-            MidiMsg::NoteOff { channel, key } => self.held[(channel & 15) as usize] &= !(1u128 << (key & 127)),
+            MidiMsg::NoteOn { channel, key, .. } => held[(channel & 15) as usize] |= 1u128 << (key & 127),
+            MidiMsg::NoteOff { channel, key } => held[(channel & 15) as usize] &= !(1u128 << (key & 127)),
             MidiMsg::Cc { .. } => {}
         }
     }
 
-    /// Note-offs for every note still held, and forgets everything waiting (at a stop).
-    pub fn release_all(&mut self) -> Vec<Message> {
+    /// Note-offs for every note still held, by track, and forgets everything waiting (at a stop).
+    pub fn release_all(&mut self) -> Vec<(TrackId, Message)> {
         self.queue.clear();
         let mut out = Vec::new();
-        for (channel, bits) in self.held.iter_mut().enumerate() {
-            for key in 0..128u8 {
-                if *bits & (1u128 << key) != 0 {
-                    out.push(Message::NoteOff { channel: channel as u8, key, velocity: 0 });
+        let mut tracks: Vec<_> = self.held.drain().collect();
+        tracks.sort_by_key(|(t, _)| *t);
+        for (track, held) in tracks {
+            for (channel, bits) in held.iter().enumerate() {
+                for key in 0..128u8 {
+                    if *bits & (1u128 << key) != 0 {
+                        out.push((track, Message::NoteOff { channel: channel as u8, key, velocity: 0 }));
+                    }
                 }
             }
-            *bits = 0;
         }
         out
     }
 }
 
-/// A running external MIDI output: a thread that drains Signal's ring and sends each message on
-/// time. Stop it with [`ExternalOut::stop`] (dropping it stops it too).
+/// The open output ports of a session's routed tracks, and which port each track plays to.
+#[derive(Default)]
+pub struct OutPorts {
+    ports: Vec<Box<dyn OutputPort>>,
+    by_track: Vec<Option<usize>>,
+}
+
+impl OutPorts {
+    /// Ports and the port index of each track (by track index; `None`: not routed, or its port
+    /// is missing).
+    pub fn new(ports: Vec<Box<dyn OutputPort>>, by_track: Vec<Option<usize>>) -> OutPorts {
+        OutPorts { ports, by_track }
+    }
+
+    /// Opens the port of every track with `midi_out` (each port once, however many tracks use
+    /// it). Returns the ports and one line per route: where it goes, or why it cannot (no MIDI
+    /// subsystem, no such port), in which case the track plays on without it: on its built-in
+    /// instrument if the session gives it one, else silently. Thread: control.
+    pub fn open(session: &Session, backend: &mut dyn MidiBackend) -> (OutPorts, Vec<String>) {
+        let mut lines = Vec::new();
+        let mut out = OutPorts { ports: Vec::new(), by_track: vec![None; session.tracks.len()] };
+        let mut opened: HashMap<String, Result<usize, MidiError>> = HashMap::new();
+        for (i, t) in session.tracks.iter().enumerate() {
+            let Some(route) = t.midi_out.as_ref().filter(|_| t.kind == TrackKind::Midi) else { continue };
+            let result = opened
+                .entry(route.port.clone())
+                .or_insert_with(|| {
+                    backend.open_output(&route.port).map(|p| {
+                        out.ports.push(p);
+                        out.ports.len() - 1
+                    })
+                })
+                .clone();
+            let channel = route.channel.map_or(String::new(), |c| format!(" on channel {}", c + 1));
+            match result {
+                Ok(p) => {
+                    out.by_track[i] = Some(p);
+                    lines.push(format!("MIDI out: track '{}' plays to '{}'{channel}", t.id, out.ports[p].name()));
+                }
+                Err(e) => {
+                    let instead = if t.instrument.is_some() { "on its built-in instrument only" } else { "silently" };
+                    lines.push(format!("MIDI out: track '{}': {e}; the track plays on {instead}", t.id));
+                }
+            }
+        }
+        (out, lines)
+    }
+
+    /// Whether no port is open.
+    pub fn is_empty(&self) -> bool {
+        self.ports.is_empty()
+    }
+
+    /// The open ports' names.
+    pub fn names(&self) -> Vec<String> {
+        self.ports.iter().map(|p| p.name().to_string()).collect()
+    }
+
+    /// Sends `msg` to `track`'s port; `None` if the track has none.
+    fn send(&mut self, track: TrackId, msg: Message) -> Option<Result<(), MidiError>> {
+        let p = (*self.by_track.get(track.index())?)?;
+        Some(self.ports[p].send(&msg.to_bytes()))
+    }
+}
+
+/// A running external MIDI output: a thread that drains Signal's rings and sends each message
+/// on time to its track's port. Stop it with [`ExternalOut::stop`] (dropping it stops it too).
 pub struct ExternalOut {
-    name: String,
+    names: Vec<String>,
     stop: Arc<AtomicBool>,
+    rings: mpsc::Sender<rtrb::Consumer<TimedMidi>>,
     thread: Option<JoinHandle<OutStats>>,
 }
 
 impl ExternalOut {
-    /// Starts the thread. `ring` is the consumer end of the ring Signal pushes into, `port` the
-    /// synth's output port, `clock` the audio clock's line (published by the control thread).
+    /// Starts the thread. `ring` is the consumer end of the ring Signal pushes into, `ports` the
+    /// synths' output ports, `clock` the audio clock's line (published by the control thread).
     ///
     /// Thread: control. Not realtime-safe (spawns a thread).
     pub fn start(
-        mut ring: rtrb::Consumer<TimedMidi>,
-        mut port: Box<dyn OutputPort>,
+        ring: rtrb::Consumer<TimedMidi>,
+        mut ports: OutPorts,
         clock: Arc<SharedClock>,
     ) -> std::io::Result<ExternalOut> {
-        let name = port.name().to_string();
+        let names = ports.names();
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = stop.clone();
+        let (ring_tx, ring_rx) = mpsc::channel::<rtrb::Consumer<TimedMidi>>();
         let thread = std::thread::Builder::new().name("loophole-midi-out".into()).spawn(move || {
+            let mut rings = vec![ring];
             let mut sched = OutScheduler::new();
             let mut stats = OutStats::default();
-            let send =
-                |port: &mut Box<dyn OutputPort>, msg: Message, stats: &mut OutStats| match port.send(&msg.to_bytes()) {
-                    Ok(()) => stats.sent += 1,
-                    Err(e) => {
-                        if stats.errors == 0 {
-                            tracing::warn!("{e}; dropping MIDI messages to it");
-                        }
-                        stats.errors += 1;
+            let send = |ports: &mut OutPorts, track: TrackId, msg: Message, stats: &mut OutStats| match ports
+                .send(track, msg)
+            {
+                Some(Ok(())) => stats.sent += 1,
+                Some(Err(e)) => {
+                    if stats.errors == 0 {
+                        tracing::warn!("{e}; dropping MIDI messages to it");
                     }
-                };
-            while !stopping.load(Ordering::Acquire) {
-                while let Ok(e) = ring.pop() {
-                    sched.push(e);
+                    stats.errors += 1;
                 }
+                None => {}
+            };
+            while !stopping.load(Ordering::Acquire) {
+                rings.extend(ring_rx.try_iter());
+                for ring in &mut rings {
+                    while let Ok(e) = ring.pop() {
+                        sched.push(e);
+                    }
+                }
+                // A retired engine's ring, drained: forget it.
+                rings.retain(|r| !(r.is_abandoned() && r.is_empty()));
                 let now = HostTime::now();
-                for (msg, late) in sched.due(now, &clock, SEND_AHEAD) {
+                for (track, msg, late) in sched.due(now, &clock, SEND_AHEAD) {
                     stats.late += u64::from(late);
-                    send(&mut port, msg, &mut stats);
+                    send(&mut ports, track, msg, &mut stats);
                 }
                 let wake = now.plus(POLL);
                 let wake = match sched.next_due(&clock) {
@@ -184,17 +263,24 @@ impl ExternalOut {
                     std::thread::sleep(Duration::from_micros(wake.0 - now.0));
                 }
             }
-            for msg in sched.release_all() {
-                send(&mut port, msg, &mut stats);
+            for (track, msg) in sched.release_all() {
+                send(&mut ports, track, msg, &mut stats);
             }
             stats
         })?;
-        Ok(ExternalOut { name, stop, thread: Some(thread) })
+        Ok(ExternalOut { names, stop, rings: ring_tx, thread: Some(thread) })
     }
 
-    /// The port's name.
-    pub fn name(&self) -> &str {
-        &self.name
+    /// The ports' names.
+    pub fn names(&self) -> &[String] {
+        &self.names
+    }
+
+    /// Adds the ring of a new engine's Signal (after an engine swap or a device change); the
+    /// old ring is drained until its Signal is gone. Thread: control.
+    pub fn add_ring(&self, ring: rtrb::Consumer<TimedMidi>) {
+        // The thread only ends at `stop`, which takes `self`: the receiver is alive.
+        let _ = self.rings.send(ring);
     }
 
     /// Stops the thread after sending note-offs for held notes; returns its counters. Messages
@@ -215,16 +301,95 @@ impl Drop for ExternalOut {
     }
 }
 
+/// External MIDI out as `play` and `demo` run it: the ports, the thread, and the audio clock it
+/// reads. Thread: control.
+pub struct MidiOut {
+    out: ExternalOut,
+    clock: AudioClock,
+    shared: Arc<SharedClock>,
+    lost: Vec<Arc<std::sync::atomic::AtomicU64>>,
+}
+
+impl MidiOut {
+    /// Opens the ports of the session's routed tracks and starts the thread, with `signal`'s
+    /// ring. Returns `None` (and says why in the lines) when no track is routed or no port opened.
+    pub fn open(
+        session: &Session,
+        backend: &mut dyn MidiBackend,
+        sample_rate: u32,
+        signal: &mut Signal,
+    ) -> (Option<MidiOut>, Vec<String>) {
+        if !session.tracks.iter().any(|t| t.midi_out.is_some()) {
+            return (None, Vec::new());
+        }
+        if let Err(e) = backend.outputs() {
+            return (None, vec![format!("MIDI out: {e}; routed tracks play on without their external synths")]);
+        }
+        let (ports, mut lines) = OutPorts::open(session, backend);
+        if ports.is_empty() {
+            return (None, lines);
+        }
+        let shared = Arc::new(SharedClock::new());
+        let lost = vec![signal.lost_midi_out()];
+        match ExternalOut::start(signal.connect_midi_out(OUT_RING), ports, shared.clone()) {
+            Ok(out) => (Some(MidiOut { out, clock: AudioClock::new(sample_rate), shared, lost }), lines),
+            Err(e) => {
+                lines.push(format!("MIDI out: cannot start its thread ({e}); playing on without it"));
+                (None, lines)
+            }
+        }
+    }
+
+    /// Connects a new engine's Signal (built after a device failure or a Link stop).
+    pub fn connect(&mut self, signal: &mut Signal) {
+        self.lost.push(signal.lost_midi_out());
+        self.out.add_ring(signal.connect_midi_out(OUT_RING));
+    }
+
+    /// Notes the audio position seen at `now` and publishes the sample → host-time line to the
+    /// thread, with `latency` from the position passing a sample to the sample being heard (the
+    /// audio callback renders a block one period before it is due, and the device plays it one
+    /// period later: two blocks). Call every control tick.
+    pub fn step(&mut self, pos: AudioPosition, now: HostTime, latency: Duration) {
+        self.clock.set_output_latency(latency);
+        self.clock.observe(pos, now);
+        self.clock.publish(&self.shared);
+    }
+
+    /// Stops the thread (note-offs for held notes) and returns a status line, e.g.
+    /// `MIDI out: 96 messages to 'Minilogue'`.
+    pub fn finish(self) -> (OutStats, String) {
+        let names = self.out.names().iter().map(|n| format!("'{n}'")).collect::<Vec<_>>().join(", ");
+        let stats = self.out.stop();
+        let lost: u64 = self.lost.iter().map(|l| l.load(Ordering::Relaxed)).sum();
+        let mut line = format!("MIDI out: {} messages to {names}", stats.sent);
+        if stats.late > 0 {
+            line.push_str(&format!(", {} late", stats.late));
+        }
+        if stats.errors > 0 {
+            line.push_str(&format!(", {} refused by the port", stats.errors));
+        }
+        if lost > 0 {
+            line.push_str(&format!(", {lost} lost (ring full)"));
+        }
+        (stats, line)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    use loophole_engine::time::SampleTime;
+
+    const T: TrackId = TrackId(1);
+
     fn on(sample: SampleTime, key: u8) -> TimedMidi {
-        TimedMidi { sample, msg: MidiMsg::NoteOn { channel: 0, key, velocity: 100 } }
+        TimedMidi { sample, track: T, msg: MidiMsg::NoteOn { channel: 0, key, velocity: 100 } }
     }
 
     fn off(sample: SampleTime, key: u8) -> TimedMidi {
-        TimedMidi { sample, msg: MidiMsg::NoteOff { channel: 0, key } }
+        TimedMidi { sample, track: T, msg: MidiMsg::NoteOff { channel: 0, key } }
     }
 
     #[test]
@@ -238,19 +403,19 @@ mod tests {
         assert_eq!(s.next_due(&clock), Some(HostTime(1_000_000)));
         assert!(s.due(HostTime(999_000), &clock, Duration::ZERO).is_empty(), "not yet");
         let first = s.due(HostTime(999_600), &clock, SEND_AHEAD);
-        assert_eq!(first, vec![(Message::NoteOn { channel: 0, key: 60, velocity: 100 }, false)]);
+        assert_eq!(first, vec![(T, Message::NoteOn { channel: 0, key: 60, velocity: 100 }, false)]);
         assert_eq!(s.next_due(&clock), Some(HostTime(1_100_000)));
         // Much later: both due, and late.
         let rest = s.due(HostTime(1_200_000), &clock, Duration::ZERO);
         assert_eq!(
             rest,
             vec![
-                (Message::NoteOn { channel: 0, key: 62, velocity: 100 }, true),
-                (Message::NoteOff { channel: 0, key: 60, velocity: 0 }, true)
+                (T, Message::NoteOn { channel: 0, key: 62, velocity: 100 }, true),
+                (T, Message::NoteOff { channel: 0, key: 60, velocity: 0 }, true)
             ]
         );
         // 62 is still held: a stop releases it.
-        assert_eq!(s.release_all(), vec![Message::NoteOff { channel: 0, key: 62, velocity: 0 }]);
+        assert_eq!(s.release_all(), vec![(T, Message::NoteOff { channel: 0, key: 62, velocity: 0 })]);
         assert!(s.release_all().is_empty());
     }
 
