@@ -41,6 +41,8 @@ pub struct Renderer {
     total: SampleTime,
     block: usize,
     errors: Vec<(Beats, PulseError)>,
+    /// The disk reader of streamed clips, run synchronously before each block.
+    reader: Option<crate::stream::StreamReader>,
 }
 
 impl Renderer {
@@ -51,7 +53,7 @@ impl Renderer {
         }
         let block = config.block.max(1);
         let clock = TempoMap::new(config.sample_rate, session.tempo, session.beats_per_bar);
-        let (pulse, signal) = crate::build(
+        let (pulse, signal, reader) = crate::build_with_reader(
             session,
             &EngineConfig { sample_rate: config.sample_rate, max_block: block.min(4096), queue_capacity: 8192 },
         )?;
@@ -65,6 +67,7 @@ impl Renderer {
             total: (config.seconds * config.sample_rate as f64).round() as SampleTime,
             block,
             errors: Vec::new(),
+            reader,
         })
     }
 
@@ -149,6 +152,12 @@ impl Renderer {
             let n = self.clock.next_change_after(self.sample).map_or(n, |c| n.min((c - self.sample) as usize));
             (n, self.clock.block(self.sample, n))
         };
+        if let Some(reader) = &mut self.reader {
+            // Streamed clips: let Signal ask for what this block needs, then read it from disk
+            // before the block renders (offline, nothing may depend on the reader's timing).
+            self.signal.prepare(&clock);
+            reader.service();
+        }
         self.signal.process(&clock, &mut out[..n * 2]);
         self.sample += n as i64;
         n
