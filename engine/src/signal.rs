@@ -134,6 +134,8 @@ pub struct Meters {
     master: [AtomicU32; 2],
     /// Blocks processed (for load and liveness displays).
     blocks: AtomicU64,
+    /// Frames of streamed clips played as silence because the disk reader was behind.
+    stream_underruns: AtomicU64,
 }
 
 impl Meters {
@@ -142,6 +144,7 @@ impl Meters {
             tracks: (0..tracks).map(|_| [AtomicU32::new(0), AtomicU32::new(0)]).collect(),
             master: [AtomicU32::new(0), AtomicU32::new(0)],
             blocks: AtomicU64::new(0),
+            stream_underruns: AtomicU64::new(0),
         }
     }
 
@@ -162,6 +165,12 @@ impl Meters {
     /// Blocks processed so far.
     pub fn blocks(&self) -> u64 {
         self.blocks.load(Ordering::Relaxed)
+    }
+
+    /// Stream underruns so far: frames of streamed clips played as silence because the disk
+    /// reader had not delivered them in time (see [`crate::stream`]).
+    pub fn stream_underruns(&self) -> u64 {
+        self.stream_underruns.load(Ordering::Relaxed)
     }
 
     #[inline]
@@ -302,8 +311,6 @@ pub struct Signal {
     lost_reports: Arc<AtomicU64>,
     /// The beat the next block should start at if the timeline runs on.
     expected_beat: Option<f64>,
-    /// Frames of streamed clips played as silence because the reader was behind.
-    stream_underruns: Arc<AtomicU64>,
     /// Scratch for streamed frames.
     scratch: [Vec<f32>; 2],
 }
@@ -366,7 +373,6 @@ impl Signal {
             master_right: vec![0.0; max_block],
             lost_reports: Arc::new(AtomicU64::new(0)),
             expected_beat: None,
-            stream_underruns: Arc::new(AtomicU64::new(0)),
             scratch: [vec![0.0; max_block], vec![0.0; max_block]],
         }
     }
@@ -381,10 +387,9 @@ impl Signal {
         self.lost_reports.clone()
     }
 
-    /// A counter of streamed-clip frames played as silence because the disk reader had not
-    /// delivered them in time (a stream underrun). Any thread.
-    pub fn stream_underruns(&self) -> Arc<AtomicU64> {
-        self.stream_underruns.clone()
+    /// Stream underruns so far ([`Meters::stream_underruns`]). Any thread.
+    pub fn stream_underruns(&self) -> u64 {
+        self.meters.stream_underruns()
     }
 
     /// Takes the commands Pulse has sent and pre-warms the streams of pending starts, as
@@ -639,7 +644,7 @@ impl Signal {
                             (from, to),
                             (&mut track.left, &mut track.right),
                             &mut self.scratch,
-                            &self.stream_underruns,
+                            &self.meters.stream_underruns,
                         ),
                         _ => None,
                     };

@@ -5,7 +5,6 @@
 mod common;
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
 use common::*;
 use loophole_engine::model::*;
@@ -64,7 +63,7 @@ fn render_full(s: &Session, script: loophole_engine::script::Script, block: usiz
     let mut r = Renderer::new(Arc::new(s.clone()), script, RenderConfig { sample_rate: 48_000, block, seconds: 16.0 })
         .expect("renderer builds");
     let (audio, events) = r.render_all();
-    (audio, events, r.signal().stream_underruns().load(Ordering::Relaxed))
+    (audio, events, r.signal().stream_underruns())
 }
 
 fn performance() -> loophole_engine::script::Script {

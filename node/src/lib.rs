@@ -59,6 +59,7 @@ pub mod link;
 pub mod midi;
 pub mod play;
 pub mod render;
+pub mod streaming;
 pub mod wav;
 
 use std::io::Write;

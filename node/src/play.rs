@@ -114,6 +114,8 @@ pub struct PlaySummary {
     pub refused: usize,
     /// Stopped by Ctrl-C.
     pub interrupted: bool,
+    /// Frames of streamed clips played as silence because the disk reader was behind.
+    pub stream_underruns: u64,
 }
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
@@ -377,6 +379,10 @@ fn describe(event: &PulseEvent, perf: &Performance, beat_of_sample: impl Fn(Samp
         PulseEvent::ClipEnded { track, clip, sample } => {
             Some(format!("{}  {}: {} ended", position(beat_of_sample(*sample)), track_name(*track), clip_name(*clip)))
         }
+        PulseEvent::Refused { .. } => {
+            warn_line(format_args!("loophole: warning: {}", crate::streaming::describe_refusal(event, session)?));
+            None
+        }
         PulseEvent::Dropped { id } => {
             warn_line(format_args!(
                 "loophole: warning: the audio thread dropped trigger {} (its queue was full)",
@@ -468,7 +474,7 @@ fn join_link(opts: &LinkOptions, perf: &Performance, sample_rate: u32) -> (LinkC
 
 /// Plays a performance until its end or Ctrl-C and prints a status line. Thread: main thread.
 pub fn run(opts: PlayOptions) -> anyhow::Result<PlaySummary> {
-    let perf = Performance::load(&opts.input)?;
+    let mut perf = Performance::load(&opts.input)?;
     let seconds = opts.seconds.or(perf.natural_seconds);
     // A bad mapping file fails here, before any device or file is opened.
     let (mut midi, midi_lines) =
@@ -491,6 +497,7 @@ pub fn run(opts: PlayOptions) -> anyhow::Result<PlaySummary> {
         },
     };
     let sample_rate = plan.as_ref().map_or(opts.sample_rate.unwrap_or(NULL_SAMPLE_RATE), |p| p.sample_rate());
+    crate::streaming::prepare(&mut perf, sample_rate)?;
     let null_block = opts.buffer.map_or(NULL_BLOCK, |b| b as usize);
     let total = seconds.map(|s| (s * sample_rate as f64).round() as u64);
     let new_map = || TempoMap::new(sample_rate, perf.session.tempo, perf.session.beats_per_bar);
@@ -699,6 +706,7 @@ pub fn run(opts: PlayOptions) -> anyhow::Result<PlaySummary> {
         capture,
         refused,
         interrupted,
+        stream_underruns: meters.iter().map(|m| m.stream_underruns()).sum(),
     };
     let mut status = format!(
         "{} {:.2} s ({} frames, {} blocks) on {on}; {} {}; dropped capture frames {}; output peak {}",
@@ -717,6 +725,9 @@ pub fn run(opts: PlayOptions) -> anyhow::Result<PlaySummary> {
     if let Some(link) = &control.link {
         let snap = transport.snapshot();
         status.push_str(&format!("; Link: {} peers, {:.2} BPM", link.clock().peers(), snap.tempo));
+    }
+    if perf.session.clips.iter().any(|c| c.stream.is_some()) {
+        status.push_str(&format!("; stream underruns {} frames", summary.stream_underruns));
     }
     say(format_args!("{status}"));
     if let Some(midi) = midi {
