@@ -165,6 +165,69 @@ fn signal_process_never_allocates_or_frees() {
 }
 
 #[test]
+fn signal_with_streamed_clips_never_allocates_or_frees() {
+    // Two long clips streamed from disk (zero budget, 0.5 s heads), one legato.
+    let mut s = audio_session(
+        120.0,
+        vec![
+            ("s1", sine(4 * 48_000, 48_000, 220.0, 0.3), 8.0, true),
+            ("s2", sine(5 * 48_000, 44_100, 330.0, 0.3), 8.0, true),
+        ],
+    );
+    s.clips[1].track = TrackId(0);
+    s.clips[1].legato = true;
+    s.crossfade_ms = 5.0;
+    s.streaming.memory_budget_mb = Some(0.0);
+    s.streaming.head_seconds = 0.5;
+    let (s, notes) = loophole_engine::stream::prepare(&s, 48_000).unwrap();
+    assert_eq!(notes.len(), 2);
+    let (mut pulse, mut signal, reader) = loophole_engine::build_with_reader(
+        Arc::new(s),
+        &EngineConfig { sample_rate: 48_000, max_block: 128, queue_capacity: 64 },
+    )
+    .unwrap();
+    let mut reader = reader.expect("a reader for the streamed clips");
+    let clock = SimClock { sample_rate: 48_000, tempo: Bpm(120.0), quantum: 4.0 };
+    let mut out = vec![0f32; 512 * 2];
+    let mut t = 0i64;
+    let mut total = 0usize;
+    // The reader runs between blocks (outside the counted region), as on its own thread live.
+    let mut step =
+        |pulse: &mut loophole_engine::pulse::Pulse, signal: &mut Signal, blocks: usize, t: &mut i64, read: bool| {
+            let mut n = 0;
+            for k in 0..blocks {
+                let frames = [64usize, 1, 128, 333, 512][k % 5];
+                let c = clock.block(*t, frames);
+                if read {
+                    reader.service();
+                }
+                n += counted(signal, &c, &mut out[..frames * 2]);
+                *t += frames as i64;
+                while pulse.poll_event().is_some() {}
+            }
+            n
+        };
+    let now = |t: i64| Beats(t as f64 / 24_000.0);
+    // Start from the head, play past it (lane) and through a loop wrap (4 s).
+    pulse.press(Action::Launch { clip: ClipId(0), quantise: Some(Quantise::None), velocity: None }, now(t)).unwrap();
+    total += step(&mut pulse, &mut signal, 1500, &mut t, true);
+    // Legato switch mid-clip: pre-warmed lane, crossfade.
+    pulse.press(Action::Launch { clip: ClipId(1), quantise: Some(Quantise::Beat), velocity: None }, now(t)).unwrap();
+    total += step(&mut pulse, &mut signal, 600, &mut t, true);
+    assert_eq!(signal.stream_underruns(), 0, "the reader kept up");
+    // Starve the reader: underruns (silence) inside process, still no allocation.
+    total += step(&mut pulse, &mut signal, 600, &mut t, false);
+    assert!(signal.stream_underruns() > 0, "the starved path ran");
+    // Retrigger from the head, then stop with a fade (lanes released).
+    pulse.press(Action::Launch { clip: ClipId(0), quantise: Some(Quantise::None), velocity: None }, now(t)).unwrap();
+    total += step(&mut pulse, &mut signal, 300, &mut t, true);
+    pulse.press(Action::StopTrack { track: TrackId(0), mode: StopMode::FadeOut(Beats(1.0)) }, now(t)).unwrap();
+    total += step(&mut pulse, &mut signal, 300, &mut t, true);
+    assert!(signal.meters().take_master()[0] > 0.0);
+    assert_eq!(total, 0, "Signal::process allocated or freed {total} times with streamed clips");
+}
+
+#[test]
 fn the_counter_sees_allocations() {
     // Guards the guard: an allocation inside the counted region is counted.
     let before = ALLOCS.load(Ordering::Relaxed);
