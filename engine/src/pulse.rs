@@ -1490,7 +1490,8 @@ impl PulseEvent {
     /// file. Executed triggers: `event: "trigger"`, `id`, `kind`, `target`, `track`, `clip`,
     /// `scene`, `cause`, `beat`, `sample`, `tempo`, `late`. Also `clip-end`, `dropped`,
     /// `follow` (`source`, `beat`, `occurrence`, `choice`, `next`), `step` (`playlist`, `step`,
-    /// `scene`, `beat`) and `tempo-change` (`beat`, `tempo`, `beats_per_bar`).
+    /// `scene`, `beat`), `tempo-change` (`beat`, `tempo`, `beats_per_bar`) and `refused` (`id`,
+    /// `track`, `clip`, `target`, `reason`).
     pub fn to_json(&self, session: &Session) -> serde_json::Value {
         use serde_json::json;
         let track_name = |t: TrackId| session.tracks.get(t.index()).map(|t| t.id.clone());

@@ -116,6 +116,10 @@ impl StreamSource {
 impl Drop for StreamSource {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
+        // The process's cache directory goes with its last file.
+        if let Some(dir) = self.path.parent() {
+            let _ = std::fs::remove_dir(dir);
+        }
     }
 }
 
