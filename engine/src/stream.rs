@@ -235,8 +235,15 @@ fn write_cache(data: &AudioData, name: &str) -> Result<StreamSource, StreamError
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
     let path = dir.join(format!("{n}.f32"));
     let err = |source| StreamError::Cache { path: path.clone(), source };
-    std::fs::create_dir_all(&dir).map_err(err)?;
-    let file = File::create(&path).map_err(err)?;
+    // Another engine's last cache file may take the directory away between the two calls.
+    let mut attempt = 0;
+    let file = loop {
+        let made = std::fs::create_dir_all(&dir).and_then(|()| File::create(&path));
+        match made {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && attempt < 3 => attempt += 1,
+            other => break other.map_err(err)?,
+        }
+    };
     let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
     for (l, r) in data.left.iter().zip(&data.right) {
         w.write_all(&l.to_le_bytes()).map_err(err)?;

@@ -9,7 +9,6 @@ mod common;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use common::*;
 use loophole_engine::EngineConfig;
@@ -21,15 +20,21 @@ use loophole_engine::time::{Beats, Bpm, Quantise, SimClock};
 
 struct Counting;
 
-static ALLOCS: AtomicUsize = AtomicUsize::new(0);
 thread_local! {
     static COUNTING: Cell<bool> = const { Cell::new(false) };
+    // Per thread, so tests running in parallel (one of which allocates on purpose) cannot add to
+    // each other's counts.
+    static ALLOCS: Cell<usize> = const { Cell::new(0) };
 }
 
 fn note() {
     if COUNTING.with(|c| c.get()) {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        ALLOCS.with(|n| n.set(n.get() + 1));
     }
+}
+
+fn allocs() -> usize {
+    ALLOCS.with(|n| n.get())
 }
 
 unsafe impl GlobalAlloc for Counting {
@@ -56,11 +61,11 @@ static GLOBAL: Counting = Counting;
 
 /// Runs `process` with allocation counting on; returns how many allocations/frees it made.
 fn counted(signal: &mut Signal, clock: &loophole_engine::time::BlockClock, out: &mut [f32]) -> usize {
-    let before = ALLOCS.load(Ordering::Relaxed);
+    let before = allocs();
     COUNTING.with(|c| c.set(true));
     signal.process(clock, out);
     COUNTING.with(|c| c.set(false));
-    ALLOCS.load(Ordering::Relaxed) - before
+    allocs() - before
 }
 
 fn rig_session() -> Session {
@@ -230,10 +235,10 @@ fn signal_with_streamed_clips_never_allocates_or_frees() {
 #[test]
 fn the_counter_sees_allocations() {
     // Guards the guard: an allocation inside the counted region is counted.
-    let before = ALLOCS.load(Ordering::Relaxed);
+    let before = allocs();
     COUNTING.with(|c| c.set(true));
     let v: Vec<u8> = Vec::with_capacity(1000);
     drop(std::hint::black_box(v));
     COUNTING.with(|c| c.set(false));
-    assert_eq!(ALLOCS.load(Ordering::Relaxed) - before, 2);
+    assert_eq!(allocs() - before, 2);
 }
