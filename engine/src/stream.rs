@@ -310,15 +310,18 @@ impl Lane {
     }
 
     /// Drops chunks of an older request (and, with `before`, chunks that end at or before it).
-    fn discard(&mut self, before: Option<i64>) {
+    /// Returns whether it dropped any chunk of the current request.
+    fn discard(&mut self, before: Option<i64>) -> bool {
+        let mut behind = false;
         loop {
             let stale = match self.rx.peek() {
                 Ok(c) => c.generation != self.generation || before.is_some_and(|p| c.start + c.len as i64 <= p),
                 Err(_) => false,
             };
             if !stale {
-                return;
+                return behind;
             }
+            behind |= self.rx.peek().is_ok_and(|c| c.generation == self.generation);
             if let Ok(c) = self.rx.read_chunk(1) {
                 c.commit_all();
             }
@@ -699,10 +702,11 @@ pub(crate) fn fetch(
             if p < ln.req_pos || ln.stream != Some(slot.stream) {
                 ln.request(Some(slot.stream), p);
             }
-            ln.discard(Some(p));
+            let behind = ln.discard(Some(p));
             let front = ln.rx.peek().map(|c| c.start).ok();
-            if front.is_some_and(|s| s > p) {
-                // The lane has moved past `p` (the voice went back without a seek): ask again.
+            if front.is_some_and(|s| s > p) || (behind && front.is_none()) {
+                // The lane has moved past `p` (the voice went back without a seek), or the reader
+                // fell behind the voice: ask again from `p`.
                 ln.request(Some(slot.stream), p);
                 ln.discard(None);
             }
@@ -847,6 +851,16 @@ mod tests {
             let want = (past + k as i64) as f32 / (rate * 4) as f32;
             assert_eq!((a, b), (want, -want), "frame {k}");
         }
+        // The voice runs past everything the lane holds (the reader fell behind): silence and a
+        // new request from there; once the reader has run, the right frames again.
+        let far = past + (3.2 * rate as f64) as i64;
+        fetch(&slot, &mut lanes, lane, far, 512, &mut l, &mut r, &underruns);
+        assert!(l.iter().all(|&v| v == 0.0));
+        assert_eq!(underruns.load(Ordering::Relaxed), 1024);
+        reader.service();
+        fetch(&slot, &mut lanes, lane, far, 512, &mut l, &mut r, &underruns);
+        assert_eq!(underruns.load(Ordering::Relaxed), 1024);
+        assert_eq!(l[7], (far + 7) as f32 / (rate * 4) as f32);
     }
 
     #[test]
