@@ -2,7 +2,9 @@
 //!
 //! Beat 0 is sample 0. Scripted presses are made at their beats, and Pulse is ticked up to each
 //! press before it is made, so the schedule (and therefore the output) is bit-identical whatever
-//! block sizes the render is cut into.
+//! block sizes the render is cut into. Clips streamed from disk ([`crate::stream`]) are read
+//! synchronously before each block by the same reader the live node runs on a thread, so a render
+//! does not depend on disk timing and equals the fully resident render.
 
 use std::sync::Arc;
 

@@ -10,6 +10,10 @@
 //!    built-in instrument), applies the mixer (gain, balance, mute, solo) and meters the result;
 //! 4. reports what it executed through the report queue.
 //!
+//! Clips streamed from disk ([`crate::stream`]) play their in-memory head and then the frames a
+//! reader thread has put in the voice's lane; pending starts of streamed clips pre-warm a lane as
+//! soon as they arrive. Missing frames are silence, counted in [`Meters::stream_underruns`].
+//!
 //! `process` never allocates, frees, locks, blocks or does I/O (proved by
 //! `engine/tests/no_alloc.rs`). All state evolves per sample, so the same timeline cut into any
 //! block sizes gives bit-identical output.
