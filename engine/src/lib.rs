@@ -22,6 +22,7 @@ pub mod render;
 pub mod script;
 pub mod session_file;
 pub mod signal;
+pub mod stream;
 pub mod time;
 
 use std::sync::Arc;
@@ -63,8 +64,28 @@ pub enum EngineError {
 /// connected by lock-free queues. Audio is resampled to the engine's rate and every buffer is
 /// allocated here, so Signal never allocates later.
 ///
+/// Clips the session streams from disk ([`stream::prepare`]) are read by a reader thread that
+/// this starts and Pulse owns (it stops when Pulse is dropped).
+///
 /// Thread: control thread. Not realtime-safe.
 pub fn build(session: Arc<Session>, config: &EngineConfig) -> Result<(Pulse, Signal), EngineError> {
+    let (mut pulse, signal, reader) = build_with_reader(session, config)?;
+    if let Some(reader) = reader {
+        let thread = reader.spawn().map_err(|e| EngineError::Config(format!("cannot start the stream reader: {e}")))?;
+        pulse.keep_reader(thread);
+    }
+    Ok((pulse, signal))
+}
+
+/// [`build`], but the stream reader (if any clip streams) is returned instead of started, for a
+/// caller that runs it itself ([`stream::StreamReader::service`] between blocks, as the offline
+/// renderer does).
+///
+/// Thread: control thread. Not realtime-safe.
+pub fn build_with_reader(
+    session: Arc<Session>,
+    config: &EngineConfig,
+) -> Result<(Pulse, Signal, Option<stream::StreamReader>), EngineError> {
     session.validate().map_err(EngineError::InvalidSession)?;
     if config.sample_rate == 0 || config.sample_rate > 384_000 {
         return Err(EngineError::Config(format!("sample rate {} Hz", config.sample_rate)));
@@ -72,11 +93,14 @@ pub fn build(session: Arc<Session>, config: &EngineConfig) -> Result<(Pulse, Sig
     if config.max_block == 0 || config.queue_capacity == 0 {
         return Err(EngineError::Config("block size and queue capacity must be at least 1".into()));
     }
+    let mut wiring = stream::wire(&session, config.sample_rate).map_err(EngineError::Config)?;
     let clips = session
         .clips
         .iter()
-        .map(|c| ClipSlot {
+        .zip(wiring.slots.drain(..))
+        .map(|(c, streamed)| ClipSlot {
             content: match &c.content {
+                _ if let Some(s) = streamed => SlotContent::Streamed(s),
                 ClipContent::Audio(a) if a.sample_rate == config.sample_rate => SlotContent::Audio(a.clone()),
                 ClipContent::Audio(a) => SlotContent::Audio(Arc::new(session_file::resample(a, config.sample_rate))),
                 ClipContent::Midi(m) => SlotContent::Midi(m.clone()),
@@ -95,7 +119,8 @@ pub fn build(session: Arc<Session>, config: &EngineConfig) -> Result<(Pulse, Sig
         .tracks
         .iter()
         .zip(&mix)
-        .map(|(t, m)| {
+        .zip(wiring.lanes.drain(..))
+        .map(|((t, m), lanes)| {
             let inst = match t.kind {
                 // A track routed to an external synth plays the built-in one only if it names it.
                 TrackKind::Midi if t.midi_out.is_some() && t.instrument.is_none() => None,
@@ -109,7 +134,7 @@ pub fn build(session: Arc<Session>, config: &EngineConfig) -> Result<(Pulse, Sig
                 TrackKind::Midi => t.midi_out.clone(),
                 TrackKind::Audio => None,
             };
-            (*m, inst, route)
+            (*m, inst, route, lanes)
         })
         .collect();
     let (cmd_tx, cmd_rx) = rtrb::RingBuffer::new(config.queue_capacity);
@@ -127,5 +152,6 @@ pub fn build(session: Arc<Session>, config: &EngineConfig) -> Result<(Pulse, Sig
         rep_tx,
     );
     let pulse = Pulse::new(session, cmd_tx, rep_rx, mix);
-    Ok((pulse, signal))
+    drop(wiring.sources);
+    Ok((pulse, signal, wiring.reader))
 }

@@ -72,6 +72,8 @@ pub struct Session {
     pub playlists: Vec<Playlist>,
     /// The linear arrangement, on the same transport as the launcher.
     pub arrangement: Arrangement,
+    /// Memory budget and disk streaming of long audio clips (see [`crate::stream`]).
+    pub streaming: crate::stream::StreamSettings,
 }
 
 impl Session {
@@ -89,6 +91,7 @@ impl Session {
             scenes: Vec::new(),
             playlists: Vec::new(),
             arrangement: Arrangement::default(),
+            streaming: crate::stream::StreamSettings::default(),
         }
     }
 
@@ -343,6 +346,9 @@ pub struct Clip {
     pub legato: bool,
     /// What happens automatically after the clip has played a number of loops.
     pub follow: Option<FollowActions>,
+    /// Set when the clip streams from disk ([`crate::stream::prepare`]): `content` then holds only
+    /// its head.
+    pub stream: Option<Arc<crate::stream::StreamedClip>>,
 }
 
 impl Clip {
@@ -361,6 +367,7 @@ impl Clip {
             velocity_amount: 0.0,
             legato: false,
             follow: None,
+            stream: None,
         }
     }
 }

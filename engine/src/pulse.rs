@@ -326,6 +326,48 @@ pub enum PulseEvent {
     /// The tempo or time signature changes at a beat (a scene or the arrangement set it). The
     /// clock owner (the renderer, the node's Link session) applies it at that beat.
     TempoChange(TempoChange),
+    /// A start of a streamed clip was refused ahead of its beat because its audio could not be
+    /// ready in time (see [`crate::stream`]). Nothing changed on the track.
+    Refused {
+        /// The id the trigger would have had.
+        id: TriggerId,
+        /// Track.
+        track: TrackId,
+        /// The clip.
+        clip: ClipId,
+        /// The beat it would have started at.
+        target: Beats,
+        /// Why.
+        reason: Refusal,
+    },
+}
+
+/// Why a start of a streamed clip was refused.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Refusal {
+    /// It starts outside the clip's resident head and the press left less time before its beat
+    /// than the reader's lead (`stream_lead_ms`). Launch it quantised, or raise `stream_head_s`.
+    NotReady {
+        /// Milliseconds between the press and the beat.
+        available_ms: f64,
+        /// Milliseconds the reader needs.
+        needed_ms: f64,
+    },
+    /// The reader could not read the clip's audio (the message says why).
+    Unreadable(String),
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::NotReady { available_ms, needed_ms } => write!(
+                f,
+                "it starts outside its in-memory head and only {available_ms:.0} ms were left before its beat (the \
+                 disk reader needs {needed_ms:.0} ms)"
+            ),
+            Refusal::Unreadable(why) => write!(f, "{why}"),
+        }
+    }
 }
 
 /// Why Pulse refused an action.
@@ -516,6 +558,14 @@ pub struct Pulse {
     notices: std::collections::VecDeque<PulseEvent>,
     /// Tempo changes the clock owner has not taken yet.
     tempo_changes: Vec<TempoChange>,
+    /// Disk streaming: the live reader thread (kept running while Pulse lives).
+    stream_reader: Option<crate::stream::ReaderThread>,
+    /// Per clip: how it streams, if it does.
+    stream_gates: Vec<Option<crate::stream::StreamGate>>,
+    /// The beat of the last press or tick.
+    now: Beats,
+    /// The tempo last set (the session's, then scene and arrangement changes).
+    tempo: f64,
 }
 
 impl Pulse {
@@ -527,6 +577,8 @@ impl Pulse {
     ) -> Pulse {
         let tracks = session.tracks.len();
         let lanes = (0..tracks).map(|t| lane_events(&session, TrackId(t as u32))).collect();
+        let stream_gates = crate::stream::StreamGate::of(&session);
+        let tempo = session.tempo.0;
         Pulse {
             plans: (0..tracks).map(|_| TrackPlan::default()).collect(),
             clip_follow: vec![None; tracks],
@@ -547,6 +599,10 @@ impl Pulse {
             scene_follow: None,
             sequence: None,
             arrangement_on: false,
+            stream_reader: None,
+            stream_gates,
+            now: Beats::ZERO,
+            tempo,
             tempo_pos: 0,
             notices: Default::default(),
             tempo_changes: Vec::new(),
@@ -594,6 +650,11 @@ impl Pulse {
         let bar = (bars + 1e-6).floor();
         let in_bar = ((beat.0 - origin.0) - (bar - bars_before) * bpb).max(0.0);
         (bar as i64, if in_bar > bpb - 1e-6 { 0.0 } else { in_bar })
+    }
+
+    /// Keeps the live stream reader thread running as long as this Pulse.
+    pub(crate) fn keep_reader(&mut self, reader: crate::stream::ReaderThread) {
+        self.stream_reader = Some(reader);
     }
 
     /// Performs an action pressed at beat `now`. Returns the ids of the triggers it scheduled
@@ -826,6 +887,7 @@ impl Pulse {
     }
 
     fn fold(&mut self, now: Beats) {
+        self.now = now;
         for p in &mut self.plans {
             p.fold(now);
         }
@@ -1026,6 +1088,9 @@ impl Pulse {
     }
 
     fn tempo_change(&mut self, c: TempoChange) {
+        if let Some(t) = c.tempo {
+            self.tempo = t.0;
+        }
         if let Some(bpb) = c.beats_per_bar {
             let (origin, prev, bars_before) = self.meter_entry(c.beat);
             let bars = bars_before + (c.beat.0 - origin.0) / prev.max(1e-9);
@@ -1252,10 +1317,50 @@ impl Pulse {
         Ok(())
     }
 
+    /// Why a start of a streamed clip at `target` with `anchor` cannot be ready, if it cannot.
+    /// Only presses are refused for lack of time (Pulse decides follow actions, playlists and the
+    /// arrangement itself, at beats that depend on how far ahead it is ticked).
+    fn stream_refusal(&self, clip: ClipId, target: Beats, anchor: Beats, cause: Cause) -> Option<Refusal> {
+        let gate = self.stream_gates.get(clip.index())?.as_ref()?;
+        if let Some(why) = gate.source.error() {
+            return Some(Refusal::Unreadable(why));
+        }
+        if cause != Cause::Press {
+            return None;
+        }
+        let c = self.session.clip(clip);
+        let frames_per_beat = gate.source.sample_rate() as f64 * 60.0 / self.tempo.max(1e-9);
+        let length = c.length.0.max(1e-9);
+        let elapsed = (target.0 - anchor.0).max(0.0);
+        let iteration = if c.looping { (elapsed / length).floor() } else { 0.0 };
+        let into = elapsed - iteration * length;
+        let pos = (c.start_offset.0 * frames_per_beat).round() as i64 + (into * frames_per_beat).floor() as i64;
+        let needed_ms = self.session.streaming.lead_ms;
+        let lead = (needed_ms * 1e-3 * gate.source.sample_rate() as f64).ceil() as i64;
+        if pos >= gate.head_start && pos + lead < gate.head_end {
+            return None;
+        }
+        let available_ms = (target.0 - self.now.0) * 60_000.0 / self.tempo.max(1e-9);
+        (available_ms < needed_ms).then_some(Refusal::NotReady { available_ms, needed_ms })
+    }
+
     fn schedule_start(&mut self, clip: ClipId, target: Beats, spec: StartSpec) -> Result<TriggerId, PulseError> {
         let session = self.session.clone();
         let c = session.clip(clip);
         let t = c.track.index();
+        if self.stream_gates.get(clip.index()).is_some_and(Option::is_some) {
+            let before = self.plans[t].state_at(target);
+            let anchor = match (spec.anchor, before) {
+                (Some(a), _) => a,
+                (None, Some(p)) if spec.legato.unwrap_or(c.legato) && p.clip != clip => p.anchor,
+                _ => target,
+            };
+            if let Some(reason) = self.stream_refusal(clip, target, anchor, spec.cause) {
+                let id = self.next_id();
+                self.notices.push_back(PulseEvent::Refused { id, track: c.track, clip, target, reason });
+                return Ok(id);
+            }
+        }
         if spec.cause != Cause::Arrangement {
             // A launched clip takes its track over from the arrangement.
             self.taken_over[t] = true;
@@ -1412,7 +1517,8 @@ impl PulseEvent {
     /// file. Executed triggers: `event: "trigger"`, `id`, `kind`, `target`, `track`, `clip`,
     /// `scene`, `cause`, `beat`, `sample`, `tempo`, `late`. Also `clip-end`, `dropped`,
     /// `follow` (`source`, `beat`, `occurrence`, `choice`, `next`), `step` (`playlist`, `step`,
-    /// `scene`, `beat`) and `tempo-change` (`beat`, `tempo`, `beats_per_bar`).
+    /// `scene`, `beat`), `tempo-change` (`beat`, `tempo`, `beats_per_bar`) and `refused` (`id`,
+    /// `track`, `clip`, `target`, `reason`).
     pub fn to_json(&self, session: &Session) -> serde_json::Value {
         use serde_json::json;
         let track_name = |t: TrackId| session.tracks.get(t.index()).map(|t| t.id.clone());
@@ -1467,6 +1573,14 @@ impl PulseEvent {
                 "step": step,
                 "scene": scene_name(Some(*scene)),
                 "beat": beat.0,
+            }),
+            PulseEvent::Refused { id, track, clip, target, reason } => json!({
+                "event": "refused",
+                "id": id.0,
+                "track": track_name(*track),
+                "clip": clip_name(Some(*clip)),
+                "target": target.0,
+                "reason": reason.to_string(),
             }),
             PulseEvent::TempoChange(c) => json!({
                 "event": "tempo-change",

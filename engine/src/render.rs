@@ -2,7 +2,9 @@
 //!
 //! Beat 0 is sample 0. Scripted presses are made at their beats, and Pulse is ticked up to each
 //! press before it is made, so the schedule (and therefore the output) is bit-identical whatever
-//! block sizes the render is cut into.
+//! block sizes the render is cut into. Clips streamed from disk ([`crate::stream`]) are read
+//! synchronously before each block by the same reader the live node runs on a thread, so a render
+//! does not depend on disk timing and equals the fully resident render.
 
 use std::sync::Arc;
 
@@ -49,6 +51,8 @@ pub struct Renderer {
     midi_rx: Option<rtrb::Consumer<MidiOutEvent>>,
     /// What routed tracks sent so far, in sample order.
     midi_out: Vec<MidiOutEvent>,
+    /// The disk reader of streamed clips, run synchronously before each block.
+    reader: Option<crate::stream::StreamReader>,
 }
 
 impl Renderer {
@@ -59,7 +63,7 @@ impl Renderer {
         }
         let block = config.block.max(1);
         let clock = TempoMap::new(config.sample_rate, session.tempo, session.beats_per_bar);
-        let (pulse, mut signal) = crate::build(
+        let (pulse, mut signal, reader) = crate::build_with_reader(
             session,
             &EngineConfig { sample_rate: config.sample_rate, max_block: block.min(4096), queue_capacity: 8192 },
         )?;
@@ -76,6 +80,7 @@ impl Renderer {
             total: (config.seconds * config.sample_rate as f64).round() as SampleTime,
             block,
             errors: Vec::new(),
+            reader,
         })
     }
 
@@ -176,6 +181,12 @@ impl Renderer {
             let n = self.clock.next_change_after(self.sample).map_or(n, |c| n.min((c - self.sample) as usize));
             (n, self.clock.block(self.sample, n))
         };
+        if let Some(reader) = &mut self.reader {
+            // Streamed clips: let Signal ask for what this block needs, then read it from disk
+            // before the block renders (offline, nothing may depend on the reader's timing).
+            self.signal.prepare(&clock);
+            reader.service();
+        }
         self.signal.process(&clock, &mut out[..n * 2]);
         if let Some(rx) = &mut self.midi_rx {
             self.midi_out.extend(std::iter::from_fn(|| rx.pop().ok()));

@@ -1027,6 +1027,9 @@ struct RawSession {
     seed: Option<Spanned<i64>>,
     quantise: Option<Spanned<String>>,
     crossfade_ms: Option<Spanned<f64>>,
+    memory_budget_mb: Option<Spanned<f64>>,
+    stream_head_s: Option<Spanned<f64>>,
+    stream_lead_ms: Option<Spanned<f64>>,
 }
 
 #[derive(Deserialize)]
@@ -1969,6 +1972,22 @@ impl Ctx<'_> {
                 |x| (0.0..=MAX_CROSSFADE_MS).contains(&x),
                 &format!("between 0 and {MAX_CROSSFADE_MS} ms"),
             )?;
+        }
+        if let Some(x) = &s.memory_budget_mb {
+            let mb = self.range(x, || "memory_budget_mb".into(), |x| x >= 0.0, "0 MiB or more")?;
+            session.streaming.memory_budget_mb = Some(mb);
+        }
+        if let Some(x) = &s.stream_head_s {
+            session.streaming.head_seconds = self.range(
+                x,
+                || "stream_head_s".into(),
+                |x| (crate::stream::MIN_HEAD_SECONDS..=600.0).contains(&x),
+                &format!("between {} and 600 s", crate::stream::MIN_HEAD_SECONDS),
+            )?;
+        }
+        if let Some(x) = &s.stream_lead_ms {
+            session.streaming.lead_ms =
+                self.range(x, || "stream_lead_ms".into(), |x| (0.0..=10_000.0).contains(&x), "between 0 and 10000 ms")?;
         }
         Ok(())
     }

@@ -14,6 +14,10 @@
 //!    note-offs for every held note when a clip stops, is cut by another, wraps its loop or the
 //!    timeline jumps, and an all-notes-off when the transport stops ([`Signal::transport_stopped`]).
 //!
+//! Clips streamed from disk ([`crate::stream`]) play their in-memory head and then the frames a
+//! reader thread has put in the voice's lane; pending starts of streamed clips pre-warm a lane as
+//! soon as they arrive. Missing frames are silence, counted in [`Meters::stream_underruns`].
+//!
 //! `process` never allocates, frees, locks, blocks or does I/O (proved by
 //! `engine/tests/no_alloc.rs`). All state evolves per sample, so the same timeline cut into any
 //! block sizes gives bit-identical output.
@@ -153,6 +157,8 @@ pub struct Meters {
     master: [AtomicU32; 2],
     /// Blocks processed (for load and liveness displays).
     blocks: AtomicU64,
+    /// Frames of streamed clips played as silence because the disk reader was behind.
+    stream_underruns: AtomicU64,
 }
 
 impl Meters {
@@ -161,6 +167,7 @@ impl Meters {
             tracks: (0..tracks).map(|_| [AtomicU32::new(0), AtomicU32::new(0)]).collect(),
             master: [AtomicU32::new(0), AtomicU32::new(0)],
             blocks: AtomicU64::new(0),
+            stream_underruns: AtomicU64::new(0),
         }
     }
 
@@ -181,6 +188,12 @@ impl Meters {
     /// Blocks processed so far.
     pub fn blocks(&self) -> u64 {
         self.blocks.load(Ordering::Relaxed)
+    }
+
+    /// Stream underruns so far: frames of streamed clips played as silence because the disk
+    /// reader had not delivered them in time (see [`crate::stream`]).
+    pub fn stream_underruns(&self) -> u64 {
+        self.stream_underruns.load(Ordering::Relaxed)
     }
 
     #[inline]
@@ -204,11 +217,13 @@ pub(crate) enum SlotContent {
     /// Audio at the engine's sample rate (shared with the session when the rates match).
     Audio(Arc<AudioData>),
     Midi(Arc<MidiData>),
+    /// Audio streamed from disk: a head in memory, the rest through the track's lanes.
+    Streamed(crate::stream::StreamSlot),
 }
 
 /// An equal-power gain ramp.
 #[derive(Debug, Clone, Copy, PartialEq)]
-struct Ramp {
+pub(crate) struct Ramp {
     pos: u32,
     len: u32,
     fade_in: bool,
@@ -217,7 +232,7 @@ struct Ramp {
 impl Ramp {
     /// Gain at the current position; then advances.
     #[inline]
-    fn next(&mut self) -> f32 {
+    pub(crate) fn next(&mut self) -> f32 {
         let g = self.level();
         if self.pos < self.len {
             self.pos += 1;
@@ -226,7 +241,7 @@ impl Ramp {
     }
 
     #[inline]
-    fn done(&self) -> bool {
+    pub(crate) fn done(&self) -> bool {
         self.pos >= self.len
     }
 
@@ -245,20 +260,22 @@ impl Ramp {
 
 /// One playing instance of an audio clip.
 #[derive(Debug, Clone, Copy)]
-struct AudioVoice {
+pub(crate) struct AudioVoice {
     clip: ClipId,
     /// Position in the content, in samples.
-    pos: i64,
+    pub(crate) pos: i64,
     /// Content sample where the loop (and playback) starts.
-    offset: i64,
-    anchor: Beats,
+    pub(crate) offset: i64,
+    pub(crate) anchor: Beats,
     /// Loop iteration (0 = first pass).
-    iteration: i64,
-    length: Beats,
-    looping: bool,
-    gain: f32,
-    fade_in: Option<Ramp>,
-    fade_out: Option<Ramp>,
+    pub(crate) iteration: i64,
+    pub(crate) length: Beats,
+    pub(crate) looping: bool,
+    pub(crate) gain: f32,
+    pub(crate) fade_in: Option<Ramp>,
+    pub(crate) fade_out: Option<Ramp>,
+    /// The track lane a streamed clip reads from ([`crate::stream::NO_LANE`] otherwise).
+    pub(crate) lane: u8,
 }
 
 /// The MIDI clip a MIDI track is playing.
@@ -311,7 +328,8 @@ impl Sink<'_> {
     }
 }
 
-const VOICES_PER_TRACK: usize = 4;
+/// Audio voices per track (a playing clip plus crossfading ones).
+pub(crate) const VOICES_PER_TRACK: usize = 4;
 
 struct TrackState {
     voices: [Option<AudioVoice>; VOICES_PER_TRACK],
@@ -332,6 +350,8 @@ struct TrackState {
     gain_now: [f32; 2],
     left: Vec<f32>,
     right: Vec<f32>,
+    /// Disk-streaming lanes (only on tracks with streamed clips).
+    lanes: crate::stream::Lanes,
 }
 
 /// The realtime renderer. See the module docs.
@@ -356,6 +376,8 @@ pub struct Signal {
     midi_out: Option<MidiOutRing>,
     /// MIDI-out messages dropped because the ring was full.
     lost_midi: Arc<AtomicU64>,
+    /// Scratch for streamed frames.
+    scratch: [Vec<f32>; 2],
 }
 
 /// A block whose first beat differs from the last block's end by more than this many beats is a
@@ -376,15 +398,15 @@ impl Signal {
     pub(crate) fn new(
         sizes: SignalSizes,
         clips: Vec<ClipSlot>,
-        tracks: Vec<(MixSettings, Option<Instrument>, Option<MidiOutRoute>)>,
+        tracks: Vec<(MixSettings, Option<Instrument>, Option<MidiOutRoute>, crate::stream::Lanes)>,
         commands: rtrb::Consumer<Command>,
         reports: rtrb::Producer<Report>,
     ) -> Signal {
         let max_block = sizes.max_block.max(1);
-        let any_solo = tracks.iter().any(|(m, _, _)| m.solo);
+        let any_solo = tracks.iter().any(|(m, _, _, _)| m.solo);
         let tracks: Vec<TrackState> = tracks
             .into_iter()
-            .map(|(mix, instrument, route)| {
+            .map(|(mix, instrument, route, lanes)| {
                 let g = audible_gains(&mix, any_solo);
                 TrackState {
                     voices: [None; VOICES_PER_TRACK],
@@ -399,6 +421,7 @@ impl Signal {
                     gain_now: g,
                     left: vec![0.0; max_block],
                     right: vec![0.0; max_block],
+                    lanes,
                 }
             })
             .collect();
@@ -418,6 +441,7 @@ impl Signal {
             master_right: vec![0.0; max_block],
             lost_reports: Arc::new(AtomicU64::new(0)),
             expected_beat: None,
+            scratch: [vec![0.0; max_block], vec![0.0; max_block]],
             midi_out: None,
             lost_midi: Arc::new(AtomicU64::new(0)),
         }
@@ -480,6 +504,19 @@ impl Signal {
         self.lost_reports.clone()
     }
 
+    /// Stream underruns so far ([`Meters::stream_underruns`]). Any thread.
+    pub fn stream_underruns(&self) -> u64 {
+        self.meters.stream_underruns()
+    }
+
+    /// Takes the commands Pulse has sent and pre-warms the streams of pending starts, as
+    /// [`Signal::process`] does first. The offline renderer calls it (then runs the stream reader)
+    /// before `process`, so streamed clips render deterministically. Realtime-safe.
+    pub fn prepare(&mut self, clock: &BlockClock) {
+        self.drain_commands(clock.sample_time);
+        self.prewarm_streams(clock);
+    }
+
     /// The sample rate Signal was built for.
     pub fn sample_rate(&self) -> u32 {
         self.sample_rate
@@ -495,7 +532,7 @@ impl Signal {
         // to zero while Signal runs: on many CPUs they cost a hundred times a normal number. The
         // offline renderer runs this same code, so renders and live playback stay identical.
         let _ftz = FlushDenormals::new();
-        self.drain_commands(clock.sample_time);
+        self.prepare(clock);
         // A timeline that jumps (a Link session merging moves the beat by up to half a bar, either
         // way) would leave loops out of phase: put every player where the new beat says.
         if let Some(expected) = self.expected_beat
@@ -537,12 +574,16 @@ impl Signal {
                 let elapsed = (beat - v.anchor.0).max(0.0);
                 let iteration = (elapsed / len).floor() as i64;
                 if !v.looping && iteration > 0 {
+                    crate::stream::release_lane(&mut track.lanes, v.lane);
                     *slot = None;
                     continue;
                 }
                 v.iteration = iteration;
                 v.pos = v.offset + ((elapsed - iteration as f64 * len) * spb + SAMPLE_EPSILON).floor() as i64;
                 v.fade_in = Some(Ramp { pos: 0, len: declick, fade_in: true });
+                if let Some(ClipSlot { content: SlotContent::Streamed(s), .. }) = self.clips.get(v.clip.index()) {
+                    crate::stream::seek_lane(&mut track.lanes, v.lane, s, v.pos);
+                }
             }
             if let Some(m) = track.midi.as_mut() {
                 let len = m.length.0.max(1e-9);
@@ -599,6 +640,34 @@ impl Signal {
         }
     }
 
+    /// Pre-warms a lane for every pending start of a streamed clip that will not begin inside
+    /// its head, and frees lanes pre-warmed for triggers no longer pending. Realtime-safe.
+    fn prewarm_streams(&mut self, clock: &BlockClock) {
+        if self.tracks.iter().all(|t| t.lanes.0.is_empty()) {
+            return;
+        }
+        let spb = 1.0 / clock.beats_per_sample;
+        for ev in &self.pending {
+            let Op::Start { clip, anchor, .. } = ev.op else { continue };
+            let (Some(slot), Some(track)) = (self.clips.get(clip.index()), self.tracks.get_mut(ev.track.index()))
+            else {
+                continue;
+            };
+            let SlotContent::Streamed(s) = &slot.content else { continue };
+            // Where the clip will be at its target (at today's tempo), as start_clip computes it.
+            let length = slot.length.0.max(1e-9);
+            let elapsed = (ev.target.0 - anchor.0).max(0.0);
+            let iteration = if slot.looping { (elapsed / length).floor() } else { 0.0 };
+            let into = elapsed - iteration * length;
+            let pos = (slot.start_offset.0 * spb).round() as i64 + (into * spb + SAMPLE_EPSILON).floor() as i64;
+            crate::stream::prewarm(&mut track.lanes, s, ev.id, pos);
+        }
+        let pending = &self.pending;
+        for t in &mut self.tracks {
+            crate::stream::tidy(&mut t.lanes, |id| pending.iter().any(|e| e.id == id));
+        }
+    }
+
     #[inline]
     fn report(&mut self, r: Report) {
         push_report(&mut self.reports, &self.lost_reports, r);
@@ -647,7 +716,7 @@ impl Signal {
                 if let Some(slot) = self.clips.get(clip.index()) {
                     let mut sink =
                         Sink { ring: &mut self.midi_out, track: ev.track, sample: clock.sample_time + frame as i64 };
-                    start_clip(track, slot, clip, anchor, gain, frame, clock, declick, &mut sink);
+                    start_clip(track, slot, ev.id, clip, anchor, gain, frame, clock, declick, &mut sink);
                 }
             }
             Op::Stop { fade } => {
@@ -693,8 +762,21 @@ impl Signal {
                         Some(SlotContent::Audio(a)) => {
                             render_audio_voice(&mut v, a, clock, from, to, &mut track.left, &mut track.right)
                         }
+                        Some(SlotContent::Streamed(s)) => crate::stream::render_voice(
+                            &mut v,
+                            s,
+                            &mut track.lanes,
+                            clock,
+                            (from, to),
+                            (&mut track.left, &mut track.right),
+                            &mut self.scratch,
+                            &self.meters.stream_underruns,
+                        ),
                         _ => None,
                     };
+                    if !matches!(alive, Some(VoiceEnd::Playing)) {
+                        crate::stream::release_lane(&mut track.lanes, v.lane);
+                    }
                     match alive {
                         Some(VoiceEnd::Playing) => track.voices[vi] = Some(v),
                         Some(VoiceEnd::Ended(frame)) => {
@@ -873,6 +955,7 @@ fn end_voices(track: &mut TrackState, clock: &BlockClock, frame: usize, fade: u3
         if let Some(v) = slot {
             let pass_end = clock.frame_of_beat(Beats(v.anchor.0 + (v.iteration + 1) as f64 * v.length.0));
             if pass_end <= frame as i64 && v.fade_out.is_none() {
+                crate::stream::release_lane(&mut track.lanes, v.lane);
                 *slot = None;
             } else {
                 start_fade_out(v, fade);
@@ -938,6 +1021,7 @@ fn send_external(track: &mut TrackState, sink: &mut Sink<'_>, msg: MidiMsg) {
 fn start_clip(
     track: &mut TrackState,
     slot: &ClipSlot,
+    id: TriggerId,
     clip: ClipId,
     anchor: Beats,
     gain: f32,
@@ -960,7 +1044,7 @@ fn start_clip(
     }
     let into = elapsed - iteration as f64 * length;
     match &slot.content {
-        SlotContent::Audio(_) => {
+        SlotContent::Audio(_) | SlotContent::Streamed(_) => {
             end_voices(track, clock, frame, declick);
             let spb = 1.0 / clock.beats_per_sample;
             let offset = (slot.start_offset.0 * spb).round() as i64;
@@ -980,6 +1064,7 @@ fn start_clip(
                 gain,
                 fade_in: if into_samples != 0 { Some(Ramp { pos: 0, len: declick, fade_in: true }) } else { None },
                 fade_out: None,
+                lane: crate::stream::NO_LANE,
             };
             // A free slot, or else the voice that is quietest (furthest into its fade-out).
             let idx = track.voices.iter().position(|v| v.is_none()).unwrap_or_else(|| {
@@ -994,6 +1079,13 @@ fn start_clip(
                 }
                 best
             });
+            if let Some(old) = track.voices[idx].take() {
+                crate::stream::release_lane(&mut track.lanes, old.lane);
+            }
+            let mut voice = voice;
+            if let SlotContent::Streamed(s) = &slot.content {
+                voice.lane = crate::stream::take_lane(&mut track.lanes, s, id, voice.pos);
+            }
             track.voices[idx] = Some(voice);
         }
         SlotContent::Midi(data) => {
@@ -1018,7 +1110,7 @@ fn start_clip(
     }
 }
 
-enum VoiceEnd {
+pub(crate) enum VoiceEnd {
     Playing,
     /// A one-shot reached its end at this frame.
     Ended(usize),

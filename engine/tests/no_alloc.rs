@@ -9,7 +9,6 @@ mod common;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use common::*;
 use loophole_engine::EngineConfig;
@@ -21,15 +20,21 @@ use loophole_engine::time::{Beats, Bpm, Quantise, SimClock};
 
 struct Counting;
 
-static ALLOCS: AtomicUsize = AtomicUsize::new(0);
 thread_local! {
     static COUNTING: Cell<bool> = const { Cell::new(false) };
+    // Per thread, so tests running in parallel (one of which allocates on purpose) cannot add to
+    // each other's counts.
+    static ALLOCS: Cell<usize> = const { Cell::new(0) };
 }
 
 fn note() {
     if COUNTING.with(|c| c.get()) {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
+        ALLOCS.with(|n| n.set(n.get() + 1));
     }
+}
+
+fn allocs() -> usize {
+    ALLOCS.with(|n| n.get())
 }
 
 unsafe impl GlobalAlloc for Counting {
@@ -56,11 +61,11 @@ static GLOBAL: Counting = Counting;
 
 /// Runs `process` with allocation counting on; returns how many allocations/frees it made.
 fn counted(signal: &mut Signal, clock: &loophole_engine::time::BlockClock, out: &mut [f32]) -> usize {
-    let before = ALLOCS.load(Ordering::Relaxed);
+    let before = allocs();
     COUNTING.with(|c| c.set(true));
     signal.process(clock, out);
     COUNTING.with(|c| c.set(false));
-    ALLOCS.load(Ordering::Relaxed) - before
+    allocs() - before
 }
 
 fn rig_session() -> Session {
@@ -168,25 +173,88 @@ fn signal_process_never_allocates_or_frees() {
     }
     total += step(&mut pulse, &mut signal, 2, &mut t);
     // The transport stops: note-offs and All Notes Off into the ring.
-    let before = ALLOCS.load(Ordering::Relaxed);
+    let before = allocs();
     COUNTING.with(|c| c.set(true));
     signal.transport_stopped(t);
     COUNTING.with(|c| c.set(false));
-    total += ALLOCS.load(Ordering::Relaxed) - before;
+    total += allocs() - before;
     // Sanity: the run made sound and MIDI, so the code paths were exercised.
     assert!(signal.meters().blocks() > 2000);
     assert!(midi_sent > 20, "MIDI-out messages: {midi_sent}");
-    assert!(signal.lost_midi_out().load(Ordering::Relaxed) > 0, "the full-ring path was taken");
+    assert!(signal.lost_midi_out().load(std::sync::atomic::Ordering::Relaxed) > 0, "the full-ring path was taken");
     assert_eq!(total, 0, "Signal::process allocated or freed {total} times");
+}
+
+#[test]
+fn signal_with_streamed_clips_never_allocates_or_frees() {
+    // Two long clips streamed from disk (zero budget, 0.5 s heads), one legato.
+    let mut s = audio_session(
+        120.0,
+        vec![
+            ("s1", sine(4 * 48_000, 48_000, 220.0, 0.3), 8.0, true),
+            ("s2", sine(5 * 48_000, 44_100, 330.0, 0.3), 8.0, true),
+        ],
+    );
+    s.clips[1].track = TrackId(0);
+    s.clips[1].legato = true;
+    s.crossfade_ms = 5.0;
+    s.streaming.memory_budget_mb = Some(0.0);
+    s.streaming.head_seconds = 0.5;
+    let (s, notes) = loophole_engine::stream::prepare(&s, 48_000).unwrap();
+    assert_eq!(notes.len(), 2);
+    let (mut pulse, mut signal, reader) = loophole_engine::build_with_reader(
+        Arc::new(s),
+        &EngineConfig { sample_rate: 48_000, max_block: 128, queue_capacity: 64 },
+    )
+    .unwrap();
+    let mut reader = reader.expect("a reader for the streamed clips");
+    let clock = SimClock { sample_rate: 48_000, tempo: Bpm(120.0), quantum: 4.0 };
+    let mut out = vec![0f32; 512 * 2];
+    let mut t = 0i64;
+    let mut total = 0usize;
+    // The reader runs between blocks (outside the counted region), as on its own thread live.
+    let mut step =
+        |pulse: &mut loophole_engine::pulse::Pulse, signal: &mut Signal, blocks: usize, t: &mut i64, read: bool| {
+            let mut n = 0;
+            for k in 0..blocks {
+                let frames = [64usize, 1, 128, 333, 512][k % 5];
+                let c = clock.block(*t, frames);
+                if read {
+                    reader.service();
+                }
+                n += counted(signal, &c, &mut out[..frames * 2]);
+                *t += frames as i64;
+                while pulse.poll_event().is_some() {}
+            }
+            n
+        };
+    let now = |t: i64| Beats(t as f64 / 24_000.0);
+    // Start from the head, play past it (lane) and through a loop wrap (4 s).
+    pulse.press(Action::Launch { clip: ClipId(0), quantise: Some(Quantise::None), velocity: None }, now(t)).unwrap();
+    total += step(&mut pulse, &mut signal, 1500, &mut t, true);
+    // Legato switch mid-clip: pre-warmed lane, crossfade.
+    pulse.press(Action::Launch { clip: ClipId(1), quantise: Some(Quantise::Beat), velocity: None }, now(t)).unwrap();
+    total += step(&mut pulse, &mut signal, 600, &mut t, true);
+    assert_eq!(signal.stream_underruns(), 0, "the reader kept up");
+    // Starve the reader: underruns (silence) inside process, still no allocation.
+    total += step(&mut pulse, &mut signal, 600, &mut t, false);
+    assert!(signal.stream_underruns() > 0, "the starved path ran");
+    // Retrigger from the head, then stop with a fade (lanes released).
+    pulse.press(Action::Launch { clip: ClipId(0), quantise: Some(Quantise::None), velocity: None }, now(t)).unwrap();
+    total += step(&mut pulse, &mut signal, 300, &mut t, true);
+    pulse.press(Action::StopTrack { track: TrackId(0), mode: StopMode::FadeOut(Beats(1.0)) }, now(t)).unwrap();
+    total += step(&mut pulse, &mut signal, 300, &mut t, true);
+    assert!(signal.meters().take_master()[0] > 0.0);
+    assert_eq!(total, 0, "Signal::process allocated or freed {total} times with streamed clips");
 }
 
 #[test]
 fn the_counter_sees_allocations() {
     // Guards the guard: an allocation inside the counted region is counted.
-    let before = ALLOCS.load(Ordering::Relaxed);
+    let before = allocs();
     COUNTING.with(|c| c.set(true));
     let v: Vec<u8> = Vec::with_capacity(1000);
     drop(std::hint::black_box(v));
     COUNTING.with(|c| c.set(false));
-    assert_eq!(ALLOCS.load(Ordering::Relaxed) - before, 2);
+    assert_eq!(allocs() - before, 2);
 }

@@ -67,6 +67,10 @@ pub struct SourceArgs {
     /// end plus one bar.
     #[arg(long, conflicts_with = "script")]
     pub arrangement: bool,
+    /// Memory budget for decoded audio in MiB (overrides the session's `memory_budget_mb`):
+    /// clips beyond it stream from disk.
+    #[arg(long, value_name = "MB")]
+    pub memory_budget: Option<f64>,
 }
 
 impl SourceArgs {
@@ -78,6 +82,7 @@ impl SourceArgs {
             },
             script: self.script.clone(),
             seed: self.seed,
+            memory_budget_mb: self.memory_budget,
             preview: if self.playthrough {
                 Some(Preview::Playthrough { from: self.from.clone(), to: self.to.clone() })
             } else if self.arrangement {
@@ -274,6 +279,9 @@ pub struct DemoArgs {
     /// Overrides the demo session's seed.
     #[arg(long, value_name = "N")]
     pub seed: Option<u64>,
+    /// Memory budget for decoded audio in MiB: clips beyond it stream from disk.
+    #[arg(long, value_name = "MB")]
+    pub memory_budget: Option<f64>,
     /// How to play it.
     #[command(flatten)]
     pub live: LiveArgs,
@@ -282,7 +290,13 @@ pub struct DemoArgs {
 impl DemoArgs {
     /// The options [`crate::play::run`] takes.
     pub fn into_options(self) -> anyhow::Result<PlayOptions> {
-        let input = InputArgs { source: Source::Demo, script: self.script, seed: self.seed, preview: None };
+        let input = InputArgs {
+            source: Source::Demo,
+            script: self.script,
+            seed: self.seed,
+            preview: None,
+            memory_budget_mb: self.memory_budget,
+        };
         // The demo starts at once and joins a Link session whenever one shows up.
         let mut o = self.live.options(input, false)?;
         o.link.join = o.link.stopped;

@@ -35,6 +35,8 @@ pub struct InputArgs {
     pub seed: Option<u64>,
     /// Perform the session's own scenes or arrangement instead of a script.
     pub preview: Option<Preview>,
+    /// Overrides the session's memory budget for decoded audio (MiB).
+    pub memory_budget_mb: Option<f64>,
 }
 
 /// A performance made from the session itself instead of a script (`--playthrough`,
@@ -78,6 +80,12 @@ impl Performance {
         };
         if let Some(seed) = args.seed {
             session.seed = seed;
+        }
+        if let Some(mb) = args.memory_budget_mb {
+            if !(mb.is_finite() && mb >= 0.0) {
+                return Err(crate::BadInput(format!("--memory-budget {mb}: give 0 MiB or more")).into());
+            }
+            session.streaming.memory_budget_mb = Some(mb);
         }
         let (script, natural_seconds) = match (&args.script, &args.source) {
             _ if let Some(preview) = &args.preview => preview_script(preview, &session)?,

@@ -62,6 +62,7 @@ pub mod midi;
 pub mod play;
 pub mod render;
 pub mod smf;
+pub mod streaming;
 pub mod wav;
 
 use std::io::Write;

@@ -136,6 +136,8 @@ pub struct PlaySummary {
     pub interrupted: bool,
     /// Times the performance switched back from the null device to its device.
     pub switched_back: u32,
+    /// Frames of streamed clips played as silence because the disk reader was behind.
+    pub stream_underruns: u64,
 }
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
@@ -428,6 +430,10 @@ fn describe(
         PulseEvent::ClipEnded { track, clip, sample } => {
             Some(format!("{}  {}: {} ended", position(beat_of_sample(*sample)), track_name(*track), clip_name(*clip)))
         }
+        PulseEvent::Refused { .. } => {
+            warn_line(format_args!("loophole: warning: {}", crate::streaming::describe_refusal(event, session)?));
+            None
+        }
         PulseEvent::Dropped { id } => {
             warn_line(format_args!(
                 "loophole: warning: the audio thread dropped trigger {} (its queue was full)",
@@ -522,7 +528,7 @@ fn join_link(opts: &LinkOptions, perf: &Performance, sample_rate: u32) -> (LinkC
 
 /// Plays a performance until its end or Ctrl-C and prints a status line. Thread: main thread.
 pub fn run(opts: PlayOptions) -> anyhow::Result<PlaySummary> {
-    let perf = Performance::load(&opts.input)?;
+    let mut perf = Performance::load(&opts.input)?;
     let seconds = opts.seconds.or(perf.natural_seconds);
     // A bad mapping file fails here, before any device or file is opened.
     let (mut midi, midi_lines) =
@@ -563,6 +569,7 @@ pub fn run(opts: PlayOptions) -> anyhow::Result<PlaySummary> {
     };
     let mut switch_back = SwitchBack::new(switchback::RETRY);
     let mut switched_back = 0u32;
+    crate::streaming::prepare(&mut perf, sample_rate)?;
     let total = seconds.map(|s| (s * sample_rate as f64).round() as u64);
     let new_map = || TempoMap::new(sample_rate, perf.session.tempo, perf.session.beats_per_bar);
     let transport = Transport::new();
@@ -881,6 +888,7 @@ pub fn run(opts: PlayOptions) -> anyhow::Result<PlaySummary> {
         refused_tempo_changes: transport.refused_tempo_changes(),
         interrupted,
         switched_back,
+        stream_underruns: meters.iter().map(|m| m.stream_underruns()).sum(),
     };
     let mut status = format!(
         "{} {:.2} s ({} frames, {} blocks) on {on}; {}; {}; dropped capture frames {}; output peak {}",
@@ -912,6 +920,9 @@ pub fn run(opts: PlayOptions) -> anyhow::Result<PlaySummary> {
             "; {} tempo change(s) refused (the audio thread's tempo map was full)",
             summary.refused_tempo_changes
         ));
+    }
+    if perf.session.clips.iter().any(|c| c.stream.is_some()) {
+        status.push_str(&format!("; stream underruns {} frames", summary.stream_underruns));
     }
     say(format_args!("{status}"));
     if let Some(midi) = midi {

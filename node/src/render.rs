@@ -59,7 +59,8 @@ pub struct RenderSummary {
 
 /// Runs a render and prints its summary line. Thread: main thread.
 pub fn run(opts: &RenderOptions) -> anyhow::Result<RenderSummary> {
-    let perf = Performance::load(&opts.input)?;
+    let mut perf = Performance::load(&opts.input)?;
+    crate::streaming::prepare(&mut perf, opts.sample_rate)?;
     let seconds = opts.seconds.or(perf.natural_seconds).unwrap_or(DEFAULT_SECONDS);
     let started = Instant::now();
     let mut renderer = Renderer::new(
@@ -107,6 +108,9 @@ pub fn run(opts: &RenderOptions) -> anyhow::Result<RenderSummary> {
             events += 1;
             if let Some(log) = &mut log {
                 log.write(&event, &perf.session, None)?;
+            }
+            if let Some(line) = crate::streaming::describe_refusal(&event, &perf.session) {
+                warn_line(format_args!("loophole: warning: {line}"));
             }
         }
         since_progress += n as u64;

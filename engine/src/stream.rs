@@ -1,0 +1,908 @@
+//! Disk streaming of long audio clips under a memory budget.
+//!
+//! [`prepare`] decides, once the engine's sample rate is known, which audio clips stay resident
+//! (decoded in memory) and which stream: distinct audio files are made resident smallest first
+//! until [`StreamSettings::memory_budget_mb`] is used; every other file is converted once to the
+//! engine's rate (resampled exactly as a resident clip is) into a raw cache file in the temp
+//! directory, and its clips keep only a *head* in memory: the first
+//! [`StreamSettings::head_seconds`] from the clip's start offset.
+//!
+//! While the engine runs, a non-realtime reader ([`StreamReader`], on its own thread live, called
+//! synchronously between blocks offline) fills per-voice *lanes*: lock-free FIFOs of chunks read
+//! from the cache file, starting where Signal asked. Signal asks through two atomics per lane (a
+//! generation tag and a frame position) whenever a voice starts, wraps its loop or jumps; it plays
+//! the head from memory while the lane fills behind it, and for a start that is not in the head
+//! (legato launches, late starts, start offsets moved by a tempo change) it pre-warms a spare lane
+//! as soon as the trigger reaches its pending list, ahead of its beat. Signal never waits: frames
+//! that neither the head nor the lane holds are played as silence and counted as underruns
+//! ([`crate::signal::Signal::stream_underruns`]).
+//!
+//! Pulse refuses, ahead, a pressed launch of a streamed clip that would start outside its head
+//! with less than [`StreamSettings::lead_ms`] to its beat, and any launch of a clip whose file the
+//! reader could not read ([`crate::pulse::PulseEvent::Refused`]).
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::model::{AudioData, ClipContent, Session};
+use crate::signal::{AudioVoice, TriggerId, VoiceEnd};
+use crate::time::{Beats, BlockClock};
+
+/// Streaming settings of a session (`[session]` keys `memory_budget_mb`, `stream_head_s`,
+/// `stream_lead_ms`; `--memory-budget` overrides the budget).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StreamSettings {
+    /// Decoded audio (at the engine's rate, 8 bytes per stereo frame) kept in memory, in MiB.
+    /// `None`: everything is resident (nothing streams).
+    pub memory_budget_mb: Option<f64>,
+    /// Seconds of each streamed clip kept in memory from its start offset, so a launch from the
+    /// start plays at once while the reader fills the rest.
+    pub head_seconds: f64,
+    /// The reader's worst-case lead: a launch that starts outside the head needs at least this
+    /// long between its press and its beat, or it is refused.
+    pub lead_ms: f64,
+}
+
+/// Default [`StreamSettings::head_seconds`].
+pub const DEFAULT_HEAD_SECONDS: f64 = 2.0;
+/// Smallest [`StreamSettings::head_seconds`] (it must exceed the longest block by far).
+pub const MIN_HEAD_SECONDS: f64 = 0.5;
+/// Default [`StreamSettings::lead_ms`].
+pub const DEFAULT_LEAD_MS: f64 = 100.0;
+
+impl Default for StreamSettings {
+    fn default() -> Self {
+        StreamSettings { memory_budget_mb: None, head_seconds: DEFAULT_HEAD_SECONDS, lead_ms: DEFAULT_LEAD_MS }
+    }
+}
+
+/// Frames per chunk the reader hands Signal.
+pub(crate) const CHUNK: usize = 1024;
+/// Seconds of audio a lane holds.
+const LANE_SECONDS: f64 = 1.5;
+/// Lanes per track with streamed clips: one per voice plus spares for pre-warming.
+pub(crate) const LANES_PER_TRACK: usize = crate::signal::VOICES_PER_TRACK + 2;
+/// A voice with no lane.
+pub(crate) const NO_LANE: u8 = u8::MAX;
+
+/// A clip's audio converted to the engine's rate in a raw cache file (32-bit float little-endian,
+/// interleaved stereo). The file is deleted when the last clip using it is dropped.
+#[derive(Debug)]
+pub struct StreamSource {
+    path: PathBuf,
+    frames: u64,
+    sample_rate: u32,
+    /// The file the audio came from (for messages).
+    origin: String,
+    failed: AtomicBool,
+    error: Mutex<Option<String>>,
+}
+
+impl StreamSource {
+    /// Frames of audio (at [`StreamSource::sample_rate`]).
+    pub fn frames(&self) -> u64 {
+        self.frames
+    }
+
+    /// The engine rate the cache file holds.
+    pub fn sample_rate(&self) -> u32 {
+        self.sample_rate
+    }
+
+    /// The cache file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Why the reader could not read the file, once it failed.
+    pub fn error(&self) -> Option<String> {
+        if !self.failed.load(Ordering::Acquire) {
+            return None;
+        }
+        self.error.lock().ok().and_then(|e| e.clone())
+    }
+
+    fn fail(&self, why: String) {
+        if let Ok(mut e) = self.error.lock() {
+            e.get_or_insert(format!("cannot read the streamed audio of {} ({why})", self.origin));
+        }
+        self.failed.store(true, Ordering::Release);
+    }
+}
+
+impl Drop for StreamSource {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+        // The process's cache directory goes with its last file.
+        if let Some(dir) = self.path.parent() {
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
+}
+
+/// How a streamed clip is played: its head in memory and the rest from its source.
+#[derive(Debug)]
+pub struct StreamedClip {
+    /// The cache file.
+    pub source: Arc<StreamSource>,
+    /// The first frame the head holds.
+    pub head_start: u64,
+}
+
+/// Why [`prepare`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamError {
+    /// The cache file could not be written (disk full, no temp directory).
+    #[error("cannot write the stream cache file {path}: {source}")]
+    Cache {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The settings are out of range.
+    #[error("{0}")]
+    Settings(String),
+}
+
+/// A clip that streams, as [`prepare`] reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamedNote {
+    /// Clip ids (session file spelling) sharing the file.
+    pub clips: Vec<String>,
+    /// Decoded size at the engine's rate, MiB.
+    pub mb: f64,
+}
+
+/// Applies the session's memory budget for an engine at `sample_rate`: returns the session with
+/// every streamed clip's content cut to its head (and [`crate::model::Clip::stream`] set), and
+/// what streams. Without a budget, or when everything fits, the session is returned unchanged.
+///
+/// Thread: control. Slow (resamples and writes the cache files); not realtime-safe.
+pub fn prepare(session: &Session, sample_rate: u32) -> Result<(Session, Vec<StreamedNote>), StreamError> {
+    let settings = session.streaming;
+    let mut out = session.clone();
+    let Some(budget_mb) = settings.memory_budget_mb else { return Ok((out, Vec::new())) };
+    if !(budget_mb.is_finite() && budget_mb >= 0.0) {
+        return Err(StreamError::Settings(format!("memory budget {budget_mb} MiB (give 0 or more)")));
+    }
+    if !(settings.head_seconds.is_finite() && settings.head_seconds >= MIN_HEAD_SECONDS) {
+        return Err(StreamError::Settings(format!(
+            "stream head {} s (give at least {MIN_HEAD_SECONDS} s)",
+            settings.head_seconds
+        )));
+    }
+    if sample_rate == 0 {
+        return Err(StreamError::Settings("sample rate 0 Hz".into()));
+    }
+    // Distinct audio data (clips may share a file), with its size at the engine's rate.
+    let mut files: Vec<(Arc<AudioData>, u64, Vec<usize>)> = Vec::new();
+    for (i, c) in session.clips.iter().enumerate() {
+        let ClipContent::Audio(a) = &c.content else { continue };
+        if c.stream.is_some() {
+            continue;
+        }
+        match files.iter_mut().find(|(b, _, _)| Arc::ptr_eq(a, b)) {
+            Some((_, _, clips)) => clips.push(i),
+            None => {
+                let from = a.sample_rate.max(1) as u128;
+                let frames = (a.frames() as u128 * sample_rate as u128 + from / 2) / from;
+                files.push((a.clone(), frames as u64 * 8, vec![i]));
+            }
+        }
+    }
+    // Smallest first (ties: first clip), so as many clips as possible stay resident.
+    files.sort_by_key(|(_, bytes, clips)| (*bytes, clips[0]));
+    let budget = (budget_mb * 1024.0 * 1024.0) as u64;
+    let mut used = 0u64;
+    let mut notes = Vec::new();
+    for (data, bytes, clips) in files {
+        if used + bytes <= budget {
+            used += bytes;
+            continue;
+        }
+        let converted = crate::session_file::resample(&data, sample_rate);
+        drop(data);
+        let source = Arc::new(write_cache(&converted, &session.clips[clips[0]].id)?);
+        for &i in &clips {
+            let clip = &mut out.clips[i];
+            // The head: from the start offset (at the session's tempo), head_seconds long.
+            let spb = session.tempo.0 / 60.0 / sample_rate as f64;
+            let start = ((clip.start_offset.0 / spb).round().max(0.0) as u64).min(source.frames);
+            let len = (settings.head_seconds * sample_rate as f64).ceil() as u64;
+            let end = (start + len).min(source.frames);
+            let (s, e) = (start as usize, end as usize);
+            let head =
+                AudioData { sample_rate, left: converted.left[s..e].to_vec(), right: converted.right[s..e].to_vec() };
+            clip.content = ClipContent::Audio(Arc::new(head));
+            clip.stream = Some(Arc::new(StreamedClip { source: source.clone(), head_start: start }));
+        }
+        notes.push(StreamedNote {
+            clips: clips.iter().map(|&i| session.clips[i].id.clone()).collect(),
+            mb: bytes as f64 / (1024.0 * 1024.0),
+        });
+    }
+    Ok((out, notes))
+}
+
+/// Writes `data` to a fresh cache file in the temp directory.
+fn write_cache(data: &AudioData, name: &str) -> Result<StreamSource, StreamError> {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let dir = std::env::temp_dir().join(format!("loophole-stream-{}", std::process::id()));
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let path = dir.join(format!("{n}.f32"));
+    let err = |source| StreamError::Cache { path: path.clone(), source };
+    // Another engine's last cache file may take the directory away between the two calls.
+    let mut attempt = 0;
+    let file = loop {
+        let made = std::fs::create_dir_all(&dir).and_then(|()| File::create(&path));
+        match made {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && attempt < 3 => attempt += 1,
+            other => break other.map_err(err)?,
+        }
+    };
+    let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
+    for (l, r) in data.left.iter().zip(&data.right) {
+        w.write_all(&l.to_le_bytes()).map_err(err)?;
+        w.write_all(&r.to_le_bytes()).map_err(err)?;
+    }
+    w.flush().map_err(err)?;
+    Ok(StreamSource {
+        path: path.clone(),
+        frames: data.frames().min(data.right.len()) as u64,
+        sample_rate: data.sample_rate,
+        origin: format!("clip '{name}'"),
+        failed: AtomicBool::new(false),
+        error: Mutex::new(None),
+    })
+}
+
+/// A run of frames read from a cache file.
+#[derive(Clone, Copy)]
+pub(crate) struct Chunk {
+    generation: u32,
+    start: i64,
+    len: u32,
+    /// Interleaved stereo.
+    data: [f32; CHUNK * 2],
+}
+
+/// What Signal asks a lane's reader for. Written by Signal only, read by the reader only.
+#[derive(Debug, Default)]
+pub(crate) struct LaneRequest {
+    /// `generation << 32 | (stream index + 1)`; stream 0 means idle.
+    tag: AtomicU64,
+    /// First frame wanted.
+    pos: AtomicI64,
+}
+
+/// Signal's end of a lane.
+pub(crate) struct Lane {
+    rx: rtrb::Consumer<Chunk>,
+    request: Arc<LaneRequest>,
+    generation: u32,
+    /// The stream requested (`None`: idle).
+    stream: Option<u32>,
+    req_pos: i64,
+    /// A voice plays from it.
+    owned: bool,
+    /// Pre-warmed for this pending trigger.
+    prewarm: Option<TriggerId>,
+}
+
+impl std::fmt::Debug for Lane {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lane").field("generation", &self.generation).field("stream", &self.stream).finish()
+    }
+}
+
+impl Lane {
+    fn request(&mut self, stream: Option<u32>, pos: i64) {
+        self.generation = self.generation.wrapping_add(1);
+        self.stream = stream;
+        self.req_pos = pos;
+        self.request.pos.store(pos, Ordering::Relaxed);
+        let s = stream.map_or(0, |s| s as u64 + 1);
+        self.request.tag.store((self.generation as u64) << 32 | s, Ordering::Release);
+    }
+
+    /// Drops chunks of an older request (and, with `before`, chunks that end at or before it).
+    /// Returns whether it dropped any chunk of the current request.
+    fn discard(&mut self, before: Option<i64>) -> bool {
+        let mut behind = false;
+        loop {
+            let stale = match self.rx.peek() {
+                Ok(c) => c.generation != self.generation || before.is_some_and(|p| c.start + c.len as i64 <= p),
+                Err(_) => false,
+            };
+            if !stale {
+                return behind;
+            }
+            behind |= self.rx.peek().is_ok_and(|c| c.generation == self.generation);
+            if let Ok(c) = self.rx.read_chunk(1) {
+                c.commit_all();
+            }
+        }
+    }
+
+    fn release(&mut self) {
+        self.owned = false;
+        self.prewarm = None;
+        self.request(None, 0);
+        self.discard(None);
+    }
+
+    fn free(&self) -> bool {
+        !self.owned && self.prewarm.is_none()
+    }
+}
+
+/// The lanes of one track (empty for tracks without streamed clips).
+#[derive(Debug, Default)]
+pub(crate) struct Lanes(pub Vec<Lane>);
+
+/// A streamed clip as Signal sees it.
+#[derive(Debug)]
+pub(crate) struct StreamSlot {
+    pub head: Arc<AudioData>,
+    pub head_start: i64,
+    pub head_end: i64,
+    pub frames: i64,
+    pub stream: u32,
+    /// Frames the reader needs to answer a request (the lead, at the engine's rate).
+    pub lead: i64,
+}
+
+impl StreamSlot {
+    fn in_head(&self, p: i64) -> bool {
+        p >= self.head_start && p < self.head_end
+    }
+
+    /// The first window frame a voice at `p` will need: the end of the head while it plays the
+    /// head, else `p`.
+    pub fn need_from(&self, p: i64) -> i64 {
+        if self.in_head(p) { self.head_end } else { p }
+    }
+}
+
+/// The reader's end of a lane.
+struct ReaderLane {
+    tx: rtrb::Producer<Chunk>,
+    request: Arc<LaneRequest>,
+    tag: u64,
+    stream: Option<usize>,
+    pos: i64,
+    /// Frames read since the request (a failure is reported once).
+    failed: bool,
+}
+
+/// The non-realtime reader: fills every lane from the cache files. Live it runs on its own thread
+/// ([`StreamReader::spawn`]); offline the renderer calls [`StreamReader::service`] before each
+/// block, so renders are deterministic.
+pub struct StreamReader {
+    lanes: Vec<ReaderLane>,
+    sources: Vec<Arc<StreamSource>>,
+    files: Vec<Option<File>>,
+    bytes: Vec<u8>,
+}
+
+impl std::fmt::Debug for StreamReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamReader").field("lanes", &self.lanes.len()).field("sources", &self.sources).finish()
+    }
+}
+
+/// Everything [`crate::build`] needs to wire streaming in.
+pub(crate) struct StreamWiring {
+    /// Per clip: its Signal slot data, if it streams.
+    pub slots: Vec<Option<StreamSlot>>,
+    /// Per track: its lanes.
+    pub lanes: Vec<Lanes>,
+    pub reader: Option<StreamReader>,
+    pub sources: Vec<Arc<StreamSource>>,
+}
+
+/// Plans the lanes and the reader for a prepared session. Control thread; allocates.
+pub(crate) fn wire(session: &Session, sample_rate: u32) -> Result<StreamWiring, String> {
+    let mut sources: Vec<Arc<StreamSource>> = Vec::new();
+    let mut slots = Vec::with_capacity(session.clips.len());
+    let mut tracks_streaming = vec![false; session.tracks.len()];
+    let lead = (session.streaming.lead_ms.max(0.0) * 1e-3 * sample_rate as f64).ceil() as i64;
+    for c in &session.clips {
+        let (Some(s), ClipContent::Audio(head)) = (&c.stream, &c.content) else {
+            slots.push(None);
+            continue;
+        };
+        if s.source.sample_rate != sample_rate {
+            return Err(format!(
+                "clip '{}' was prepared for streaming at {} Hz, the engine runs at {sample_rate} Hz",
+                c.id, s.source.sample_rate
+            ));
+        }
+        let idx = match sources.iter().position(|x| Arc::ptr_eq(x, &s.source)) {
+            Some(i) => i,
+            None => {
+                sources.push(s.source.clone());
+                sources.len() - 1
+            }
+        };
+        tracks_streaming[c.track.index()] = true;
+        slots.push(Some(StreamSlot {
+            head: head.clone(),
+            head_start: s.head_start as i64,
+            head_end: (s.head_start + head.frames() as u64) as i64,
+            frames: s.source.frames as i64,
+            stream: idx as u32,
+            lead,
+        }));
+    }
+    let capacity = ((LANE_SECONDS * sample_rate as f64) as usize).div_ceil(CHUNK).max(4);
+    let mut reader_lanes = Vec::new();
+    let lanes = tracks_streaming
+        .iter()
+        .map(|&on| {
+            if !on {
+                return Lanes::default();
+            }
+            Lanes(
+                (0..LANES_PER_TRACK)
+                    .map(|_| {
+                        let (tx, rx) = rtrb::RingBuffer::new(capacity);
+                        let request = Arc::new(LaneRequest::default());
+                        reader_lanes.push(ReaderLane {
+                            tx,
+                            request: request.clone(),
+                            tag: 0,
+                            stream: None,
+                            pos: 0,
+                            failed: false,
+                        });
+                        Lane { rx, request, generation: 0, stream: None, req_pos: 0, owned: false, prewarm: None }
+                    })
+                    .collect(),
+            )
+        })
+        .collect();
+    let reader = (!sources.is_empty()).then(|| StreamReader {
+        lanes: reader_lanes,
+        files: sources.iter().map(|_| None).collect(),
+        sources: sources.clone(),
+        bytes: vec![0u8; CHUNK * 8],
+    });
+    Ok(StreamWiring { slots, lanes, reader, sources })
+}
+
+impl StreamReader {
+    /// Answers new requests and fills every lane as far as it has room. Returns whether it read
+    /// anything. Control or reader thread; does file I/O.
+    pub fn service(&mut self) -> bool {
+        let mut worked = false;
+        for li in 0..self.lanes.len() {
+            loop {
+                let lane = &mut self.lanes[li];
+                let tag = lane.request.tag.load(Ordering::Acquire);
+                if tag != lane.tag {
+                    lane.tag = tag;
+                    lane.pos = lane.request.pos.load(Ordering::Relaxed).max(0);
+                    lane.stream = match tag & 0xffff_ffff {
+                        0 => None,
+                        s => Some(s as usize - 1),
+                    };
+                    lane.failed = false;
+                }
+                let Some(s) = lane.stream else { break };
+                if lane.failed || lane.tx.slots() == 0 {
+                    break;
+                }
+                let source = &self.sources[s];
+                let frames = source.frames as i64;
+                if lane.pos >= frames {
+                    break;
+                }
+                let n = (frames - lane.pos).min(CHUNK as i64) as usize;
+                let pos = lane.pos;
+                match read_frames(&mut self.files[s], source, pos, &mut self.bytes[..n * 8]) {
+                    Ok(()) => {
+                        let mut chunk =
+                            Chunk { generation: (tag >> 32) as u32, start: pos, len: n as u32, data: [0.0; CHUNK * 2] };
+                        for (d, b) in chunk.data.iter_mut().zip(self.bytes[..n * 8].chunks_exact(4)) {
+                            *d = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+                        }
+                        let lane = &mut self.lanes[li];
+                        let _ = lane.tx.push(chunk);
+                        lane.pos += n as i64;
+                        worked = true;
+                    }
+                    Err(e) => {
+                        source.fail(e.to_string());
+                        self.files[s] = None;
+                        self.lanes[li].failed = true;
+                    }
+                }
+            }
+        }
+        worked
+    }
+
+    /// Runs [`StreamReader::service`] on a thread of its own until the returned guard is dropped.
+    pub fn spawn(mut self) -> std::io::Result<ReaderThread> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let handle = std::thread::Builder::new().name("loophole-stream".into()).spawn(move || {
+            while !flag.load(Ordering::Acquire) {
+                if !self.service() {
+                    std::thread::sleep(std::time::Duration::from_millis(1));
+                }
+            }
+        })?;
+        Ok(ReaderThread { stop, handle: Some(handle) })
+    }
+}
+
+/// Reads frames `[pos, pos + out.len() / 8)` of a cache file.
+fn read_frames(file: &mut Option<File>, source: &StreamSource, pos: i64, out: &mut [u8]) -> std::io::Result<()> {
+    if file.is_none() {
+        *file = Some(File::open(&source.path)?);
+    }
+    let Some(f) = file.as_mut() else { return Ok(()) };
+    f.seek(SeekFrom::Start(pos as u64 * 8))?;
+    f.read_exact(out)
+}
+
+/// The live reader thread; dropping it stops and joins the thread.
+#[derive(Debug)]
+pub struct ReaderThread {
+    stop: Arc<AtomicBool>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for ReaderThread {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Release);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// Pulse's view of a streamed clip: is it readable, and does a start at a frame need the lane.
+#[derive(Debug, Clone)]
+pub(crate) struct StreamGate {
+    pub source: Arc<StreamSource>,
+    pub head_start: i64,
+    pub head_end: i64,
+}
+
+impl StreamGate {
+    pub(crate) fn of(session: &Session) -> Vec<Option<StreamGate>> {
+        session
+            .clips
+            .iter()
+            .map(|c| match (&c.stream, &c.content) {
+                (Some(s), ClipContent::Audio(head)) => Some(StreamGate {
+                    source: s.source.clone(),
+                    head_start: s.head_start as i64,
+                    head_end: (s.head_start + head.frames() as u64) as i64,
+                }),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+// --- Signal side (audio thread: no allocation, locks or I/O below). ---
+
+/// Takes a lane for a voice of a streamed clip starting at `pos`, for trigger `id`: the lane
+/// pre-warmed for it, else any free lane (asked for the frames the voice needs next).
+pub(crate) fn take_lane(lanes: &mut Lanes, slot: &StreamSlot, id: TriggerId, pos: i64) -> u8 {
+    let need = slot.need_from(pos);
+    if let Some(i) = lanes
+        .0
+        .iter()
+        .position(|l| l.prewarm == Some(id) && l.stream == Some(slot.stream) && l.req_pos <= need && !l.owned)
+    {
+        let l = &mut lanes.0[i];
+        l.prewarm = None;
+        l.owned = true;
+        return i as u8;
+    }
+    match lanes.0.iter().position(Lane::free) {
+        Some(i) => {
+            let l = &mut lanes.0[i];
+            l.owned = true;
+            l.request(Some(slot.stream), need);
+            l.discard(None);
+            i as u8
+        }
+        None => NO_LANE,
+    }
+}
+
+/// Frees a voice's lane.
+pub(crate) fn release_lane(lanes: &mut Lanes, lane: u8) {
+    if let Some(l) = lanes.0.get_mut(lane as usize) {
+        l.release();
+    }
+}
+
+/// Asks the voice's lane for the frames a voice now at `pos` needs (after a loop wrap or a jump).
+pub(crate) fn seek_lane(lanes: &mut Lanes, lane: u8, slot: &StreamSlot, pos: i64) {
+    if let Some(l) = lanes.0.get_mut(lane as usize) {
+        l.request(Some(slot.stream), slot.need_from(pos));
+        l.discard(None);
+    }
+}
+
+/// Pre-warms a lane for a pending start of a streamed clip that will begin at frame `pos` (an
+/// estimate: the tempo may still change), unless `pos` is comfortably inside the head.
+pub(crate) fn prewarm(lanes: &mut Lanes, slot: &StreamSlot, id: TriggerId, pos: i64) {
+    if lanes.0.iter().any(|l| l.prewarm == Some(id)) {
+        return;
+    }
+    if slot.in_head(pos) && slot.head_end - pos > slot.lead {
+        return;
+    }
+    let from = if slot.in_head(pos) { slot.head_end } else { (pos - slot.lead).max(0) };
+    if let Some(l) = lanes.0.iter_mut().find(|l| l.free()) {
+        l.prewarm = Some(id);
+        l.request(Some(slot.stream), from);
+        l.discard(None);
+    }
+}
+
+/// Frees lanes pre-warmed for triggers that are no longer pending, and drops stale chunks.
+pub(crate) fn tidy(lanes: &mut Lanes, pending: impl Fn(TriggerId) -> bool) {
+    for l in &mut lanes.0 {
+        if let Some(id) = l.prewarm
+            && !pending(id)
+        {
+            l.release();
+        }
+        l.discard(None);
+    }
+}
+
+/// Fills `l[..n]`, `r[..n]` with frames `[pos, pos + n)` of a streamed clip: from the head, else
+/// from the voice's lane. Frames outside the clip are zero; frames neither holds are zero and
+/// counted in `underruns`. If the lane was asked for later frames than `pos`, it is asked again.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn fetch(
+    slot: &StreamSlot,
+    lanes: &mut Lanes,
+    lane: u8,
+    pos: i64,
+    n: usize,
+    l: &mut [f32],
+    r: &mut [f32],
+    underruns: &AtomicU64,
+) {
+    let mut lane = lanes.0.get_mut(lane as usize);
+    let mut missing = 0u64;
+    let mut k = 0usize;
+    while k < n {
+        let p = pos + k as i64;
+        if p < 0 || p >= slot.frames {
+            l[k] = 0.0;
+            r[k] = 0.0;
+            k += 1;
+            continue;
+        }
+        if slot.in_head(p) {
+            let m = ((slot.head_end - p) as usize).min(n - k);
+            let h = (p - slot.head_start) as usize;
+            l[k..k + m].copy_from_slice(&slot.head.left[h..h + m]);
+            r[k..k + m].copy_from_slice(&slot.head.right[h..h + m]);
+            k += m;
+            continue;
+        }
+        if let Some(ln) = lane.as_deref_mut() {
+            if p < ln.req_pos || ln.stream != Some(slot.stream) {
+                ln.request(Some(slot.stream), p);
+            }
+            let behind = ln.discard(Some(p));
+            let front = ln.rx.peek().map(|c| c.start).ok();
+            if front.is_some_and(|s| s > p) || (behind && front.is_none()) {
+                // The lane has moved past `p` (the voice went back without a seek), or the reader
+                // fell behind the voice: ask again from `p`.
+                ln.request(Some(slot.stream), p);
+                ln.discard(None);
+            }
+            if let Ok(c) = ln.rx.peek()
+                && c.start <= p
+            {
+                let off = (p - c.start) as usize;
+                let m = (c.len as usize - off).min(n - k);
+                for j in 0..m {
+                    l[k + j] = c.data[2 * (off + j)];
+                    r[k + j] = c.data[2 * (off + j) + 1];
+                }
+                k += m;
+                continue;
+            }
+        }
+        l[k] = 0.0;
+        r[k] = 0.0;
+        missing += 1;
+        k += 1;
+    }
+    if missing > 0 {
+        underruns.fetch_add(missing, Ordering::Relaxed);
+    }
+}
+
+/// Renders one voice of a streamed clip into the track buffers for frames `[from, to)`: the same
+/// arithmetic, sample for sample, as a resident clip's voice, so a streamed clip whose frames
+/// arrive in time sounds bit-identical to the resident one.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn render_voice(
+    v: &mut AudioVoice,
+    slot: &StreamSlot,
+    lanes: &mut Lanes,
+    clock: &BlockClock,
+    (from, to): (usize, usize),
+    (left, right): (&mut [f32], &mut [f32]),
+    scratch: &mut [Vec<f32>; 2],
+    underruns: &AtomicU64,
+) -> Option<VoiceEnd> {
+    let data_len = slot.frames;
+    let [sl, sr] = scratch;
+    let mut i = from;
+    while i < to {
+        let end_beat = Beats(v.anchor.0 + (v.iteration + 1) as f64 * v.length.0);
+        let end_frame = clock.frame_of_beat(end_beat);
+        if end_frame <= i as i64 {
+            if v.looping {
+                v.iteration += 1;
+                v.pos = v.offset;
+                seek_lane(lanes, v.lane, slot, v.pos);
+                continue;
+            }
+            return Some(VoiceEnd::Ended(i));
+        }
+        let seg_end = (end_frame.min(to as i64)) as usize;
+        let n = seg_end - i;
+        fetch(slot, lanes, v.lane, v.pos, n, &mut sl[..n], &mut sr[..n], underruns);
+        if v.fade_in.is_none() && v.fade_out.is_none() && v.pos >= 0 && v.pos + n as i64 <= data_len {
+            let g = v.gain;
+            for ((o, s), (or, s2)) in
+                left[i..seg_end].iter_mut().zip(&sl[..n]).zip(right[i..seg_end].iter_mut().zip(&sr[..n]))
+            {
+                *o += s * g;
+                *or += s2 * g;
+            }
+        } else {
+            for k in 0..n {
+                let p = v.pos + k as i64;
+                let mut g = v.gain;
+                if let Some(r) = v.fade_in.as_mut() {
+                    g *= r.next();
+                    if r.done() {
+                        v.fade_in = None;
+                    }
+                }
+                let mut faded = false;
+                if let Some(r) = v.fade_out.as_mut() {
+                    g *= r.next();
+                    faded = r.done();
+                }
+                if p >= 0 && p < data_len {
+                    left[i + k] += sl[k] * g;
+                    right[i + k] += sr[k] * g;
+                }
+                if faded {
+                    return Some(VoiceEnd::Faded);
+                }
+            }
+        }
+        v.pos += n as i64;
+        i = seg_end;
+    }
+    Some(VoiceEnd::Playing)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Clip, Track, TrackKind};
+    use crate::time::{Beats, Bpm};
+
+    fn ramp_session(frames: usize, rate: u32) -> Session {
+        let mut s = Session::new("t", Bpm(120.0));
+        let t = s.add_track(Track::new("a", TrackKind::Audio));
+        let left: Vec<f32> = (0..frames).map(|i| i as f32 / frames as f32).collect();
+        let right: Vec<f32> = left.iter().map(|v| -v).collect();
+        let data = Arc::new(AudioData { sample_rate: rate, left, right });
+        s.add_clip(Clip::new("long", t, ClipContent::Audio(data), Beats(8.0)));
+        s.streaming.memory_budget_mb = Some(0.0);
+        s.streaming.head_seconds = 0.5;
+        s
+    }
+
+    #[test]
+    fn a_starved_lane_gives_silence_and_counts_underruns_never_garbage() {
+        let rate: u32 = 8_000;
+        let (s, notes) = prepare(&ramp_session(rate as usize * 4, rate), rate).unwrap();
+        assert_eq!(notes.len(), 1, "the clip streams under a zero budget");
+        let mut w = wire(&s, rate).unwrap();
+        let slot = w.slots[0].take().unwrap();
+        let mut lanes = std::mem::take(&mut w.lanes[0]);
+        let mut reader = w.reader.take().unwrap();
+        let underruns = AtomicU64::new(0);
+        let lane = take_lane(&mut lanes, &slot, TriggerId(1), 0);
+        assert_ne!(lane, NO_LANE);
+        let (mut l, mut r) = (vec![7.0f32; 512], vec![7.0f32; 512]);
+        // Past the head, the reader has not run: silence, every frame counted.
+        let past = slot.head_end + 100;
+        fetch(&slot, &mut lanes, lane, past, 512, &mut l, &mut r, &underruns);
+        assert!(l.iter().chain(&r).all(|&v| v == 0.0), "silence, not stale or garbage samples");
+        assert_eq!(underruns.load(Ordering::Relaxed), 512);
+        // The head plays from memory without the reader.
+        fetch(&slot, &mut lanes, lane, 0, 512, &mut l, &mut r, &underruns);
+        assert_eq!(l[1], 1.0 / (rate * 4) as f32);
+        assert_eq!(underruns.load(Ordering::Relaxed), 512);
+        // Once the reader has filled the lane, the same frames are the file's.
+        reader.service();
+        fetch(&slot, &mut lanes, lane, past, 512, &mut l, &mut r, &underruns);
+        assert_eq!(underruns.load(Ordering::Relaxed), 512);
+        for (k, (&a, &b)) in l.iter().zip(&r).enumerate() {
+            let want = (past + k as i64) as f32 / (rate * 4) as f32;
+            assert_eq!((a, b), (want, -want), "frame {k}");
+        }
+        // The voice runs past everything the lane holds (the reader fell behind): silence and a
+        // new request from there; once the reader has run, the right frames again.
+        let far = past + (3.2 * rate as f64) as i64;
+        fetch(&slot, &mut lanes, lane, far, 512, &mut l, &mut r, &underruns);
+        assert!(l.iter().all(|&v| v == 0.0));
+        assert_eq!(underruns.load(Ordering::Relaxed), 1024);
+        reader.service();
+        fetch(&slot, &mut lanes, lane, far, 512, &mut l, &mut r, &underruns);
+        assert_eq!(underruns.load(Ordering::Relaxed), 1024);
+        assert_eq!(l[7], (far + 7) as f32 / (rate * 4) as f32);
+    }
+
+    #[test]
+    fn a_missing_cache_file_marks_the_source_failed_with_a_message() {
+        let rate: u32 = 8_000;
+        let (s, _) = prepare(&ramp_session(rate as usize * 4, rate), rate).unwrap();
+        let gate = StreamGate::of(&s)[0].clone().unwrap();
+        std::fs::remove_file(gate.source.path()).unwrap();
+        let mut w = wire(&s, rate).unwrap();
+        let slot = w.slots[0].take().unwrap();
+        let mut lanes = std::mem::take(&mut w.lanes[0]);
+        let mut reader = w.reader.take().unwrap();
+        let lane = take_lane(&mut lanes, &slot, TriggerId(1), 0);
+        reader.service();
+        let e = gate.source.error().expect("the reader reports the failure");
+        assert!(e.contains("clip 'long'"), "{e}");
+        let underruns = AtomicU64::new(0);
+        let (mut l, mut r) = (vec![7.0f32; 64], vec![7.0f32; 64]);
+        fetch(&slot, &mut lanes, lane, slot.head_end, 64, &mut l, &mut r, &underruns);
+        assert!(l.iter().all(|&v| v == 0.0));
+        assert_eq!(underruns.load(Ordering::Relaxed), 64);
+    }
+
+    #[test]
+    fn the_budget_keeps_the_smallest_files_resident() {
+        let rate: u32 = 8_000;
+        let mut s = ramp_session(rate as usize * 4, rate);
+        let t = crate::model::TrackId(0);
+        let small =
+            Arc::new(AudioData { sample_rate: rate, left: vec![0.5; rate as usize], right: vec![0.5; rate as usize] });
+        s.add_clip(Clip::new("small", t, ClipContent::Audio(small), Beats(2.0)));
+        // Room for the small file (64 000 bytes) but not the long one (256 000 bytes).
+        s.streaming.memory_budget_mb = Some(0.1);
+        let (p, notes) = prepare(&s, rate).unwrap();
+        assert_eq!(notes, vec![StreamedNote { clips: vec!["long".into()], mb: 256_000.0 / 1048576.0 }]);
+        assert!(p.clips[0].stream.is_some() && p.clips[1].stream.is_none());
+        let ClipContent::Audio(head) = &p.clips[0].content else { panic!() };
+        assert_eq!(head.frames(), rate as usize / 2, "only the head stays in memory");
+        // The cache file holds the whole clip, and goes with the last clip using it.
+        let path = p.clips[0].stream.as_ref().unwrap().source.path().to_path_buf();
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), rate as u64 * 4 * 8);
+        drop(p);
+        assert!(!path.exists());
+    }
+}
