@@ -42,7 +42,7 @@ use loophole_engine::time::{Beats, SampleTime, TempoMap};
 
 use crate::audio::capture::Capture;
 use crate::audio::device::{self, NoDevice, StartError};
-use crate::audio::record::LiveInput;
+use crate::audio::record::{InputSummary, LiveInput};
 use crate::audio::switchback::{self, CpalOpener, Decision, DeviceOpener, Handover, SwitchBack, TestDevice};
 use crate::audio::{AlsaMessages, AudioBackend, AudioCore, ClockSnapshot, EngineSwap, Transport};
 use crate::eventlog::{EventLog, LogSource};
@@ -138,6 +138,8 @@ pub struct PlaySummary {
     pub switched_back: u32,
     /// Frames of streamed clips played as silence because the disk reader was behind.
     pub stream_underruns: u64,
+    /// What the input (`--input`) did, if there was one.
+    pub input: Option<InputSummary>,
 }
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
@@ -600,11 +602,7 @@ pub fn run(opts: PlayOptions) -> anyhow::Result<PlaySummary> {
         Some(spec) => {
             let limit = total.map(|t| t.saturating_sub(core.sample().max(0) as u64));
             let (rec, buffer) = (opts.record_input.as_deref(), opts.buffer);
-            let mut input = LiveInput::open(spec, rec, &mut core, &transport, sample_rate, buffer, null_block, limit)?;
-            if let (Some(input), Some(link)) = (&mut input, &link) {
-                input.step(Some(link.clock().micros()));
-            }
-            input
+            LiveInput::open(spec, rec, &mut core, &transport, sample_rate, buffer, null_block, limit)?
         }
         None => None,
     };
@@ -750,7 +748,7 @@ pub fn run(opts: PlayOptions) -> anyhow::Result<PlaySummary> {
     let mut health = Health::new(opts.realtime);
     loop {
         if let Some(input) = &mut input {
-            input.step(control.link.as_ref().map(|l| l.clock().micros()));
+            input.step();
         }
         control.step()?;
         let host_time = control.started.elapsed().as_secs_f64();
@@ -854,14 +852,20 @@ pub fn run(opts: PlayOptions) -> anyhow::Result<PlaySummary> {
     let figures = health.figures(&backend);
     let xruns = figures.xruns;
     drop(backend.stop());
-    if let Some(input) = input {
-        input.finish(total.map_or(transport.rendered(), |t| t.min(transport.rendered())) as SampleTime)?;
-    }
+    let input = match input {
+        Some(input) => {
+            Some(input.finish(total.map_or(transport.rendered(), |t| t.min(transport.rendered())) as SampleTime)?)
+        }
+        None => None,
+    };
     control.drain()?;
     let midi = control.midi.take().map(MidiRig::finish);
     let midi_out = control.midi_out.take().map(MidiOut::finish);
     let refused = control.refused;
     health.finish(&figures, control.log.as_mut(), control.started.elapsed().as_secs_f64())?;
+    if let (Some(log), Some(input)) = (&mut control.log, &input) {
+        log.write_value(input.record(sample_rate), Some(control.started.elapsed().as_secs_f64()))?;
+    }
     if let Some(log) = control.log.take() {
         log.finish()?;
     }
@@ -889,6 +893,7 @@ pub fn run(opts: PlayOptions) -> anyhow::Result<PlaySummary> {
         interrupted,
         switched_back,
         stream_underruns: meters.iter().map(|m| m.stream_underruns()).sum(),
+        input,
     };
     let mut status = format!(
         "{} {:.2} s ({} frames, {} blocks) on {on}; {}; {}; dropped capture frames {}; output peak {}",
@@ -910,6 +915,9 @@ pub fn run(opts: PlayOptions) -> anyhow::Result<PlaySummary> {
     }
     if let Some((path, n)) = &summary.capture {
         status.push_str(&format!("; captured {n} frames to {}", path.display()));
+    }
+    if let Some(input) = &summary.input {
+        status.push_str(&format!("; {}", input.phrase()));
     }
     if let Some(link) = &control.link {
         let snap = transport.snapshot();

@@ -209,3 +209,104 @@ fn the_silent_null_input_records_silence_aligned_with_the_output() {
     assert_eq!(sidecar(&side, "frames"), 24_000);
     sidecar(&side, "offset_frames");
 }
+
+#[test]
+fn an_input_that_fails_mid_set_is_followed_by_silence_on_the_same_timeline() {
+    // The fault hook makes the input report `StreamInvalidated` through the same path as cpal's
+    // error callback after 0.5 s of input, and deliver nothing more, as an unplugged device.
+    let dir = scratch("input-fails");
+    let args = [
+        "demo",
+        "--audio",
+        "null",
+        "--seconds",
+        "1.5",
+        "--capture",
+        "out.wav",
+        "--input",
+        "loopback:3",
+        "--record-input",
+        "in.wav",
+        "--log",
+        "log.jsonl",
+    ];
+    let out = bin().current_dir(&dir).args(args).env("LOOPHOLE_TEST_INPUT_FAILS_AFTER", "0.5").output().unwrap();
+    assert_ok(&out);
+    let (stdout, stderr) = texts(&out);
+    assert!(
+        stderr.contains("the null input (loopback, 3 ms) failed (StreamInvalidated")
+            && stderr.contains("recording silence from the null input"),
+        "{stderr}"
+    );
+    assert!(stdout.contains("played 1.5"), "the performance went on:\n{stdout}");
+    let (_, played) = read_wav(&dir.join("out.wav"));
+    let (_, heard) = read_wav(&dir.join("in.wav"));
+    assert_eq!(heard.len(), played.len(), "the recording goes on to the end");
+    let side = dir.join("in.input.toml");
+    assert_eq!(sidecar(&side, "frames"), 72_000);
+    assert_eq!(sidecar(&side, "input_failures"), 1);
+    assert_eq!(sidecar(&side, "dropped_frames"), 0);
+    assert_eq!(sidecar(&side, "realigned"), 0, "the offset held across the failover");
+    let gap = sidecar(&side, "failover_silence_frames");
+    assert!(gap > 0 && gap < 9_600, "the silence between the failed input and the null input: {gap}");
+    // The failed input delivered its first 24064 frames (whole 256-frame blocks up to 0.5 s):
+    // they are in the recording, bit for bit the capture at the same frames; after them, silence.
+    let offset = sidecar(&side, "offset_frames");
+    let until = (24_064 + offset) as usize;
+    assert!(peak(&played[..2 * until]) > 0.01 && peak(&played[2 * until..]) > 0.01, "the demo plays throughout");
+    if let Some(i) = (0..2 * until).find(|&i| played[i].to_bits() != heard[i].to_bits()) {
+        panic!("before the failure, recording and capture differ at frame {}", i / 2);
+    }
+    assert!(heard[2 * until..].iter().all(|s| *s == 0.0), "after the failure the null input hears silence");
+    // The summary and the log's final input record say so.
+    assert!(
+        stdout.contains("; input: recorded 72000 frames") && stdout.contains("failed (StreamInvalidated"),
+        "{stdout}"
+    );
+    let log = read_log(&dir.join("log.jsonl"));
+    let input = log.iter().rfind(|e| e["event"] == "input").expect("an input record");
+    assert_eq!(input["recorded_frames"], 72_000);
+    assert_eq!(input["failover_silence_frames"], gap);
+    assert_eq!(input["offset_frames"], offset);
+    assert!(input["failed"].as_str().is_some_and(|f| f.starts_with("StreamInvalidated")), "{input}");
+}
+
+#[test]
+fn the_summary_and_the_log_carry_the_input_figures() {
+    let dir = scratch("input-summary");
+    let args = [
+        "demo",
+        "--audio",
+        "null",
+        "--seconds",
+        "0.6",
+        "--input",
+        "loopback:2",
+        "--record-input",
+        "in.wav",
+        "--log",
+        "log.jsonl",
+    ];
+    let out = run_in(&dir, &args);
+    assert_ok(&out);
+    let (stdout, _) = texts(&out);
+    let side = dir.join("in.input.toml");
+    let offset = sidecar(&side, "offset_frames");
+    let status = stdout.lines().find(|l| l.starts_with("played ")).expect("the status line");
+    assert!(
+        status.contains(&format!("; input: recorded 28800 frames, offset {offset:+} frames (spread "))
+            && status.contains("dropped 0, realigned 0"),
+        "{status}"
+    );
+    let log = read_log(&dir.join("log.jsonl"));
+    let last = log.last().expect("a log");
+    assert_eq!(last["event"], "input", "the input record comes last: {last}");
+    assert_eq!(last["recorded_frames"], 28_800);
+    assert_eq!(last["offset_frames"], offset);
+    assert_eq!(last["dropped_frames"], 0);
+    assert_eq!(last["realigned"], 0);
+    assert_eq!(last["failed"], serde_json::Value::Null);
+    assert_eq!(last["file"], "in.wav");
+    let spread = last["spread_frames"].as_array().expect("spread");
+    assert!(spread.iter().all(|v| v.as_f64().is_some_and(|d| d.abs() <= 0.5)), "{last}");
+}

@@ -3,8 +3,10 @@
 //! the sample-format and channel conversions, over the demo performance with its scene changes,
 //! tempo and time-signature changes sent through the tempo ring (the tempo map takes them
 //! and cuts blocks at them), and a track routed to an external synth (Signal pushing into the
-//! MIDI-out ring). The input ([`InputCore::push`]): the conversion to stereo, the
-//! capture-time smoothing, the ring pushes and the dropped-frame count when the rings are full.
+//! MIDI-out ring). The input ([`InputSlot::push`] around [`InputCore::push`]): the
+//! conversion to stereo, the capture-time smoothing, the ring pushes and the dropped-frame count
+//! when the rings are full, the error callback's [`InputStats::report`], the fault hook, and the
+//! first block of a successor input after a failure (the gap skipped and counted).
 //!
 //! A second test runs the null device with the core in its callback and counts everything its
 //! thread does from the first callback to the 300th: the callbacks, and between them the load
@@ -24,7 +26,7 @@ use loophole_engine::EngineConfig;
 use loophole_engine::model::TempoChange;
 use loophole_engine::time::{Beats, Bpm, TempoMap};
 use loophole_node::audio::capture::Capture;
-use loophole_node::audio::input::InputCore;
+use loophole_node::audio::input::{InputCore, InputSlot};
 use loophole_node::audio::{AudioCore, Transport};
 
 struct Counting;
@@ -177,18 +179,38 @@ fn the_input_callback_never_allocates_or_frees() {
     let rate = 48_000;
     // Smoothed, as for a cpal device (the regression over recent blocks runs in the callback).
     let (input, mut rx) = InputCore::new(rate);
-    let mut input = input.smoothed();
+    let stats = input.stats();
+    // The fault hook fires once 1.2 M frames have come (blocks average 479 frames: after the
+    // writer's stall below, around block 2500).
+    let (mut slot, mut back) = InputSlot::new(input.smoothed(), Some(1_200_000));
     let stereo: Vec<f32> = (0..2 * 256).map(|i| (i as f32 * 0.01).sin()).collect();
     let mono_i16: Vec<i16> = (0..300).map(|i| (i * 97) as i16).collect();
     let six_u16: Vec<u16> = (0..6 * 1000).map(|i| (i * 13) as u16).collect();
     let mut allocs = 0;
     let mut t = 0.0;
     for block in 0..4000usize {
+        if block == 3000 {
+            // The input failed (the hook fired): its core is handed back and the successor
+            // continues on it, after a gap.
+            assert!(stats.take_failure().is_some(), "the fault hook fired");
+            drop(slot);
+            let mut core = back.pop().expect("the core came back");
+            core.resume_after_failure();
+            (slot, back) = InputSlot::new(core, None);
+            t += 1e6;
+        }
         allocs += counted(|| match block % 3 {
-            0 => input.push(&stereo[..2 * (16 + block % 240)], 2, t, 5_000.0),
-            1 => input.push(&mono_i16, 1, t, 5_000.0),
-            _ => input.push(&six_u16, 6, t, 5_000.0),
+            0 => slot.push(&stereo[..2 * (16 + block % 240)], 2, t, 5_000.0),
+            1 => slot.push(&mono_i16, 1, t, 5_000.0),
+            _ => slot.push(&six_u16, 6, t, 5_000.0),
         });
+        if block % 500 == 7 {
+            // cpal's error callback (on the device's thread): an xrun, a notice, a failure.
+            allocs += counted(|| {
+                stats.report(&cpal::Error::new(cpal::ErrorKind::Xrun));
+                stats.report(&cpal::Error::new(cpal::ErrorKind::DeviceChanged));
+            });
+        }
         t += 5_000.0;
         // The writer drains most of the time; for a while it stalls and the rings fill up.
         if !(1000..2000).contains(&block) {
@@ -198,7 +220,8 @@ fn the_input_callback_never_allocates_or_frees() {
         }
     }
     assert!(rx.stats.dropped() > 0, "the stall made the input drop frames (the full-ring path ran)");
-    assert_eq!(rx.stats.callbacks(), 4000);
+    assert!(stats.lost() > 0 && stats.xruns() == 8, "the successor's gap was counted");
+    assert!(rx.stats.callbacks() < 4000, "the failed input took no frames after the hook fired");
     assert_eq!(allocs, 0, "the input callback allocated or freed {allocs} times");
 }
 

@@ -102,6 +102,13 @@ pub struct ClockSnapshot {
     pub solo: bool,
     /// Beats per bar (the quantum) in force at `sample`.
     pub quantum: f64,
+    /// Host time at which `sample` is heard on the node's host clock ([`crate::audio::host`]),
+    /// with or without Link, as the output backend reports it (exact on the null device,
+    /// smoothed for cpal); 0 before the first block. The input recorder aligns with it: input
+    /// blocks are stamped on the same clock.
+    pub local_us: f64,
+    /// Host-clock µs per sample of that line; 0 before the first block.
+    pub local_us_per_sample: f64,
 }
 
 impl ClockSnapshot {
@@ -112,7 +119,7 @@ impl ClockSnapshot {
 }
 
 /// Words of a [`ClockSnapshot`] under the sequence lock.
-const SNAP_WORDS: usize = 10;
+const SNAP_WORDS: usize = 12;
 
 /// What the audio thread publishes for the control thread (lock-free, any thread).
 #[derive(Debug, Default)]
@@ -195,6 +202,8 @@ impl Transport {
                     tempo: f64::from_bits(w[7]),
                     solo: w[8] != 0,
                     quantum: f64::from_bits(w[9]),
+                    local_us: f64::from_bits(w[10]),
+                    local_us_per_sample: f64::from_bits(w[11]),
                 };
             }
         }
@@ -216,6 +225,8 @@ impl Transport {
             s.tempo.to_bits(),
             s.solo as u64,
             s.quantum.to_bits(),
+            s.local_us.to_bits(),
+            s.local_us_per_sample.to_bits(),
         ];
         for (slot, v) in self.snap.iter().zip(w) {
             slot.store(v, Ordering::Relaxed);
@@ -282,7 +293,7 @@ pub struct AudioCore {
     /// simulated cable to the null input.
     tap: Option<(rtrb::Producer<f32>, rtrb::Producer<BlockTiming>)>,
     timing: Option<rtrb::Producer<BlockTiming>>,
-    /// Smooths the heard time of blocks whose timing jitters (cpal callbacks) without Link.
+    /// Smooths the heard time on the host clock of blocks whose timing jitters (cpal callbacks).
     host_filter: Box<HostTimeFilter>,
     swap: Option<SwapSlot>,
     /// Tempo and time-signature changes from the control thread.
@@ -455,12 +466,11 @@ impl AudioCore {
         self.take_tempo_changes();
         // The callback in pieces, cut at every tempo change so that no Signal block straddles
         // one (a single piece when none falls inside it).
-        // On the host clock (without Link, and for the tap): when the callback's first frame is
-        // heard, as the backend says, and as the snapshot publishes it: exact when the backend
-        // knows its deadline (the null device), else smoothed by a regression over recent blocks.
-        let (heard_us, line_us, us_per_sample) = if self.link.is_some() && self.tap.is_none() {
-            (0.0, 0.0, 0.0)
-        } else if timing.due_us != 0.0 {
+        // On the host clock (with or without Link: the snapshot's `local_us`, the tap): when the
+        // callback's first frame is heard, as the backend says, and as the snapshot publishes it:
+        // exact when the backend knows its deadline (the null device), else smoothed by a
+        // regression over recent blocks.
+        let (heard_us, line_us, us_per_sample) = if timing.due_us != 0.0 {
             let heard = timing.due_us + timing.latency_us;
             (heard, heard, 1e6 / self.sample_rate.max(1) as f64)
         } else {
@@ -489,6 +499,8 @@ impl AudioCore {
                         quantum: next.quantum,
                         host_us: line_us + (done + n) as f64 * us_per_sample,
                         us_per_sample,
+                        local_us: line_us + (done + n) as f64 * us_per_sample,
+                        local_us_per_sample: us_per_sample,
                     };
                     (clock, snap)
                 }
@@ -507,6 +519,8 @@ impl AudioCore {
                         tempo: b.tempo,
                         solo: b.solo,
                         quantum: b.clock.quantum,
+                        local_us: line_us + (done + n) as f64 * us_per_sample,
+                        local_us_per_sample: us_per_sample,
                     };
                     if let Some(ring) = &mut self.timing {
                         let t = BlockTiming {

@@ -1,8 +1,9 @@
 //! The node's host clock: microseconds since a process-wide origin, on `std::time::Instant`
 //! (`CLOCK_MONOTONIC` on Linux). Output blocks without Link and every input block are stamped on
 //! it, so that a captured input frame can be placed against the output frame that was at the
-//! speaker at the same instant. (Link has its own clock, `CLOCK_MONOTONIC_RAW` on Linux; see
-//! [`crate::audio::record`] for how recordings bridge the two.)
+//! speaker at the same instant. (Link has its own clock, `CLOCK_MONOTONIC_RAW` on Linux; the
+//! output core publishes every block's heard time on this clock too, with or without Link, so a
+//! recording never needs Link's clock: see [`crate::audio::record`].)
 
 use std::sync::OnceLock;
 use std::time::Instant;
@@ -27,23 +28,6 @@ pub fn us_of(instant: Instant) -> f64 {
 /// The host time now, in µs. Realtime-safe (a vDSO clock read).
 pub fn now_us() -> f64 {
     us_of(Instant::now())
-}
-
-/// The offset from the node's host clock to another host clock (Link's), in µs, shared between
-/// the control thread (which measures it) and the input's threads (which add it). 0 until set.
-#[derive(Debug, Default)]
-pub struct HostOffset(std::sync::atomic::AtomicU64);
-
-impl HostOffset {
-    /// The offset (other clock minus host clock), µs. Any thread; realtime-safe.
-    pub fn get(&self) -> f64 {
-        f64::from_bits(self.0.load(std::sync::atomic::Ordering::Relaxed))
-    }
-
-    /// Sets it. Any thread.
-    pub fn set(&self, us: f64) {
-        self.0.store(us.to_bits(), std::sync::atomic::Ordering::Relaxed);
-    }
 }
 
 #[cfg(test)]

@@ -29,10 +29,10 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
 use cpal::traits::{DeviceTrait, StreamTrait};
-use cpal::{FromSample, SampleFormat, SizedSample, StreamConfig};
+use cpal::{ErrorKind, FromSample, SampleFormat, SizedSample, StreamConfig};
 
 use super::core::BlockTiming;
 use super::device::{NoDevice, by_name, device_label, format_rank};
@@ -116,6 +116,10 @@ pub struct InputBlock {
     pub capture_us: f64,
     /// Frames in the block.
     pub frames: u32,
+    /// Of the frames missing right before this block (its `frame` minus the previous block's
+    /// end), those lost when the input failed and the null input took over (the rest were
+    /// dropped).
+    pub lost: u64,
 }
 
 /// Counters of a running input. Any thread.
@@ -128,7 +132,33 @@ pub struct InputStats {
     errors: AtomicU64,
     loopback_missing: AtomicU64,
     output_stopped: std::sync::atomic::AtomicBool,
+    xruns: AtomicU64,
+    /// The first failure not yet taken: its index in [`FAILURES`] plus 1 (0: none).
+    failure: AtomicU8,
+    failovers: AtomicU64,
+    lost: AtomicU64,
 }
+
+/// The error kinds that mean the input stream is gone (cpal's [`ErrorKind`]s other than xruns
+/// and notices), in the order [`InputStats`] stores them.
+const FAILURES: [ErrorKind; 10] = [
+    ErrorKind::DeviceNotAvailable,
+    ErrorKind::HostUnavailable,
+    ErrorKind::InvalidInput,
+    ErrorKind::PermissionDenied,
+    ErrorKind::ResourceExhausted,
+    ErrorKind::StreamInvalidated,
+    ErrorKind::UnsupportedConfig,
+    ErrorKind::UnsupportedOperation,
+    ErrorKind::BackendError,
+    ErrorKind::Other,
+];
+
+/// The environment variable of the fault-injection **test hook**: `SECONDS` of input after
+/// which the input stream (a device or the null input) reports `StreamInvalidated` through
+/// [`InputStats::report`], exactly as cpal's error callback does, and delivers nothing more, as
+/// a failed device. Only tests set it; see [`super::record::LiveInput::step`].
+pub const FAULT_ENV: &str = "LOOPHOLE_TEST_INPUT_FAILS_AFTER";
 
 impl InputStats {
     /// Input callbacks so far.
@@ -151,9 +181,51 @@ impl InputStats {
         f64::from_bits(self.latency_us.load(Ordering::Relaxed))
     }
 
-    /// Errors the device reported (cpal's error callback).
+    /// Errors the device reported (cpal's error callback), xruns excepted.
     pub fn errors(&self) -> u64 {
         self.errors.load(Ordering::Relaxed)
+    }
+
+    /// Overruns the device reported.
+    pub fn xruns(&self) -> u64 {
+        self.xruns.load(Ordering::Relaxed)
+    }
+
+    /// Takes an error the input stream reported (cpal's error callback, or the fault hook
+    /// [`FAULT_ENV`]): an xrun is counted; a notice (the route changed, realtime scheduling
+    /// refused, the device busy) is counted as an error; any other kind also marks the input
+    /// failed (the first such kind is kept until [`InputStats::take_failure`]).
+    ///
+    /// Thread: any (the device's error callback). Realtime-safe.
+    pub fn report(&self, e: &cpal::Error) {
+        let kind = e.kind();
+        if kind == ErrorKind::Xrun {
+            self.xruns.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        if let Some(i) = FAILURES.iter().position(|k| *k == kind) {
+            let _ = self.failure.compare_exchange(0, i as u8 + 1, Ordering::AcqRel, Ordering::Relaxed);
+        }
+    }
+
+    /// The kind of failure the input reported since the last call, if any. Thread: control.
+    pub fn take_failure(&self) -> Option<ErrorKind> {
+        match self.failure.swap(0, Ordering::AcqRel) {
+            0 => None,
+            i => FAILURES.get(i as usize - 1).copied(),
+        }
+    }
+
+    /// Times the input failed and the null input took over ([`InputCore::resume_after_failure`]).
+    pub fn failovers(&self) -> u64 {
+        self.failovers.load(Ordering::Relaxed)
+    }
+
+    /// Input frames lost between a failed input's last block and the null input's first (the
+    /// recording has silence there).
+    pub fn lost(&self) -> u64 {
+        self.lost.load(Ordering::Relaxed)
     }
 
     /// Tells the loopback source that the output has stopped: frames past its last are silence,
@@ -178,6 +250,13 @@ pub struct InputCore {
     /// Smooths jittery capture times (cpal), if set.
     filter: Option<Box<HostTimeFilter>>,
     sample_rate: u32,
+    /// The capture time of the frame after the last block (µs), to place a successor's first
+    /// block after a failure.
+    end_us: f64,
+    /// The next block is the first of a successor input ([`InputCore::resume_after_failure`]).
+    resume: bool,
+    /// Frames lost at a failover, not yet reported in a block.
+    lost: u64,
 }
 
 /// The writer's end of an [`InputCore`]'s rings.
@@ -200,7 +279,17 @@ impl InputCore {
         // Blocks of 16 frames and more fill the sample ring first.
         let (blocks, blocks_rx) = rtrb::RingBuffer::new(frames / 16 + 64);
         let stats = Arc::new(InputStats::default());
-        let core = InputCore { samples, blocks, frame: 0, stats: stats.clone(), filter: None, sample_rate };
+        let core = InputCore {
+            samples,
+            blocks,
+            frame: 0,
+            stats: stats.clone(),
+            filter: None,
+            sample_rate,
+            end_us: 0.0,
+            resume: false,
+            lost: 0,
+        };
         (core, InputReceiver { samples: samples_rx, blocks: blocks_rx, stats })
     }
 
@@ -216,6 +305,24 @@ impl InputCore {
     /// The counters.
     pub fn stats(&self) -> Arc<InputStats> {
         self.stats.clone()
+    }
+
+    /// Input frames taken so far (the index of the next block's first frame).
+    pub fn frame(&self) -> u64 {
+        self.frame
+    }
+
+    /// Prepares the core for a successor input after its input failed (the null input, on the
+    /// same timeline): the successor's first block is placed by its capture time after the
+    /// failed input's last block, the frames between are counted as lost ([`InputStats::lost`],
+    /// [`InputBlock::lost`]) and the frame counter skips them, so the offset the recorder found
+    /// holds; the smoothing is dropped (the null input's capture times are exact).
+    ///
+    /// Thread: control, while no stream owns the core.
+    pub fn resume_after_failure(&mut self) {
+        self.filter = None;
+        self.resume = true;
+        self.stats.failovers.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Advances the frame counter as if `frames` had been dropped (for tests of the writer).
@@ -248,7 +355,18 @@ impl InputCore {
             Some(f) => f.update(self.frame as i64, capture_us),
             None => capture_us,
         };
-        let block = InputBlock { frame: self.frame, capture_us, frames: frames as u32 };
+        let us_per_frame = 1e6 / self.sample_rate.max(1) as f64;
+        if std::mem::take(&mut self.resume) && self.frame > 0 {
+            let gap = ((capture_us - self.end_us) / us_per_frame).round();
+            if gap >= 1.0 {
+                let gap = gap as u64;
+                self.frame += gap;
+                self.lost += gap;
+                self.stats.lost.fetch_add(gap, Ordering::Relaxed);
+            }
+        }
+        self.end_us = capture_us + frames as f64 * us_per_frame;
+        let block = InputBlock { frame: self.frame, capture_us, frames: frames as u32, lost: self.lost };
         self.frame += frames as u64;
         if self.blocks.slots() == 0 {
             self.stats.dropped.fetch_add(frames as u64, Ordering::Relaxed);
@@ -263,6 +381,7 @@ impl InputCore {
                 }));
                 // Cannot fail: a slot was checked free above, and only this thread pushes.
                 let _ = self.blocks.push(block);
+                self.lost = 0;
             }
             Err(_) => {
                 self.stats.dropped.fetch_add(frames as u64, Ordering::Relaxed);
@@ -425,21 +544,22 @@ impl InputPlan {
         Ok(InputPlan { device, label, config, format: c.sample_format() })
     }
 
-    /// Builds and starts the input stream with `core` in its callback.
+    /// Builds and starts the input stream with `core` in its callback (smoothed: cpal's
+    /// timestamps jitter). `fail_after`: the fault hook ([`FAULT_ENV`]), in input frames.
     ///
     /// Thread: control. Not realtime-safe.
-    pub fn start(self, core: InputCore) -> Result<cpal::Stream, NoDevice> {
+    pub fn start(self, core: InputCore, fail_after: Option<u64>) -> Result<InputStream, NoDevice> {
         let stats = core.stats();
-        let core = core.smoothed();
+        let (slot, back) = InputSlot::new(core.smoothed(), fail_after);
         let built = match self.format {
-            SampleFormat::F32 => build::<f32>(&self.device, self.config, core, stats),
-            SampleFormat::F64 => build::<f64>(&self.device, self.config, core, stats),
-            SampleFormat::I32 => build::<i32>(&self.device, self.config, core, stats),
-            SampleFormat::I16 => build::<i16>(&self.device, self.config, core, stats),
-            SampleFormat::U16 => build::<u16>(&self.device, self.config, core, stats),
-            SampleFormat::U32 => build::<u32>(&self.device, self.config, core, stats),
-            SampleFormat::I8 => build::<i8>(&self.device, self.config, core, stats),
-            SampleFormat::U8 => build::<u8>(&self.device, self.config, core, stats),
+            SampleFormat::F32 => build::<f32>(&self.device, self.config, slot, stats),
+            SampleFormat::F64 => build::<f64>(&self.device, self.config, slot, stats),
+            SampleFormat::I32 => build::<i32>(&self.device, self.config, slot, stats),
+            SampleFormat::I16 => build::<i16>(&self.device, self.config, slot, stats),
+            SampleFormat::U16 => build::<u16>(&self.device, self.config, slot, stats),
+            SampleFormat::U32 => build::<u32>(&self.device, self.config, slot, stats),
+            SampleFormat::I8 => build::<i8>(&self.device, self.config, slot, stats),
+            SampleFormat::U8 => build::<u8>(&self.device, self.config, slot, stats),
             other => {
                 return Err(NoDevice(format!(
                     "cannot use audio input device '{}' (sample format {other})",
@@ -450,7 +570,7 @@ impl InputPlan {
         let fail = |e: cpal::Error| NoDevice(format!("cannot open audio input device '{}' ({e})", self.label));
         let stream = built.map_err(fail)?;
         stream.play().map_err(fail)?;
-        Ok(stream)
+        Ok(InputStream { running: Running::Device(stream), back })
     }
 
     /// The device's name.
@@ -462,7 +582,7 @@ impl InputPlan {
 fn build<T>(
     device: &cpal::Device,
     config: StreamConfig,
-    mut core: InputCore,
+    mut slot: InputSlot,
     stats: Arc<InputStats>,
 ) -> Result<cpal::Stream, cpal::Error>
 where
@@ -476,31 +596,86 @@ where
             let now = host::now_us();
             let ts = info.timestamp();
             let latency_us = ts.callback.duration_since(ts.capture).as_secs_f64() * 1e6;
-            core.push(data, channels, now - latency_us, latency_us);
+            slot.push(data, channels, now - latency_us, latency_us);
         },
-        move |_e| {
-            stats.errors.fetch_add(1, Ordering::Relaxed);
-        },
+        move |e| stats.report(&e),
         None,
     )
+}
+
+/// Owns the [`InputCore`] inside an input callback and hands it back through a one-slot ring
+/// when the callback is dropped (the stream stopped), so that a successor input can continue
+/// on the same rings and timeline. Carries the fault hook ([`FAULT_ENV`]).
+///
+/// Realtime-safe: the hand-back moves the core into a preallocated slot.
+pub struct InputSlot {
+    core: Option<InputCore>,
+    back: rtrb::Producer<InputCore>,
+    /// The fault hook: fail once this many frames have been taken.
+    fail_after: Option<u64>,
+    /// The hook fired: the input delivers nothing more, as a failed device.
+    dead: bool,
+}
+
+impl InputSlot {
+    /// A slot holding `core` and the ring it comes back through. `fail_after`: see
+    /// [`FAULT_ENV`].
+    pub fn new(core: InputCore, fail_after: Option<u64>) -> (InputSlot, rtrb::Consumer<InputCore>) {
+        let (back, rx) = rtrb::RingBuffer::new(1);
+        (InputSlot { core: Some(core), back, fail_after, dead: false }, rx)
+    }
+
+    /// [`InputCore::push`], unless the fault hook has fired: then the failure is reported
+    /// through [`InputStats::report`] (as cpal's error callback would) and nothing is taken.
+    ///
+    /// Thread: audio (input). Realtime-safe.
+    pub fn push<T>(&mut self, data: &[T], channels: usize, capture_us: f64, latency_us: f64)
+    where
+        T: Copy,
+        f32: FromSample<T>,
+    {
+        let Some(core) = self.core.as_mut() else { return };
+        if self.dead {
+            return;
+        }
+        if self.fail_after.is_some_and(|at| core.frame >= at) {
+            self.dead = true;
+            core.stats.report(&cpal::Error::with_message(ErrorKind::StreamInvalidated, FAULT_ENV));
+            return;
+        }
+        core.push(data, channels, capture_us, latency_us);
+    }
+}
+
+impl Drop for InputSlot {
+    fn drop(&mut self) {
+        if let Some(core) = self.core.take()
+            && self.back.push(core).is_err()
+        {
+            tracing::error!("could not hand the input core back (ring full)");
+        }
+    }
 }
 
 /// What the loopback source listens to: the output core's tap rings (frames, and each block's
 /// timing on the host clock), see [`super::AudioCore::set_tap`].
 pub type LoopbackTap = (rtrb::Consumer<f32>, rtrb::Consumer<BlockTiming>);
 
-/// A running input.
-pub enum InputStream {
-    /// A cpal input stream.
+/// A running input: a cpal stream or the null input, with the ring its core comes back through.
+pub struct InputStream {
+    running: Running,
+    back: rtrb::Consumer<InputCore>,
+}
+
+enum Running {
     Device(cpal::Stream),
-    /// The null input.
     Null(NullStream),
 }
 
 impl InputStream {
     /// Starts the null input at `sample_rate` with `block` frames per callback, hearing
     /// `spec`'s source (a device spec is refused). For `loopback`, `loopback` is the output
-    /// core's tap ([`super::AudioCore::set_tap`]).
+    /// core's tap ([`super::AudioCore::set_tap`]). `fail_after`: see [`FAULT_ENV`].
     ///
     /// Thread: control. Not realtime-safe (reads the WAV file).
     pub fn start_null(
@@ -509,6 +684,7 @@ impl InputStream {
         block: usize,
         core: InputCore,
         loopback: Option<LoopbackTap>,
+        fail_after: Option<u64>,
     ) -> Result<InputStream, NoDevice> {
         let stats = core.stats();
         let mut source = match spec {
@@ -543,23 +719,35 @@ impl InputStream {
         };
         let block = block.max(1);
         let block_us = block as f64 * 1e6 / sample_rate.max(1) as f64;
-        let mut core = core;
+        let (mut slot, back) = InputSlot::new(core, fail_after);
         let config = NullConfig { sample_rate, channels: 2, block };
         let stream = NullStream::start(config, move |buf, info| {
             // The block was captured from one block plus the latency before its deadline.
             let capture_us = host::us_of(info.deadline) - block_us - extra_us;
             source.fill(buf, capture_us);
-            core.push(&*buf, 2, capture_us, block_us + extra_us);
+            slot.push(&*buf, 2, capture_us, block_us + extra_us);
         })
         .map_err(|e| NoDevice(format!("cannot start the null input ({e})")))?;
-        Ok(InputStream::Null(stream))
+        Ok(InputStream { running: Running::Null(stream), back })
     }
 
-    /// Stops the input (the callback is dropped). Thread: control.
-    pub fn stop(self) {
-        match self {
-            InputStream::Device(stream) => drop(stream),
-            InputStream::Null(stream) => stream.stop(),
+    /// Stops the input (the callback is dropped) and takes its core back (`None` if the backend
+    /// kept the callback for more than a second). Thread: control.
+    pub fn stop(self) -> Option<InputCore> {
+        let InputStream { running, mut back } = self;
+        match running {
+            Running::Device(stream) => drop(stream),
+            Running::Null(stream) => stream.stop(),
+        }
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(1);
+        loop {
+            if let Ok(core) = back.pop() {
+                return Some(core);
+            }
+            if std::time::Instant::now() >= until {
+                return None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
         }
     }
 }
@@ -600,5 +788,44 @@ mod tests {
         assert_eq!(rx.stats.dropped(), 500);
         assert_eq!(rx.blocks.pop().unwrap().frame, 505);
         assert_eq!(rx.stats.frames(), 506);
+    }
+
+    #[test]
+    fn errors_are_sorted_into_xruns_notices_and_failures() {
+        let (core, _rx) = InputCore::new(1000);
+        let stats = core.stats();
+        stats.report(&cpal::Error::new(ErrorKind::Xrun));
+        stats.report(&cpal::Error::new(ErrorKind::DeviceChanged));
+        stats.report(&cpal::Error::new(ErrorKind::RealtimeDenied));
+        assert_eq!((stats.xruns(), stats.errors(), stats.take_failure()), (1, 2, None));
+        stats.report(&cpal::Error::new(ErrorKind::DeviceNotAvailable));
+        stats.report(&cpal::Error::new(ErrorKind::StreamInvalidated));
+        assert_eq!(stats.take_failure(), Some(ErrorKind::DeviceNotAvailable), "the first failure is kept");
+        assert_eq!(stats.take_failure(), None, "and taken once");
+        assert_eq!(stats.errors(), 4);
+    }
+
+    #[test]
+    fn the_slot_hands_its_core_back_and_the_fault_hook_fails_it_like_a_device() {
+        let (core, mut rx) = InputCore::new(1000);
+        let stats = core.stats();
+        let (mut slot, mut back) = InputSlot::new(core, Some(300));
+        for k in 0..5 {
+            slot.push(&[0.5f32; 200], 2, k as f64 * 100_000.0, 0.0);
+        }
+        // Blocks 0..2 (frames 0..300) came; the fourth callback found 300 frames taken and failed.
+        assert_eq!(stats.take_failure(), Some(ErrorKind::StreamInvalidated));
+        assert_eq!(stats.frames(), 300);
+        assert!(back.pop().is_err(), "the slot keeps the core while it lives");
+        drop(slot);
+        let mut core = back.pop().expect("the core comes back when the callback is dropped");
+        assert_eq!(core.frame(), 300);
+        // The successor's first block comes 0.5 s (500 frames) after the failed one's end.
+        core.resume_after_failure();
+        core.push(&[0.25f32; 200], 2, 300_000.0 + 500_000.0, 0.0);
+        let b: Vec<_> = std::iter::from_fn(|| rx.blocks.pop().ok()).collect();
+        assert_eq!(b.len(), 4);
+        assert_eq!((b[3].frame, b[3].lost, b[2].lost), (800, 500, 0));
+        assert_eq!((stats.lost(), stats.failovers()), (500, 1));
     }
 }

@@ -3,11 +3,12 @@
 //!
 //! The writer thread drains an [`InputCore`]'s rings. Each [`InputBlock`] says at which host
 //! instant its first frame was captured; the output's [`ClockSnapshot`] says at which host
-//! instant each output sample is at the speaker (with Link on Link's clock, bridged by the
-//! [`HostOffset`] the control thread measures). So input frame `j` was heard while output sample
+//! instant each output sample is at the speaker (`local_us`: on the node's host clock with or
+//! without Link, so Link's clock and its filter play no part). So input frame `j` was heard
+//! while output sample
 //!
 //! ```text
-//! x(j) = snap.sample + (capture_us(j) + link_offset - snap.host_us) / snap.us_per_sample
+//! x(j) = snap.sample + (capture_us(j) - snap.local_us) / snap.local_us_per_sample
 //! ```
 //!
 //! was at the speaker. The writer takes the **offset** `round(x(j) - j)` as the median over the
@@ -35,7 +36,7 @@ use anyhow::Context as _;
 
 use super::core::{AudioCore, ClockSnapshot, Transport};
 use super::device::NoDevice;
-use super::host::{self, HostOffset};
+use super::host;
 use super::input::{InputBlock, InputCore, InputPlan, InputReceiver, InputSpec, InputStats, InputStream};
 use crate::wav::FloatWavWriter;
 
@@ -48,6 +49,11 @@ pub const REALIGN_FRAMES: f64 = 2.0;
 
 /// Blocks whose estimates' median decides a realignment.
 pub const REALIGN_WINDOW: usize = 16;
+
+/// Blocks the writer holds back once the offset is known, so that the blocks that reveal a
+/// realignment (8 or 9 of the last [`REALIGN_WINDOW`], depending on its direction, for the
+/// median to move) are written at the new offset.
+pub const HOLD_BLOCKS: usize = REALIGN_WINDOW / 2 + 1;
 
 /// How often the writer wakes up.
 const POLL: Duration = Duration::from_millis(5);
@@ -101,6 +107,9 @@ pub struct RecordSummary {
     pub realigned: u64,
     /// Silent frames written where a realignment moved the input later.
     pub realign_silence: u64,
+    /// Silent frames written where the input failed and the null input took over (the time
+    /// between the failed input's last block and the null input's first).
+    pub failover_silence: u64,
 }
 
 /// The writer's state (on its own thread).
@@ -108,11 +117,12 @@ struct Writer {
     cfg: RecordConfig,
     wav: Option<FloatWavWriter>,
     transport: Arc<Transport>,
-    link_offset: Arc<HostOffset>,
     pending: Vec<(InputBlock, Vec<f32>)>,
     estimates: Vec<f64>,
     /// The last [`REALIGN_WINDOW`] blocks' deviations from the offset.
     recent: std::collections::VecDeque<f64>,
+    /// Blocks not written yet (at most [`HOLD_BLOCKS`]), with their deviations.
+    held: std::collections::VecDeque<(InputBlock, Vec<f32>, f64)>,
     next_in: Option<u64>,
     summary: RecordSummary,
     /// The output sample the input has heard up to (exclusive), for [`LiveInput::finish`].
@@ -122,15 +132,16 @@ struct Writer {
 impl Writer {
     /// Where block `b`'s first frame falls on the output's sample line, minus its input frame.
     fn estimate(&self, b: &InputBlock, snap: &ClockSnapshot) -> f64 {
-        let t = b.capture_us + self.link_offset.get();
-        snap.sample as f64 + (t - snap.host_us) / snap.us_per_sample - b.frame as f64
+        snap.sample as f64 + (b.capture_us - snap.local_us) / snap.local_us_per_sample - b.frame as f64
     }
 
     fn take(&mut self, block: InputBlock, samples: Vec<f32>) -> anyhow::Result<()> {
         let snap = self.transport.snapshot();
+        let end = block.frame as i64 + block.frames as i64;
         if let Some(offset) = self.summary.offset {
-            if snap.us_per_sample > 0.0 {
-                let d = self.estimate(&block, &snap) - offset as f64;
+            let d = if snap.local_us_per_sample > 0.0 { self.estimate(&block, &snap) - offset as f64 } else { 0.0 };
+            self.held.push_back((block, samples, d));
+            if snap.local_us_per_sample > 0.0 {
                 let (lo, hi) = self.summary.spread.unwrap_or((d, d));
                 self.summary.spread = Some((lo.min(d), hi.max(d)));
                 if self.recent.len() == REALIGN_WINDOW {
@@ -142,27 +153,48 @@ impl Writer {
                     e.sort_by(f64::total_cmp);
                     let median = e[e.len() / 2];
                     if median.abs() > REALIGN_FRAMES {
-                        self.summary.offset = Some(offset + median.round() as i64);
+                        let moved = median.round();
+                        // The held blocks from the first one closer to the new offset than to
+                        // the old on are written at the new offset.
+                        let keep = self.held.iter().position(|h| (h.2 - moved).abs() < h.2.abs());
+                        for _ in 0..keep.unwrap_or(self.held.len()) {
+                            self.write_held()?;
+                        }
+                        self.summary.offset = Some(offset + moved as i64);
                         self.summary.realigned += 1;
                         self.recent.clear();
                     }
                 }
             }
-            return self.write_block(&block, &samples);
+            while self.held.len() > HOLD_BLOCKS {
+                self.write_held()?;
+            }
+        } else {
+            if snap.local_us_per_sample > 0.0 {
+                self.estimates.push(self.estimate(&block, &snap));
+            }
+            self.pending.push((block, samples));
+            // Input captured long before the output gave a clock: before frame 0 in any case.
+            while self.pending.len() > 4 * ESTIMATE_BLOCKS && self.estimates.is_empty() {
+                let (b, _) = self.pending.remove(0);
+                self.summary.skipped += b.frames as u64;
+            }
+            if self.estimates.len() >= ESTIMATE_BLOCKS {
+                self.decide()?;
+            }
         }
-        if snap.us_per_sample > 0.0 {
-            self.estimates.push(self.estimate(&block, &snap));
-        }
-        self.pending.push((block, samples));
-        // Input captured long before the output gave a clock: before frame 0 in any case.
-        while self.pending.len() > 4 * ESTIMATE_BLOCKS && self.estimates.is_empty() {
-            let (b, _) = self.pending.remove(0);
-            self.summary.skipped += b.frames as u64;
-        }
-        if self.estimates.len() >= ESTIMATE_BLOCKS {
-            self.decide()?;
+        if let Some(offset) = self.summary.offset {
+            self.heard.store(end + offset, Ordering::Release);
         }
         Ok(())
+    }
+
+    /// Writes the oldest held block at the current offset.
+    fn write_held(&mut self) -> anyhow::Result<()> {
+        match self.held.pop_front() {
+            Some((b, s, _)) => self.write_block(&b, &s),
+            None => Ok(()),
+        }
     }
 
     fn decide(&mut self) -> anyhow::Result<()> {
@@ -195,8 +227,8 @@ impl Writer {
         let offset = self.summary.offset.unwrap_or(0);
         let frames = b.frames as u64;
         let gap = self.next_in.map_or(0, |n| b.frame.saturating_sub(n));
+        let lost = b.lost.min(gap);
         self.next_in = Some(b.frame + frames);
-        self.heard.store(b.frame as i64 + frames as i64 + offset, Ordering::Release);
         // The file frame of the block's first frame.
         let target = b.frame as i64 + offset - self.cfg.first_sample;
         let written = self.summary.frames as i64;
@@ -210,11 +242,12 @@ impl Writer {
                 self.summary.leading += silence;
             } else {
                 self.summary.realign_silence += silence.saturating_sub(gap);
+                self.summary.failover_silence += silence.min(lost);
             }
             let zeros = vec![0f32; silence as usize * 2];
             self.write(&zeros)?;
         }
-        self.summary.dropped += gap;
+        self.summary.dropped += gap - lost;
         let keep = (frames - skip).min(self.room());
         self.summary.skipped += frames - skip - keep;
         self.write(&samples[skip as usize * 2..(skip + keep) as usize * 2])
@@ -244,6 +277,9 @@ impl Writer {
         }
         if self.summary.offset.is_none() && !self.estimates.is_empty() {
             self.decide()?;
+        }
+        while !self.held.is_empty() {
+            self.write_held()?;
         }
         if let Some(wav) = self.wav.take() {
             let path = wav.path().to_path_buf();
@@ -281,6 +317,9 @@ impl Writer {
         text.push_str(&format!("skipped_frames = {}\n", self.summary.skipped));
         text.push_str(&format!("realigned = {}\n", self.summary.realigned));
         text.push_str(&format!("realign_silence_frames = {}\n", self.summary.realign_silence));
+        text.push_str("# times the input failed and the null input took over; the silence written between\n");
+        text.push_str(&format!("input_failures = {}\n", stats.failovers()));
+        text.push_str(&format!("failover_silence_frames = {}\n", self.summary.failover_silence));
         let mut f =
             std::fs::File::create(&side).with_context(|| format!("cannot create the sidecar {}", side.display()))?;
         f.write_all(text.as_bytes()).with_context(|| format!("cannot write the sidecar {}", side.display()))
@@ -290,7 +329,7 @@ impl Writer {
     /// the gap).
     fn pending_dropped(&self, stats: &InputStats) -> u64 {
         let seen = self.next_in.unwrap_or(0);
-        stats.frames().saturating_sub(seen).min(stats.dropped())
+        (stats.frames() + stats.lost()).saturating_sub(seen).min(stats.dropped())
     }
 }
 
@@ -304,15 +343,10 @@ pub struct Recorder {
 
 impl Recorder {
     /// Creates the file (if any) and starts the writer on `rx`, aligning with `transport`'s
-    /// clock (plus `link_offset` with Link).
+    /// clock on the host clock ([`ClockSnapshot::local_us`]).
     ///
     /// Thread: control. Not realtime-safe.
-    pub fn start(
-        cfg: RecordConfig,
-        rx: InputReceiver,
-        transport: Arc<Transport>,
-        link_offset: Arc<HostOffset>,
-    ) -> anyhow::Result<Recorder> {
+    pub fn start(cfg: RecordConfig, rx: InputReceiver, transport: Arc<Transport>) -> anyhow::Result<Recorder> {
         let wav = match &cfg.path {
             Some(p) => Some(
                 FloatWavWriter::create(p, cfg.sample_rate, 2)
@@ -327,10 +361,10 @@ impl Recorder {
             cfg,
             wav,
             transport,
-            link_offset,
             pending: Vec::new(),
             estimates: Vec::new(),
             recent: std::collections::VecDeque::with_capacity(REALIGN_WINDOW),
+            held: std::collections::VecDeque::with_capacity(HOLD_BLOCKS + 1),
             next_in: None,
             summary: RecordSummary::default(),
             heard: heard.clone(),
@@ -383,14 +417,88 @@ pub struct LiveInput {
     stats: Arc<InputStats>,
     recorder: Recorder,
     label: String,
-    link_offset: Arc<HostOffset>,
     sample_rate: u32,
+    null_block: usize,
     started: Instant,
+    /// Why the input failed (the null input took over), if it did.
+    failed: Option<String>,
 }
 
 /// An input that has delivered this much more audio than wall-clock time since it started is
 /// not paced in real time (ALSA's `null` capture, for one) and is stopped.
 pub const UNPACED: Duration = Duration::from_millis(1000);
+
+/// What the input did in a performance: [`LiveInput::finish`]'s figures, for the end-of-play
+/// summary and the final `input` record of the `--log`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InputSummary {
+    /// What the input was (`--input`), e.g. `the null input (loopback, 5 ms)`.
+    pub source: String,
+    /// Frames the input delivered (including dropped ones).
+    pub frames_in: u64,
+    /// The input latency the input reported last (callback minus capture), in ms.
+    pub latency_ms: f64,
+    /// The recording file, if `--record-input` gave one.
+    pub path: Option<PathBuf>,
+    /// What the writer did: frames recorded, offset, spread, realignments, silences.
+    pub record: RecordSummary,
+    /// Input frames dropped (the writer fell behind), in all.
+    pub dropped: u64,
+    /// Errors the input device reported (xruns excepted).
+    pub errors: u64,
+    /// Why the input failed mid-set (the null input took over), if it did.
+    pub failed: Option<String>,
+}
+
+impl InputSummary {
+    /// The end-of-play phrase, e.g. `input: recorded 72000 frames, offset -754 frames (spread
+    /// +0.00..+0.00), dropped 0, realigned 0`.
+    pub fn phrase(&self) -> String {
+        let r = &self.record;
+        let mut p = match &self.path {
+            Some(_) => format!("input: recorded {} frames", r.frames),
+            None => format!("input: {} frames heard", self.frames_in),
+        };
+        match (r.offset, r.spread) {
+            (Some(o), Some((lo, hi))) => p.push_str(&format!(", offset {o:+} frames (spread {lo:+.2}..{hi:+.2})")),
+            (Some(o), None) => p.push_str(&format!(", offset {o:+} frames")),
+            (None, _) => p.push_str(", not aligned (no output clock)"),
+        }
+        p.push_str(&format!(", dropped {}, realigned {}", self.dropped, r.realigned));
+        if let Some(why) = &self.failed {
+            p.push_str(&format!(", failed ({why}; {} silent frames to the null input)", r.failover_silence));
+        }
+        p
+    }
+
+    /// The final `input` record of the `--log`: `{"event": "input", "source", "frames_in",
+    /// "recorded_frames", "file", "offset_frames", "offset_ms", "spread_frames": [lo, hi],
+    /// "latency_ms", "dropped_frames", "skipped_frames", "leading_silence_frames", "realigned",
+    /// "realign_silence_frames", "failed", "failover_silence_frames", "errors"}` (unknown
+    /// figures are `null`).
+    pub fn record(&self, sample_rate: u32) -> serde_json::Value {
+        let r = &self.record;
+        serde_json::json!({
+            "event": "input",
+            "source": self.source,
+            "frames_in": self.frames_in,
+            "recorded_frames": r.frames,
+            "file": self.path.as_ref().map(|p| p.display().to_string()),
+            "offset_frames": r.offset,
+            "offset_ms": r.offset.map(|o| o as f64 * 1e3 / sample_rate.max(1) as f64),
+            "spread_frames": r.spread.map(|(lo, hi)| [lo, hi]),
+            "latency_ms": self.latency_ms,
+            "dropped_frames": self.dropped,
+            "skipped_frames": r.skipped,
+            "leading_silence_frames": r.leading,
+            "realigned": r.realigned,
+            "realign_silence_frames": r.realign_silence,
+            "failed": self.failed,
+            "failover_silence_frames": r.failover_silence,
+            "errors": self.errors,
+        })
+    }
+}
 
 impl LiveInput {
     /// Opens `spec` at the output's `sample_rate` and `buffer` (the null input uses
@@ -398,6 +506,9 @@ impl LiveInput {
     /// aligned with the output `core` is about to play (at most `limit` frames). A device that
     /// cannot be used is reported on stderr and gives `Ok(None)`: the node plays on without
     /// input. A recording file that cannot be created is an error.
+    ///
+    /// With [`super::input::FAULT_ENV`] set (a test hook), the input fails after that many
+    /// seconds of input.
     ///
     /// Thread: control, before `core` is moved into an output backend.
     #[allow(clippy::too_many_arguments)]
@@ -412,7 +523,6 @@ impl LiveInput {
         limit: Option<u64>,
     ) -> anyhow::Result<Option<LiveInput>> {
         host::origin();
-        let link_offset = Arc::new(HostOffset::default());
         let (icore, rx) = InputCore::new(sample_rate);
         let stats = icore.stats();
         let snap = transport.snapshot();
@@ -424,10 +534,15 @@ impl LiveInput {
             limit,
             source: spec.label(),
         };
-        let recorder = Recorder::start(cfg, rx, transport.clone(), link_offset.clone())?;
+        let fail_after = std::env::var(super::input::FAULT_ENV)
+            .ok()
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .filter(|s| s.is_finite() && *s >= 0.0)
+            .map(|s| (s * sample_rate as f64).round() as u64);
+        let recorder = Recorder::start(cfg, rx, transport.clone())?;
         let started = match spec {
             InputSpec::Device(name) => {
-                InputPlan::find(name, sample_rate, buffer).and_then(|p| p.start(icore)).map(InputStream::Device)
+                InputPlan::find(name, sample_rate, buffer).and_then(|p| p.start(icore, fail_after))
             }
             _ => {
                 let loopback = matches!(spec, InputSpec::Loopback { .. }).then(|| {
@@ -437,7 +552,7 @@ impl LiveInput {
                     core.set_tap(tx, btx);
                     (rx, brx)
                 });
-                InputStream::start_null(spec, sample_rate, null_block, icore, loopback)
+                InputStream::start_null(spec, sample_rate, null_block, icore, loopback, fail_after)
             }
         };
         match started {
@@ -448,7 +563,16 @@ impl LiveInput {
                     record.map(|p| format!(", recording it to {}", p.display())).unwrap_or_default()
                 ));
                 let started = Instant::now();
-                Ok(Some(LiveInput { stream: Some(stream), stats, recorder, label, link_offset, sample_rate, started }))
+                Ok(Some(LiveInput {
+                    stream: Some(stream),
+                    stats,
+                    recorder,
+                    label,
+                    sample_rate,
+                    null_block,
+                    started,
+                    failed: None,
+                }))
             }
             Err(NoDevice(why)) => {
                 crate::warn_line(format_args!(
@@ -464,20 +588,52 @@ impl LiveInput {
         }
     }
 
-    /// With Link, measures the offset from the host clock to Link's (`link_us`, read just now).
-    /// Stops an input that runs faster than real time (by more than [`UNPACED`]) and says so:
-    /// what it recorded so far stays.
+    /// Watches the input. One that reported a failure (cpal's error callback: the device was
+    /// unplugged, the stream invalidated) is stopped, its core taken back, and the null input
+    /// (silence) carries on from it on the same timeline: what was recorded stays, the time
+    /// between is written as silence and counted (`failover_silence_frames`), and the offset
+    /// holds. One that runs faster than real time (by more than [`UNPACED`]) is stopped: what
+    /// it recorded so far stays. Either is said on stderr.
     ///
     /// Thread: control, every tick.
-    pub fn step(&mut self, link_us: Option<i64>) {
-        if let Some(us) = link_us {
-            self.link_offset.set(us as f64 - host::now_us());
+    pub fn step(&mut self) {
+        if let Some(kind) = self.stats.take_failure()
+            && self.failed.is_none()
+            && let Some(stream) = self.stream.take()
+        {
+            let why = format!("{kind:?}: {kind}");
+            let core = stream.stop();
+            let successor = core.map(|mut core| {
+                core.resume_after_failure();
+                let spec = InputSpec::Silence;
+                InputStream::start_null(&spec, self.sample_rate, self.null_block, core, None, None)
+            });
+            match successor {
+                Some(Ok(stream)) => {
+                    self.stream = Some(stream);
+                    crate::warn_line(format_args!(
+                        "loophole: {} failed ({why}); recording silence from the null input from here on, on the same timeline",
+                        self.label
+                    ));
+                }
+                Some(Err(NoDevice(e))) => crate::warn_line(format_args!(
+                    "loophole: {} failed ({why}) and the null input cannot take over ({e}); the recording ends here",
+                    self.label
+                )),
+                None => crate::warn_line(format_args!(
+                    "loophole: {} failed ({why}) and did not hand its input back; the recording ends here",
+                    self.label
+                )),
+            }
+            self.failed = Some(why);
+            return;
         }
         let ahead = self.stats.frames() as f64 / self.sample_rate.max(1) as f64 - self.started.elapsed().as_secs_f64();
         if ahead > UNPACED.as_secs_f64()
+            && self.failed.is_none()
             && let Some(stream) = self.stream.take()
         {
-            stream.stop();
+            drop(stream.stop());
             crate::warn_line(format_args!(
                 "loophole: {} is not paced in real time ({ahead:.1} s ahead of the clock); stopped listening to it",
                 self.label
@@ -494,14 +650,14 @@ impl LiveInput {
     /// stops it, finishes the recording and prints a status line. Call after the output stopped.
     ///
     /// Thread: control.
-    pub fn finish(mut self, end: i64) -> anyhow::Result<RecordSummary> {
+    pub fn finish(mut self, end: i64) -> anyhow::Result<InputSummary> {
         self.stats.output_stopped();
         let until = Instant::now() + TAIL_WAIT;
-        while Instant::now() < until && self.recorder.heard_until().is_none_or(|h| h < end) {
+        while self.stream.is_some() && Instant::now() < until && self.recorder.heard_until().is_none_or(|h| h < end) {
             std::thread::sleep(POLL);
         }
         if let Some(s) = self.stream.take() {
-            s.stop();
+            drop(s.stop());
         }
         let path = self.recorder.path().map(Path::to_path_buf);
         let summary = self.recorder.finish()?;
@@ -519,7 +675,7 @@ impl LiveInput {
             self.stats.latency_us() / 1e3,
             self.stats.dropped()
         );
-        if let Some(p) = path {
+        if let Some(p) = &path {
             line.push_str(&format!("; recorded {} frames to {}", summary.frames, p.display()));
         }
         if summary.realigned > 0 {
@@ -528,14 +684,29 @@ impl LiveInput {
                 summary.realigned, summary.realign_silence, summary.skipped
             ));
         }
+        if let Some(why) = &self.failed {
+            line.push_str(&format!(
+                "; the input failed ({why}): {} silent frames until the null input took over",
+                summary.failover_silence
+            ));
+        }
         if self.stats.loopback_missing() > 0 {
             line.push_str(&format!("; loopback frames the output had not rendered {}", self.stats.loopback_missing()));
         }
-        if self.stats.errors() > 0 {
-            line.push_str(&format!("; input device errors {}", self.stats.errors()));
+        if self.stats.errors() > 0 || self.stats.xruns() > 0 {
+            line.push_str(&format!("; input device errors {}, overruns {}", self.stats.errors(), self.stats.xruns()));
         }
         crate::say(format_args!("{line}"));
-        Ok(summary)
+        Ok(InputSummary {
+            source: self.label.clone(),
+            frames_in: self.stats.frames(),
+            latency_ms: self.stats.latency_us() / 1e3,
+            path,
+            record: summary,
+            dropped: self.stats.dropped(),
+            errors: self.stats.errors(),
+            failed: self.failed.clone(),
+        })
     }
 }
 
@@ -575,7 +746,7 @@ mod tests {
             limit: Some(2_000),
             source: "test".into(),
         };
-        let rec = Recorder::start(cfg, rx, transport, Arc::new(HostOffset::default())).unwrap();
+        let rec = Recorder::start(cfg, rx, transport).unwrap();
         // Input frame 0 captured 2.5 ms after output sample 0 was heard: output sample 120.
         // Blocks of 100 frames, each a ramp of its frame numbers, one block dropped (ring full
         // is simulated by skipping its frame range).
@@ -609,6 +780,47 @@ mod tests {
     fn the_offset_is_measured_again_when_the_blocks_move_away_from_it() {
         let (_core, transport) = output();
         let (mut icore, rx) = InputCore::new(48_000);
+        let path = std::env::temp_dir().join(format!("loophole-record-realign-{}.wav", std::process::id()));
+        let cfg = RecordConfig {
+            path: Some(path.clone()),
+            sample_rate: 48_000,
+            first_sample: 0,
+            beat: 0.0,
+            limit: None,
+            source: "test".into(),
+        };
+        let rec = Recorder::start(cfg, rx, transport).unwrap();
+        let us = 1e6 / 48_000.0;
+        // 30 blocks at offset 120; then the input's timestamps jump 5 ms (240 frames) later, as
+        // when the output moved to another device; then 1.5 frames of jitter, which is kept.
+        // Every block's frames hold its number plus 1.
+        for k in 0..60u64 {
+            let jump = if k >= 30 { 240.0 * us } else { 0.0 };
+            let jitter = if k >= 45 && k % 2 == 0 { 1.5 * us } else { 0.0 };
+            let data = vec![(k + 1) as f32; 200];
+            icore.push(&data, 2, 1_002_500.0 + (k * 100) as f64 * us + jump + jitter, 0.0);
+        }
+        let s = rec.finish().unwrap();
+        assert_eq!(s.offset, Some(360), "realigned to the new timestamps");
+        assert_eq!(s.realigned, 1);
+        assert_eq!(s.realign_silence, 240);
+        assert_eq!(s.frames, 120 + 6000 + 240);
+        // The blocks that revealed the change were held back and written at the new offset too:
+        // block 29 ends at file frame 3120, 240 frames of silence, block 30 from 3360 on.
+        let mut r = hound::WavReader::open(&path).unwrap();
+        let got: Vec<f32> = r.samples::<f32>().map(Result::unwrap).step_by(2).collect();
+        assert_eq!((got[3020], got[3119]), (30.0, 30.0), "block 29 at the old offset");
+        assert!(got[3120..3360].iter().all(|v| *v == 0.0), "silence where the input moved later");
+        assert_eq!((got[3360], got[3459], got[3460]), (31.0, 31.0, 32.0), "block 30 at the new offset");
+        assert_eq!(got[6359], 60.0);
+        std::fs::remove_file(&path).unwrap();
+        std::fs::remove_file(sidecar_path(&path)).unwrap();
+    }
+
+    #[test]
+    fn a_failed_input_is_followed_on_the_same_timeline_with_the_gap_counted() {
+        let (_core, transport) = output();
+        let (mut icore, rx) = InputCore::new(48_000);
         let cfg = RecordConfig {
             path: None,
             sample_rate: 48_000,
@@ -617,22 +829,25 @@ mod tests {
             limit: None,
             source: "test".into(),
         };
-        let rec = Recorder::start(cfg, rx, transport, Arc::new(HostOffset::default())).unwrap();
+        let rec = Recorder::start(cfg, rx, transport).unwrap();
         let us = 1e6 / 48_000.0;
-        // 30 blocks at offset 120; then the input's timestamps jump 5 ms (240 frames) later, as
-        // when the output moved to another device; then 1.5 frames of jitter, which is kept.
-        for k in 0..60u64 {
-            let jump = if k >= 30 { 240.0 * us } else { 0.0 };
-            let jitter = if k >= 45 && k % 2 == 0 { 1.5 * us } else { 0.0 };
-            let data = vec![0.25f32; 200];
-            icore.push(&data, 2, 1_002_500.0 + (k * 100) as f64 * us + jump + jitter, 0.0);
+        for k in 0..20u64 {
+            icore.push(&[0.5f32; 200], 2, 1_002_500.0 + (k * 100) as f64 * us, 0.0);
         }
+        // The device fails; the null input's first block is captured 1000.4 frames after the
+        // failed one's end (block 20 would have started at input frame 2000).
+        icore.resume_after_failure();
+        for k in 0..20u64 {
+            let t = 1_002_500.0 + (2000.0 + 1000.4 + (k * 100) as f64) * us;
+            icore.push(&[0.25f32; 200], 2, t, 0.0);
+        }
+        let stats = icore.stats();
+        assert_eq!((stats.lost(), stats.failovers(), stats.dropped()), (1000, 1, 0));
         let s = rec.finish().unwrap();
-        assert_eq!(s.offset, Some(360), "realigned to the new timestamps");
-        assert_eq!(s.realigned, 1);
-        // The first 8 blocks after the jump were still written at the old offset; the ninth
-        // makes them the majority of the last 16 and lands 240 frames later: silence between.
-        assert_eq!(s.realign_silence, 240);
-        assert_eq!(s.frames, 120 + 6000 + 240);
+        assert_eq!(s.offset, Some(120), "the offset holds across the failover");
+        assert_eq!((s.realigned, s.failover_silence, s.dropped), (0, 1000, 0));
+        assert_eq!(s.frames, 120 + 2000 + 1000 + 2000);
+        let (lo, hi) = s.spread.unwrap();
+        assert!(lo > -0.5 && hi < 0.5, "each block within half a frame of the offset: {lo}..{hi}");
     }
 }
