@@ -276,13 +276,26 @@ impl Control<'_> {
             beat: Beats(snap.beat),
             beats_per_sample: snap.beats_per_sample,
         };
+        // Where the output says the next sample is heard, on the host clock: the MIDI clocks
+        // measure the output latency from it.
+        let heard = (snap.local_us_per_sample > 0.0).then_some((snap.sample, snap.local_us));
         if let Some(out) = &mut self.midi_out {
-            // Sample `s` is heard two blocks after the position passes it (see `MidiOut::step`).
+            // Without a heard time, sample `s` is taken to be heard two blocks after the
+            // position passes it (see `MidiOut::step`).
             let block = self.transport.max_block().max(self.block_hint);
-            out.step(pos, HostTime::now(), Duration::from_secs_f64(2.0 * block as f64 / self.sample_rate as f64));
+            let fallback = Duration::from_secs_f64(2.0 * block as f64 / self.sample_rate as f64);
+            out.step(pos, HostTime::now(), fallback, heard);
         }
         if let Some(midi) = &mut self.midi {
-            for line in midi.step(&mut self.pulse, pos, HostTime::now()) {
+            // A press is performed at the beat heard when it was played: the controller's
+            // clock takes the measured output latency.
+            let now = HostTime::now();
+            if let Some((sample, us)) = heard {
+                let clock = midi.clock_mut();
+                clock.observe(pos, now);
+                clock.set_heard(sample, us);
+            }
+            for line in midi.step(&mut self.pulse, pos, now) {
                 warn_line(format_args!("loophole: {line}"));
             }
             self.send_tempo_changes();

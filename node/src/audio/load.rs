@@ -50,6 +50,7 @@ pub struct LoadMeter {
     blocks: AtomicU64,
     misses: AtomicU64,
     late_starts: AtomicU64,
+    slow_misses: AtomicU64,
     hist: Box<[AtomicU64]>,
 }
 
@@ -80,6 +81,9 @@ pub struct LoadStats {
     pub misses: u64,
     /// Late starts counted by the backend.
     pub late_starts: u64,
+    /// Deadline misses whose callback itself ran longer than half a block period (the others
+    /// started too late: the thread woke late or the machine stalled before the callback).
+    pub slow_misses: u64,
 }
 
 impl LoadMeter {
@@ -95,6 +99,7 @@ impl LoadMeter {
             blocks: AtomicU64::new(0),
             misses: AtomicU64::new(0),
             late_starts: AtomicU64::new(0),
+            slow_misses: AtomicU64::new(0),
             hist: (0..BUCKETS).map(|_| AtomicU64::new(0)).collect(),
         }
     }
@@ -137,9 +142,68 @@ impl LoadMeter {
         self.misses.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Counts a deadline miss whose callback itself ran longer than half a block period (also
+    /// count it with [`LoadMeter::miss`]). Thread: audio. Realtime-safe.
+    pub fn slow_miss(&self) {
+        self.slow_misses.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Counts a late start. Thread: audio. Realtime-safe.
     pub fn late_start(&self) {
         self.late_starts.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Adds everything `other` has seen to this meter, as if its blocks had been recorded here
+    /// (histogram, maximum, mean, misses, late starts; the smoothed value and the held peak
+    /// are left alone). For a benchmark that measures one configuration in several runs.
+    ///
+    /// Thread: control, while no audio thread writes either meter.
+    pub fn absorb(&self, other: &LoadMeter) {
+        self.absorb_since(other, &LoadMeter::new());
+    }
+
+    /// A copy of what the meter has seen so far (to pass to [`LoadMeter::absorb_since`] later).
+    /// Thread: control (allocates).
+    pub fn copy(&self) -> LoadMeter {
+        let copy = LoadMeter::new();
+        copy.absorb(self);
+        copy
+    }
+
+    /// Adds what `other` has seen since `before` (an earlier [`LoadMeter::copy`] of it) to this
+    /// meter: a benchmark leaves out each run's warm-up this way. The maximum of that stretch is
+    /// `other`'s maximum if it rose after `before`, else the upper edge of the highest bucket
+    /// that grew (for the overflow bucket, the earlier maximum: an upper bound).
+    ///
+    /// Thread: control, while no audio thread writes this meter.
+    pub fn absorb_since(&self, other: &LoadMeter, before: &LoadMeter) {
+        let load_of = |a: &AtomicU64| f64::from_bits(a.load(Ordering::Relaxed));
+        let mut top = None;
+        for (i, ((mine, now), then)) in self.hist.iter().zip(other.hist.iter()).zip(before.hist.iter()).enumerate() {
+            let grew = now.load(Ordering::Relaxed).saturating_sub(then.load(Ordering::Relaxed));
+            if grew > 0 {
+                mine.fetch_add(grew, Ordering::Relaxed);
+                top = Some(i);
+            }
+        }
+        let (max_now, max_then) = (load_of(&other.max), load_of(&before.max));
+        let max = match top {
+            _ if max_now > max_then => max_now,
+            Some(i) if i + 1 < BUCKETS => upper_edge(i).min(max_now),
+            Some(_) => max_now,
+            None => 0.0,
+        };
+        if max > load_of(&self.max) {
+            self.max.store(max.to_bits(), Ordering::Relaxed);
+        }
+        let sum = (load_of(&other.sum) - load_of(&before.sum)).max(0.0);
+        self.sum.store((load_of(&self.sum) + sum).to_bits(), Ordering::Relaxed);
+        let blocks = other.blocks.load(Ordering::Acquire).saturating_sub(before.blocks.load(Ordering::Acquire));
+        self.blocks.fetch_add(blocks, Ordering::Release);
+        self.misses.fetch_add(other.misses().saturating_sub(before.misses()), Ordering::Relaxed);
+        self.late_starts.fetch_add(other.late_starts().saturating_sub(before.late_starts()), Ordering::Relaxed);
+        let slow = other.slow_misses.load(Ordering::Relaxed).saturating_sub(before.slow_misses.load(Ordering::Relaxed));
+        self.slow_misses.fetch_add(slow, Ordering::Relaxed);
     }
 
     /// Deadline misses so far.
@@ -168,6 +232,7 @@ impl LoadMeter {
             mean: if blocks > 0 { load_of(&self.sum) / blocks as f64 } else { 0.0 },
             misses: self.misses(),
             late_starts: self.late_starts(),
+            slow_misses: self.slow_misses.load(Ordering::Relaxed),
         }
     }
 
@@ -340,11 +405,44 @@ mod tests {
     }
 
     #[test]
+    fn a_meter_absorbs_another_as_if_it_had_recorded_its_blocks() {
+        let (a, b, both) = (LoadMeter::new(), LoadMeter::new(), LoadMeter::new());
+        let (mut ta, mut tb, mut tboth) = (a.origin, b.origin, both.origin);
+        feed(&a, &mut ta, 60, MS / 10, MS);
+        feed(&both, &mut tboth, 60, MS / 10, MS);
+        feed(&b, &mut tb, 40, MS * 7 / 10, MS);
+        feed(&both, &mut tboth, 40, MS * 7 / 10, MS);
+        b.miss();
+        b.late_start();
+        a.absorb(&b);
+        let (s, want) = (a.stats(), both.stats());
+        assert_eq!((s.blocks, s.p50, s.p99, s.max), (want.blocks, want.p50, want.p99, want.max));
+        assert!((s.mean - want.mean).abs() < 1e-12);
+        assert_eq!((s.misses, s.late_starts), (1, 1));
+        // What a meter saw after a copy of it: the later stretch only.
+        let m = LoadMeter::new();
+        let mut t = m.origin;
+        feed(&m, &mut t, 30, MS * 9 / 10, MS); // a warm-up at 90 %
+        m.miss();
+        let warm = m.copy();
+        assert_eq!(warm.stats(), LoadStats { smoothed: 0.0, peak: 0.0, ..m.stats() });
+        feed(&m, &mut t, 70, MS / 5, MS);
+        let later = LoadMeter::new();
+        later.absorb_since(&m, &warm);
+        let s = later.stats();
+        assert_eq!((s.blocks, s.misses), (70, 0));
+        assert!((s.max - 0.2).abs() < 1e-12 && (s.p99 - 0.2).abs() < 1e-12, "{s:?}");
+        assert!((s.mean - 0.2).abs() < 1e-9, "{s:?}");
+    }
+
+    #[test]
     fn misses_and_late_starts_are_counted() {
         let m = LoadMeter::new();
         m.miss();
         m.late_start();
         m.late_start();
-        assert_eq!((m.stats().misses, m.stats().late_starts), (1, 2));
+        m.miss();
+        m.slow_miss();
+        assert_eq!((m.stats().misses, m.stats().late_starts, m.stats().slow_misses), (2, 2, 1));
     }
 }

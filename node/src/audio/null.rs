@@ -13,7 +13,10 @@
 //! have played something else (silence or a repeat) where its first sample belongs. Each such
 //! block counts once, so a long stall counts every block it delays. Separately, a callback that
 //! *starts* more than half a period after `D(n)` is a **late start** (the thread woke up late and
-//! had less than half the period left); a late start need not be a miss.
+//! had less than half the period left); a late start need not be a miss. A miss whose callback
+//! itself ran longer than half a period is also counted as a **slow miss**: the others are the
+//! machine's doing (the thread woke late, or a stall came before the callback), not the
+//! callback's.
 //!
 //! Each callback is timed (the time from its start to its end over the period) into the
 //! stream's [`LoadMeter`].
@@ -131,6 +134,9 @@ impl NullStream {
                     // Heard from `deadline + period` on (a one-block buffer).
                     if done > deadline + period {
                         stats.load.miss();
+                        if done.saturating_duration_since(started) > half {
+                            stats.load.slow_miss();
+                        }
                     }
                     stats.callbacks.fetch_add(1, Ordering::Relaxed);
                     index += 1;
@@ -243,6 +249,8 @@ mod tests {
         assert!(stats.misses() >= 2, "a 20 ms stall of a 1 ms device must miss deadlines: {}", stats.misses());
         assert!(stats.late_starts() >= 10, "blocks after the stall start late: {}", stats.late_starts());
         let load = stats.load().stats();
+        // Only the stalled callback was slow; the blocks behind it missed because they started late.
+        assert_eq!(load.slow_misses, 1, "{load:?}");
         assert!(load.max >= 15.0, "a 20 ms callback in a 1 ms period is a load of ~2000 %: {}", load.max);
         assert_eq!(load.blocks, stats.callbacks());
         assert!(stats.callbacks() >= 60, "the device catches up after a stall: {}", stats.callbacks());
@@ -260,6 +268,7 @@ mod tests {
         // From the second block on each one finishes later than the one before it was heard.
         assert!(stats.misses() + 2 >= n, "{} misses in {n} callbacks", stats.misses());
         let load = stats.load().stats();
+        assert_eq!(load.slow_misses, load.misses, "every miss is the callback's own: {load:?}");
         assert!(load.p50 >= 1.4 && load.smoothed >= 1.4 && load.peak >= 1.4, "{load:?}");
     }
 

@@ -19,15 +19,17 @@
 //!    line `host = origin + sample / sample_rate`; the origin is estimated by the same minimum
 //!    filter, and reset when the line jumps by more than [`RESET`] (a device change or stall).
 //!    After a few blocks its error is the control thread's wake-up jitter (tens of µs to a
-//!    tick, [`crate::play::TICK`]). The backend's output latency, when known, is added: the
-//!    sample *heard* at host time `t` is `(t − origin − latency) × sample_rate`.
+//!    tick, [`crate::play::TICK`]). The backend's output latency is added: the sample *heard*
+//!    at host time `t` is `(t − origin − latency) × sample_rate`. `play` measures the latency
+//!    every tick from where the audio core says the next sample is heard
+//!    ([`AudioClock::set_heard`]); the host clock is the audio host clock
+//!    ([`crate::audio::host`]), so the two agree.
 //! 3. **Sample → beat**: from the last observed position's beat at the current tempo.
 //!
 //! A press is performed at the beat the performer heard when pressing. When that beat lies in
 //! audio already rendered (output latency), a trigger quantised to it is late and Signal starts
 //! it phase-aligned, as for a late conductor trigger.
 
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -45,24 +47,22 @@ pub const RESET: Duration = Duration::from_millis(50);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct HostTime(pub u64);
 
-static ORIGIN: OnceLock<Instant> = OnceLock::new();
-
 impl HostTime {
     /// The host clock now. Any thread.
     pub fn now() -> HostTime {
-        let origin = *ORIGIN.get_or_init(Instant::now);
+        let origin = crate::audio::host::origin();
         HostTime(origin.elapsed().as_micros() as u64)
     }
 
     /// The host time of an `Instant`.
     pub fn from_instant(at: Instant) -> HostTime {
-        let origin = *ORIGIN.get_or_init(Instant::now);
+        let origin = crate::audio::host::origin();
         HostTime(at.saturating_duration_since(origin).as_micros() as u64)
     }
 
     /// The `Instant` of this host time.
     pub fn to_instant(self) -> Instant {
-        *ORIGIN.get_or_init(Instant::now) + Duration::from_micros(self.0)
+        crate::audio::host::origin() + Duration::from_micros(self.0)
     }
 
     /// Seconds since the clock's origin.
@@ -143,6 +143,22 @@ impl AudioClock {
     /// Sets the output latency: how long after the audio position passes a sample it is heard.
     pub fn set_output_latency(&mut self, latency: Duration) {
         self.latency_us = latency.as_secs_f64() * 1e6;
+    }
+
+    /// Sets the output latency from where the output backend says `sample` is heard:
+    /// `heard_us` on the host clock ([`crate::audio::host`], the [`HostTime`] clock), as the
+    /// audio core publishes it (`ClockSnapshot::local_us`). The latency is the time from the
+    /// position passing `sample` (this clock's line) to `sample` being heard. Ignored (false)
+    /// before the first observation, or when the result is outside 0..=2 s (a line that has
+    /// just been reset).
+    pub fn set_heard(&mut self, sample: SampleTime, heard_us: f64) -> bool {
+        let Some(o) = self.origin else { return false };
+        let latency = heard_us - (o + sample as f64 * 1e6 / self.sample_rate);
+        if !(0.0..=2e6).contains(&latency) {
+            return false;
+        }
+        self.latency_us = latency;
+        true
     }
 
     /// The output latency.
@@ -306,6 +322,32 @@ mod tests {
         assert_eq!(shared.host_of_sample(0), None);
         c.publish(&shared);
         assert!(near(shared.host_of_sample(48_000), 2_020_000));
+    }
+
+    #[test]
+    fn the_output_latency_is_measured_from_where_the_core_says_a_sample_is_heard() {
+        let mut c = AudioClock::new(48_000);
+        // Nothing observed yet: no line to measure against.
+        assert!(!c.set_heard(480, 1_000_000.0));
+        // Position 480 (10 ms of audio) first seen at 1.010 s: sample 0 passed at 1 s.
+        c.observe(pos(480), HostTime(1_010_000));
+        // The core says sample 480 is heard at 1.0266 s: 16.6 ms after the position passed it.
+        assert!(c.set_heard(480, 1_026_600.0));
+        assert!((c.output_latency().as_secs_f64() - 0.0166).abs() < 1e-9);
+        // The sample heard at 1.5 s is 16.6 ms of audio earlier than the one passing then.
+        assert!((c.sample_at(HostTime(1_500_000)) - (24_000.0 - 796.8)).abs() < 1e-6);
+        // A heard time before the position passed (a line just reset) is not a latency.
+        assert!(!c.set_heard(480, 1_000_000.0));
+        assert!(!c.set_heard(480, 9_000_000.0));
+        assert!((c.output_latency().as_secs_f64() - 0.0166).abs() < 1e-9);
+    }
+
+    #[test]
+    fn host_time_is_the_audio_host_clock() {
+        // MIDI timestamps and the audio core's heard times are on one clock.
+        let at = Instant::now();
+        let us = crate::audio::host::us_of(at);
+        assert!((HostTime::from_instant(at).0 as f64 - us).abs() <= 1.0);
     }
 
     #[test]

@@ -23,6 +23,7 @@ use std::time::Duration;
 
 use loophole_engine::model::{MidiMsg, Session, TrackId, TrackKind};
 use loophole_engine::signal::{MidiOutEvent, Signal};
+use loophole_engine::time::SampleTime;
 
 use crate::midi::clock::{AudioClock, AudioPosition, HostTime, SharedClock};
 use crate::midi::message::Message;
@@ -347,12 +348,16 @@ impl MidiOut {
     }
 
     /// Notes the audio position seen at `now` and publishes the sample → host-time line to the
-    /// thread, with `latency` from the position passing a sample to the sample being heard (the
-    /// audio callback renders a block one period before it is due, and the device plays it one
-    /// period later: two blocks). Call every control tick.
-    pub fn step(&mut self, pos: AudioPosition, now: HostTime, latency: Duration) {
-        self.clock.set_output_latency(latency);
+    /// thread. The output latency (from the position passing a sample to the sample being
+    /// heard) is measured from `heard`, where the audio core says a sample is heard
+    /// ([`AudioClock::set_heard`]), else taken as `fallback` (the audio callback renders a block
+    /// one period before it is due, and the device plays it one period later: two blocks).
+    /// Call every control tick.
+    pub fn step(&mut self, pos: AudioPosition, now: HostTime, fallback: Duration, heard: Option<(SampleTime, f64)>) {
         self.clock.observe(pos, now);
+        if !heard.is_some_and(|(sample, us)| self.clock.set_heard(sample, us)) {
+            self.clock.set_output_latency(fallback);
+        }
         self.clock.publish(&self.shared);
     }
 
