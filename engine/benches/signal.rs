@@ -17,30 +17,9 @@ use loophole_engine::time::{Beats, Bpm, Quantise, SimClock};
 const RATE: u32 = 48_000;
 const CLIPS: usize = 64;
 
-/// 64 audio tracks, each with two 4-beat stereo clips (legato, so switches crossfade mid-waveform).
-fn session() -> Session {
-    let mut s = Session::new("bench", Bpm(120.0));
-    s.crossfade_ms = 5.0;
-    let frames = 4 * 24_000;
-    for t in 0..CLIPS {
-        let track = s.add_track(Track::new(format!("t{t}"), TrackKind::Audio));
-        for k in 0..2 {
-            let hz = 110.0 * (1.0 + t as f64 / 7.0 + k as f64 / 3.0);
-            let left: Vec<f32> = (0..frames)
-                .map(|i| 0.01 * (i as f64 * hz * std::f64::consts::TAU / RATE as f64).sin() as f32)
-                .collect();
-            let right: Vec<f32> = left.iter().rev().copied().collect();
-            let data = AudioData { sample_rate: RATE, left, right };
-            let mut c = Clip::new(format!("t{t}c{k}"), track, ClipContent::Audio(Arc::new(data)), Beats(4.0));
-            c.legato = true;
-            s.add_clip(c);
-        }
-    }
-    s
-}
 
 fn bench_frames(c: &mut Criterion, frames: usize) {
-    let session = Arc::new(session());
+    let session = Arc::new(loophole_engine::demo::bench_session(CLIPS, 120.0, RATE));
     let (mut pulse, mut signal): (Pulse, Signal) = loophole_engine::build(
         session.clone(),
         &EngineConfig { sample_rate: RATE, max_block: frames, queue_capacity: 4096 },

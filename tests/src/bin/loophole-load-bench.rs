@@ -88,28 +88,6 @@ fn parse_args() -> Result<Args> {
     Ok(a)
 }
 
-/// `tracks` audio tracks, each with two 4-beat stereo clips (legato, so switches crossfade
-/// mid-waveform), as in the `signal` criterion bench.
-fn session(tracks: usize) -> Session {
-    let mut s = Session::new("load-bench", Bpm(TEMPO));
-    s.crossfade_ms = 5.0;
-    let frames = (4.0 * 60.0 / TEMPO * RATE as f64) as usize;
-    for t in 0..tracks {
-        let track = s.add_track(Track::new(format!("t{t}"), TrackKind::Audio));
-        for k in 0..2 {
-            let hz = 110.0 * (1.0 + t as f64 / 7.0 + k as f64 / 3.0);
-            let left: Vec<f32> = (0..frames)
-                .map(|i| 0.01 * (i as f64 * hz * std::f64::consts::TAU / RATE as f64).sin() as f32)
-                .collect();
-            let right: Vec<f32> = left.iter().rev().copied().collect();
-            let data = AudioData { sample_rate: RATE, left, right };
-            let mut c = Clip::new(format!("t{t}c{k}"), track, ClipContent::Audio(Arc::new(data)), Beats(4.0));
-            c.legato = true;
-            s.add_clip(c);
-        }
-    }
-    s
-}
 
 /// One configuration's figures, added up over its slices.
 struct Outcome {
@@ -195,7 +173,7 @@ fn empty(frames: usize, blocks: u64, realtime: bool) -> Result<Slice> {
 }
 
 fn clips(frames: usize, tracks: usize, switching: bool, blocks: u64, realtime: bool) -> Result<Slice> {
-    let session = Arc::new(session(tracks));
+    let session = Arc::new(loophole_engine::demo::bench_session(tracks, TEMPO, RATE));
     let (mut pulse, signal) = loophole_engine::build(
         session.clone(),
         &EngineConfig { sample_rate: RATE, max_block: frames, queue_capacity: 8192 },
