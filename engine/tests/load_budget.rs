@@ -271,3 +271,54 @@ fn a_deferred_file_that_changes_before_prepare_is_a_clear_error_and_unprepared_s
     assert!(loaded.to_string().contains("pad.wav"), "{loaded}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn probing_under_a_budget_finds_every_bad_file_the_full_decode_finds_with_the_same_message() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = scratch("bad");
+    let wav = |name: &str, channels: u16, rate: u32, bits: u16, frames: usize| {
+        let spec = hound::WavSpec {
+            channels,
+            sample_rate: rate,
+            bits_per_sample: bits,
+            sample_format: hound::SampleFormat::Int,
+        };
+        let mut w = hound::WavWriter::create(dir.join(name), spec).unwrap();
+        for i in 0..frames * channels as usize {
+            w.write_sample((i % 100) as i32).unwrap();
+        }
+        w.finalize().unwrap();
+    };
+    wav("short16.wav", 2, 44_100, 16, 1000);
+    wav("short24.wav", 2, 44_100, 24, 1000);
+    wav("empty.wav", 2, 44_100, 16, 0);
+    wav("slow.wav", 1, 500, 16, 100);
+    for name in ["short16.wav", "short24.wav"] {
+        let bytes = std::fs::read(dir.join(name)).unwrap();
+        std::fs::write(dir.join(name), &bytes[..bytes.len() - 100]).unwrap();
+    }
+    std::fs::write(dir.join("corrupt.wav"), b"RIFF\x10\x00\x00\x00WAVEjunkjunkjunk").unwrap();
+    let session = dir.join("set.toml");
+    for (file, phrase) in [
+        ("short16.wav", "truncated"),
+        ("short24.wav", "truncated"),
+        ("empty.wav", "contains no audio"),
+        ("slow.wav", "sample rate 500 Hz is not supported"),
+        ("corrupt.wav", "not a readable WAV file"),
+        ("missing.wav", "not found"),
+        ("", "path is empty"),
+    ] {
+        let text = format!(
+            "[session]\ntempo = 120\n\n[[track]]\nid = \"t\"\nkind = \"audio\"\n\n[[clip]]\nid = \"c\"\ntrack = \"t\"\n\
+             file = \"{file}\"\n"
+        );
+        std::fs::write(&session, &text).unwrap();
+        let whole = load_session(&session).expect_err("a bad file").to_string();
+        let probed = load_session_with(&session, LoadOptions { memory_budget_mb: Some(1.0) })
+            .expect_err("a bad file under a budget")
+            .to_string();
+        assert!(whole.contains(phrase) && whole.contains("set.toml:11:8:"), "{file}: {whole}");
+        assert_eq!(probed, whole, "{file}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
