@@ -67,7 +67,9 @@ pub enum EngineError {
 /// allocated here, so Signal never allocates later.
 ///
 /// Clips the session streams from disk ([`stream::prepare`]) are read by a reader thread that
-/// this starts and Pulse owns (it stops when Pulse is dropped).
+/// this starts and Pulse owns (it stops when Pulse is dropped). A session loaded under a memory
+/// budget must go through [`stream::prepare`] first: a clip whose audio file is still only probed
+/// ([`model::Clip::deferred`]) is refused with [`EngineError::Config`].
 ///
 /// Thread: control thread. Not realtime-safe.
 pub fn build(session: Arc<Session>, config: &EngineConfig) -> Result<(Pulse, Signal), EngineError> {
