@@ -6,6 +6,7 @@
 //! - [`time`]: beats, tempo mapping, quantisation grids and the [`time::BlockClock`].
 //! - [`model`]: the session: tracks, clips, scenes.
 //! - [`session_file`]: loading sessions from TOML, audio from WAV, MIDI from Standard MIDI Files.
+//! - [`audio_file`]: WAV files read, and audio resampled, a chunk at a time.
 //! - [`instrument`]: the built-in synth and drum sampler that play MIDI clips.
 //! - [`pulse`]: the scheduler. Turns presses into triggers at target beats. Never reads a clock.
 //! - [`signal`]: the realtime renderer. Executes triggers at the exact sample; never allocates.
@@ -14,6 +15,7 @@
 //! - [`demo`]: the built-in demo set, generated in code.
 #![warn(missing_docs)]
 
+pub mod audio_file;
 pub mod demo;
 pub mod instrument;
 pub mod model;
@@ -65,7 +67,9 @@ pub enum EngineError {
 /// allocated here, so Signal never allocates later.
 ///
 /// Clips the session streams from disk ([`stream::prepare`]) are read by a reader thread that
-/// this starts and Pulse owns (it stops when Pulse is dropped).
+/// this starts and Pulse owns (it stops when Pulse is dropped). A session loaded under a memory
+/// budget must go through [`stream::prepare`] first: a clip whose audio file is still only probed
+/// ([`model::Clip::deferred`]) is refused with [`EngineError::Config`].
 ///
 /// Thread: control thread. Not realtime-safe.
 pub fn build(session: Arc<Session>, config: &EngineConfig) -> Result<(Pulse, Signal), EngineError> {

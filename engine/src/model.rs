@@ -349,6 +349,10 @@ pub struct Clip {
     /// Set when the clip streams from disk ([`crate::stream::prepare`]): `content` then holds only
     /// its head.
     pub stream: Option<Arc<crate::stream::StreamedClip>>,
+    /// Set when the loader left the clip's audio file undecoded because a memory budget is set
+    /// ([`crate::session_file::LoadOptions`]): `content` then holds no frames (only the file's
+    /// rate) until [`crate::stream::prepare`] decodes the file. Clips sharing a file share it.
+    pub deferred: Option<Arc<crate::audio_file::DeferredAudio>>,
 }
 
 impl Clip {
@@ -368,6 +372,7 @@ impl Clip {
             legato: false,
             follow: None,
             stream: None,
+            deferred: None,
         }
     }
 }

@@ -57,6 +57,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::audio_file::DeferredAudio;
 use crate::instrument::InstrumentSpec;
 use crate::model::{
     Arrangement, AudioData, Clip, ClipContent, ClipId, EmptySlot, FollowAction, FollowActions, FollowConstraints,
@@ -414,6 +415,22 @@ fn friendly_serde_message(message: &str) -> String {
 /// Reads and parses a session file, loading the audio and MIDI files it references (relative
 /// paths are relative to the session file's folder).
 pub fn load_session(path: &Path) -> Result<Session, SessionError> {
+    load_session_with(path, LoadOptions::default())
+}
+
+/// How a session is loaded ([`load_session_with`], [`parse_session_with`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct LoadOptions {
+    /// Overrides the session's `memory_budget_mb` (the node's `--memory-budget`; 0 or more).
+    pub memory_budget_mb: Option<f64>,
+}
+
+/// [`load_session`] with options. When a memory budget is set (in the file or in `options`), audio
+/// files are not decoded: only their headers are read and checked, and each clip keeps its file
+/// as [`crate::model::Clip::deferred`] for [`crate::stream::prepare`], which decodes the files
+/// that stay resident and converts the others to their cache files a chunk at a time, so the
+/// peak memory while loading stays near the budget.
+pub fn load_session_with(path: &Path, options: LoadOptions) -> Result<Session, SessionError> {
     let bytes = std::fs::read(path).map_err(|e| SessionError::whole_file(path, SessionErrorKind::Io(e)))?;
     let text = match String::from_utf8(bytes) {
         Ok(text) => text,
@@ -432,14 +449,19 @@ pub fn load_session(path: &Path) -> Result<Session, SessionError> {
             });
         }
     };
-    parse_session(&text, path)
+    parse_session_with(&text, path, options)
 }
 
 /// Parses session-file text. `file` names the file in error messages, and relative audio and
 /// MIDI paths are resolved against its folder.
 pub fn parse_session(text: &str, file: &Path) -> Result<Session, SessionError> {
+    parse_session_with(text, file, LoadOptions::default())
+}
+
+/// [`parse_session`] with options (see [`load_session_with`]).
+pub fn parse_session_with(text: &str, file: &Path, options: LoadOptions) -> Result<Session, SessionError> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let ctx = Ctx { file, text, base_dir: base_dir(file) };
+    let ctx = Ctx { file, text, base_dir: base_dir(file), options };
     let raw: RawFile = parse_toml(text).map_err(|(span, problem)| {
         let kind = match problem {
             TomlProblem::Syntax(message) => SessionErrorKind::Syntax { message },
@@ -687,161 +709,13 @@ pub const MAX_SAMPLE_RATE: u32 = 768_000;
 ///
 /// The error says what is wrong, in words for the user.
 pub fn decode_wav(bytes: &[u8]) -> Result<AudioData, String> {
-    decode_wav_from(std::io::Cursor::new(bytes), bytes.len())
+    crate::audio_file::decode_wav_stream(std::io::Cursor::new(bytes), bytes.len())
 }
 
 /// Reads and decodes a WAV file from disk, streaming it (the file is never held in memory whole).
 /// Same formats and errors as [`decode_wav`].
 pub fn read_wav(path: &Path) -> Result<AudioData, String> {
-    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
-    let size = file.metadata().map(|m| m.len() as usize).unwrap_or(usize::MAX);
-    decode_wav_from(std::io::BufReader::with_capacity(1 << 16, file), size)
-}
-
-/// Asks the kernel to back a large, still untouched sample buffer with transparent huge pages.
-/// Loading a set of long stems is dominated by page faults on fresh memory otherwise (one per
-/// 4 KiB); with 2 MiB pages there are 512 times fewer. Purely a hint: without it, or where the
-/// kernel says no, the buffer works the same.
-fn advise_huge_pages(buf: &mut Vec<f32>) {
-    #[cfg(target_os = "linux")]
-    {
-        const HUGE: usize = 2 << 20;
-        let bytes = buf.capacity() * std::mem::size_of::<f32>();
-        if bytes < 2 * HUGE {
-            return;
-        }
-        let start = buf.as_mut_ptr() as usize;
-        let aligned = start.next_multiple_of(HUGE);
-        let end = (start + bytes) / HUGE * HUGE;
-        if end > aligned {
-            // SAFETY: the range lies inside the Vec's own allocation (capacity bytes from its
-            // pointer); madvise only changes how the kernel backs those pages, not their contents
-            // or validity, and its failure is ignored.
-            unsafe {
-                libc::madvise(aligned as *mut libc::c_void, end - aligned, libc::MADV_HUGEPAGE);
-            }
-        }
-    }
-    #[cfg(not(target_os = "linux"))]
-    let _ = buf;
-}
-
-/// A little-endian 32-bit float sample; NaN and infinities become silence.
-#[inline(always)]
-fn le_f32(b: &[u8]) -> f32 {
-    let v = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-    if v.is_finite() { v } else { 0.0 }
-}
-
-/// A little-endian 16-bit integer sample scaled to -1..1.
-#[inline(always)]
-fn le_i16(b: &[u8]) -> f32 {
-    i16::from_le_bytes([b[0], b[1]]) as f32 * (1.0 / 32768.0)
-}
-
-/// Decodes a WAV stream of at most `size` bytes (the bound keeps a lying header from reserving
-/// more memory than the file could fill).
-fn decode_wav_from<R: std::io::Read>(input: R, size: usize) -> Result<AudioData, String> {
-    let mut reader = hound::WavReader::new(input).map_err(|e| format!("not a readable WAV file ({e})"))?;
-    let spec = reader.spec();
-    let channels = spec.channels as usize;
-    if channels == 0 {
-        return Err("the file says it has 0 channels".into());
-    }
-    if !(MIN_SAMPLE_RATE..=MAX_SAMPLE_RATE).contains(&spec.sample_rate) {
-        return Err(format!(
-            "sample rate {} Hz is not supported (use {MIN_SAMPLE_RATE}..={MAX_SAMPLE_RATE} Hz)",
-            spec.sample_rate
-        ));
-    }
-    // The header's length may lie (a truncated file); never reserve more than the bytes allow.
-    let bytes_per_sample = (spec.bits_per_sample as usize).div_ceil(8).max(1);
-    let capacity = (reader.len() as usize).min(size / bytes_per_sample) / channels;
-    let mut left = Vec::with_capacity(capacity);
-    let mut right = Vec::with_capacity(if channels > 1 { capacity } else { 0 });
-    advise_huge_pages(&mut left);
-    advise_huge_pages(&mut right);
-    let mut push = |i: usize, v: f32| {
-        let v = if v.is_finite() { v } else { 0.0 };
-        match i % channels {
-            0 => left.push(v),
-            1 => right.push(v),
-            _ => {}
-        }
-    };
-    let corrupt = |e: hound::Error| format!("the audio data is truncated or corrupt ({e})");
-    let declared = reader.len() as usize;
-    match (spec.sample_format, spec.bits_per_sample) {
-        // Fast paths for the common formats: hound has parsed the header and left the cursor at
-        // the start of the samples; convert them a whole frame at a time.
-        (hound::SampleFormat::Float, 32) | (hound::SampleFormat::Int, 16) if channels <= 2 => {
-            let width = bytes_per_sample;
-            let frame_bytes = width * channels;
-            let frames = declared / channels;
-            if frames * frame_bytes > size {
-                return Err(format!(
-                    "the audio data is truncated or corrupt (the header promises {frames} frames, the file is only \
-                     {size} bytes)"
-                ));
-            }
-            let float = spec.sample_format == hound::SampleFormat::Float;
-            let mut input = reader.into_inner();
-            let mut chunk = vec![0u8; (1 << 20) / frame_bytes * frame_bytes];
-            let mut remaining = frames * frame_bytes;
-            while remaining > 0 {
-                let n = remaining.min(chunk.len());
-                input
-                    .read_exact(&mut chunk[..n])
-                    .map_err(|e| format!("the audio data is truncated or corrupt ({e})"))?;
-                let frames = chunk[..n].chunks_exact(frame_bytes);
-                // One monomorphic loop per format and channel, so each compiles to a tight loop.
-                match (float, channels == 2) {
-                    (true, true) => {
-                        for f in frames {
-                            left.push(le_f32(&f[..4]));
-                            right.push(le_f32(&f[4..8]));
-                        }
-                    }
-                    (true, false) => left.extend(frames.map(|f| le_f32(&f[..4]))),
-                    (false, true) => {
-                        for f in frames {
-                            left.push(le_i16(&f[..2]));
-                            right.push(le_i16(&f[2..4]));
-                        }
-                    }
-                    (false, false) => left.extend(frames.map(|f| le_i16(&f[..2]))),
-                }
-                remaining -= n;
-            }
-        }
-        (hound::SampleFormat::Int, bits @ 1..=32) => {
-            let scale = 1.0 / (1u64 << (bits - 1)) as f64;
-            for (i, s) in reader.samples::<i32>().enumerate() {
-                push(i, (s.map_err(corrupt)? as f64 * scale) as f32);
-            }
-        }
-        (hound::SampleFormat::Float, 32) => {
-            for (i, s) in reader.samples::<f32>().enumerate() {
-                push(i, s.map_err(corrupt)?);
-            }
-        }
-        (format, bits) => {
-            return Err(format!(
-                "{bits}-bit {} samples are not supported (use 8/16/24/32-bit integer or 32-bit float)",
-                if format == hound::SampleFormat::Float { "float" } else { "integer" }
-            ));
-        }
-    }
-    if channels == 1 {
-        right = left.clone();
-    }
-    let frames = left.len().min(right.len());
-    left.truncate(frames);
-    right.truncate(frames);
-    if frames == 0 {
-        return Err("the file contains no audio".into());
-    }
-    Ok(AudioData { sample_rate: spec.sample_rate, left, right })
+    crate::audio_file::read_wav_file(path)
 }
 
 /// Decodes a Standard MIDI File held in memory into clip events.
@@ -913,89 +787,16 @@ pub fn decode_smf(bytes: &[u8], track: Option<usize>) -> Result<MidiData, String
 }
 
 /// Resamples audio to `to_rate` with a band-limited resampler (rubato's FFT resampler, whose
-/// anti-aliasing filter is flat to near the lower Nyquist frequency), processing the whole clip
-/// offline. Not realtime-safe: it allocates.
+/// anti-aliasing filter is flat to near the lower Nyquist frequency), feeding it the clip in fixed
+/// chunks ([`crate::audio_file::Converter`], the routine a streamed file is converted with, so
+/// both give the same samples). Not realtime-safe: it allocates.
 ///
 /// The resampler's delay is removed exactly, so the output starts aligned with the input (an
 /// event at input time `t` is at output time `t` too), and the output has
 /// `round(frames * to_rate / from_rate)` frames. Equal rates return a clone. Rates outside
 /// [`MIN_SAMPLE_RATE`]`..=`[`MAX_SAMPLE_RATE`] fall back to linear interpolation.
 pub fn resample(data: &AudioData, to_rate: u32) -> AudioData {
-    let from = data.sample_rate;
-    if from == to_rate || to_rate == 0 || from == 0 {
-        return data.clone();
-    }
-    let frames = data.frames().min(data.right.len());
-    let out_frames = ((frames as u128 * to_rate as u128 + from as u128 / 2) / from as u128) as usize;
-    if frames == 0 {
-        return AudioData { sample_rate: to_rate, left: Vec::new(), right: Vec::new() };
-    }
-    let in_range = |r: u32| (MIN_SAMPLE_RATE..=MAX_SAMPLE_RATE).contains(&r);
-    let resampled = if in_range(from) && in_range(to_rate) {
-        resample_fft(&data.left[..frames], &data.right[..frames], from, to_rate)
-    } else {
-        None
-    };
-    let (mut left, mut right) = resampled.unwrap_or_else(|| {
-        (
-            resample_linear(&data.left[..frames], from, to_rate, out_frames),
-            resample_linear(&data.right[..frames], from, to_rate, out_frames),
-        )
-    });
-    left.resize(out_frames, 0.0);
-    right.resize(out_frames, 0.0);
-    AudioData { sample_rate: to_rate, left, right }
-}
-
-/// Band-limited resampling with rubato's synchronous FFT resampler. `None` if rubato refuses.
-fn resample_fft(left: &[f32], right: &[f32], from: u32, to: u32) -> Option<(Vec<f32>, Vec<f32>)> {
-    use rubato::audioadapter_buffers::direct::SequentialSliceOfSlices;
-    use rubato::{Fft, FixedSync, Resampler, WindowFunction};
-
-    fn gcd(a: usize, b: usize) -> usize {
-        if b == 0 { a } else { gcd(b, a % b) }
-    }
-    let (from, to) = (from as usize, to as usize);
-    let g = gcd(from, to);
-    let in_block = from / g;
-    // FFT blocks of about 1024 input frames or more. The multiple is even so that both FFT sizes
-    // are even: rubato's delay is then exactly half a block on both sides, an integer number of
-    // output frames, which `process_all` trims off, leaving no fractional offset.
-    let mut multiple = 1024usize.div_ceil(in_block).max(1);
-    if multiple % 2 == 1 {
-        multiple += 1;
-    }
-    let mut resampler =
-        Fft::<f32>::new_custom(from, to, multiple * in_block, 1, 2, WindowFunction::BlackmanHarris2, FixedSync::Input)
-            .ok()?;
-    let frames = left.len();
-    let channels: [&[f32]; 2] = [left, right];
-    let input = SequentialSliceOfSlices::new(&channels, 2, frames).ok()?;
-    let out = resampler.process_all(&input, frames, None).ok()?;
-    let out_frames = rubato::audioadapter::Adapter::frames(&out);
-    let data = out.take_data();
-    let mut l = Vec::with_capacity(out_frames);
-    let mut r = Vec::with_capacity(out_frames);
-    for frame in data.chunks_exact(2) {
-        l.push(frame[0]);
-        r.push(frame[1]);
-    }
-    Some((l, r))
-}
-
-/// Linear interpolation, for sample rates the FFT resampler is not used with.
-fn resample_linear(x: &[f32], from: u32, to: u32, out_frames: usize) -> Vec<f32> {
-    let step = from as f64 / to as f64;
-    (0..out_frames)
-        .map(|i| {
-            let t = i as f64 * step;
-            let k = t.floor() as usize;
-            let frac = (t - k as f64) as f32;
-            let a = x.get(k).copied().unwrap_or(0.0);
-            let b = x.get(k + 1).copied().unwrap_or(0.0);
-            a + (b - a) * frac
-        })
-        .collect()
+    crate::audio_file::resample(data, to_rate)
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -1264,6 +1065,7 @@ struct Ctx<'a> {
     file: &'a Path,
     text: &'a str,
     base_dir: PathBuf,
+    options: LoadOptions,
 }
 
 /// Where a clip's content comes from.
@@ -1402,6 +1204,9 @@ impl Ctx<'_> {
         if let Some(s) = &raw.session {
             self.session_settings(s.get_ref(), &mut session)?;
         }
+        if let Some(mb) = self.options.memory_budget_mb {
+            session.streaming.memory_budget_mb = Some(mb);
+        }
 
         // Tracks.
         let mut track_ids = HashMap::new();
@@ -1446,13 +1251,16 @@ impl Ctx<'_> {
 
         // Clips.
         let mut clip_ids = HashMap::new();
-        let mut audio_cache = self.prefetch_audio(&raw.clips);
+        // Under a memory budget, audio files are only probed here (`stream::prepare` decodes them).
+        let defer = session.streaming.memory_budget_mb.is_some();
+        let mut audio_cache = if defer { HashMap::new() } else { self.prefetch_audio(&raw.clips) };
+        let mut deferred = HashMap::new();
         let mut midi_cache: HashMap<(PathBuf, Option<usize>), Arc<MidiData>> = HashMap::new();
         for c in &raw.clips {
             let header = c.span();
             let c = c.get_ref();
             let id = self.id(&c.id, "clip", &mut clip_ids)?;
-            let clip = self.clip(&id, &header, c, &session, &mut audio_cache, &mut midi_cache)?;
+            let clip = self.clip(&id, &header, c, &session, &mut audio_cache, &mut deferred, &mut midi_cache)?;
             session.add_clip(clip);
         }
 
@@ -1992,6 +1800,7 @@ impl Ctx<'_> {
         Ok(())
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn clip(
         &self,
         id: &str,
@@ -1999,6 +1808,7 @@ impl Ctx<'_> {
         c: &RawClip,
         session: &Session,
         audio_cache: &mut HashMap<PathBuf, Arc<AudioData>>,
+        deferred: &mut HashMap<PathBuf, Arc<DeferredAudio>>,
         midi_cache: &mut HashMap<(PathBuf, Option<usize>), Arc<MidiData>>,
     ) -> Result<Clip, SessionError> {
         let content_err = |span: &Range<usize>, problem: String| {
@@ -2086,6 +1896,7 @@ impl Ctx<'_> {
         };
 
         // Content.
+        let mut deferred_file = None;
         let (content, natural_length) = match source {
             Source::Notes(notes) => {
                 let midi = self.notes(id, notes)?;
@@ -2140,6 +1951,11 @@ impl Ctx<'_> {
                 let resolved = self.base_dir.join(path.get_ref());
                 let audio = if let Some(a) = audio_cache.get(&resolved) {
                     a.clone()
+                } else if session.streaming.memory_budget_mb.is_some() {
+                    let (audio, file) = self.defer_audio(id, path, &resolved)?;
+                    deferred.insert(resolved.clone(), file);
+                    audio_cache.insert(resolved.clone(), audio.clone());
+                    audio
                 } else {
                     let bytes = self.read_referenced(id, "audio file", path, &resolved)?;
                     let audio = decode_wav(&bytes).map_err(|problem| {
@@ -2153,10 +1969,12 @@ impl Ctx<'_> {
                         )
                     })?;
                     let audio = Arc::new(audio);
-                    audio_cache.insert(resolved, audio.clone());
+                    audio_cache.insert(resolved.clone(), audio.clone());
                     audio
                 };
-                let seconds = audio.frames() as f64 / f64::from(audio.sample_rate);
+                deferred_file = deferred.get(&resolved).cloned();
+                let frames = deferred_file.as_ref().map_or(audio.frames() as u64, |d| d.header.frames);
+                let seconds = frames as f64 / f64::from(audio.sample_rate);
                 (ClipContent::Audio(audio), seconds * session.tempo.0 / 60.0)
             }
         };
@@ -2204,6 +2022,7 @@ impl Ctx<'_> {
         clip.launch_mode = c.launch_mode.unwrap_or_default();
         clip.velocity_amount = velocity_amount;
         clip.legato = c.legato;
+        clip.deferred = deferred_file;
         Ok(clip)
     }
 
@@ -2240,6 +2059,48 @@ impl Ctx<'_> {
             handles.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
         });
         decoded.into_iter().collect()
+    }
+
+    /// Probes the audio file a clip references without decoding it: its header is read and checked
+    /// (the same checks as a full decode makes before reading samples). Returns the clip content
+    /// until [`crate::stream::prepare`] decodes the file (no frames, the file's rate) and the file.
+    fn defer_audio(
+        &self,
+        clip: &str,
+        path: &Spanned<String>,
+        resolved: &Path,
+    ) -> Result<(Arc<AudioData>, Arc<DeferredAudio>), SessionError> {
+        if path.get_ref().trim().is_empty() {
+            return Err(self.err(
+                &path.span(),
+                SessionErrorKind::Content { clip: clip.to_string(), problem: "the audio file path is empty".into() },
+            ));
+        }
+        let file = std::fs::File::open(resolved).map_err(|e| {
+            self.err(
+                &path.span(),
+                SessionErrorKind::MissingFile {
+                    clip: clip.to_string(),
+                    what: "audio file",
+                    path: PathBuf::from(path.get_ref()),
+                    resolved: resolved.to_path_buf(),
+                    reason: e.to_string(),
+                },
+            )
+        })?;
+        let size = file.metadata().map(|m| m.len() as usize).unwrap_or(usize::MAX);
+        let header = crate::audio_file::WavFrames::new(std::io::BufReader::new(file), size)
+            .map_err(|problem| {
+                self.err(
+                    &path.span(),
+                    SessionErrorKind::BadAudio { clip: clip.to_string(), path: PathBuf::from(path.get_ref()), problem },
+                )
+            })?
+            .header();
+        let (line, column) = line_col(self.text, path.span().start);
+        let origin = format!("{}:{line}:{column}: clip '{clip}': audio file '{}'", self.file.display(), path.get_ref());
+        let audio = Arc::new(AudioData { sample_rate: header.sample_rate, left: Vec::new(), right: Vec::new() });
+        Ok((audio, Arc::new(DeferredAudio { path: resolved.to_path_buf(), header, origin })))
     }
 
     /// Reads a file a clip references, with a clear error if it is missing.

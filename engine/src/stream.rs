@@ -4,8 +4,10 @@
 //! (decoded in memory) and which stream: distinct audio files are made resident smallest first
 //! until [`StreamSettings::memory_budget_mb`] is used; every other file is converted once to the
 //! engine's rate (resampled exactly as a resident clip is) into a raw cache file in the temp
-//! directory, and its clips keep only a *head* in memory: the first
-//! [`StreamSettings::head_seconds`] from the clip's start offset.
+//! directory, a chunk at a time, and its clips keep only a *head* in memory: the first
+//! [`StreamSettings::head_seconds`] from the clip's start offset. A session loaded under a budget
+//! has its audio files only probed ([`crate::model::Clip::deferred`]); `prepare` decodes them, so
+//! the peak memory of loading stays near the budget too.
 //!
 //! While the engine runs, a non-realtime reader ([`StreamReader`], on its own thread live, called
 //! synchronously between blocks offline) fills per-voice *lanes*: lock-free FIFOs of chunks read
@@ -27,6 +29,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
+use crate::audio_file::{Converter, DeferredAudio, ResampleFailed, Sink, WavFrames};
 use crate::model::{AudioData, ClipContent, Session};
 use crate::signal::{AudioVoice, TriggerId, VoiceEnd};
 use crate::time::{Beats, BlockClock};
@@ -146,6 +149,18 @@ pub enum StreamError {
     /// The settings are out of range.
     #[error("{0}")]
     Settings(String),
+    /// An audio file the loader only probed ([`crate::model::Clip::deferred`]) could not be
+    /// decoded: it went away or changed since the session was loaded.
+    #[error("{origin}: {problem}")]
+    Audio {
+        /// Where the session names the file: `session.toml:12:8: clip 'x': audio file 'x.wav'`.
+        origin: String,
+        /// What is wrong, in words for the user.
+        problem: String,
+    },
+    /// The resampler failed.
+    #[error(transparent)]
+    Resample(#[from] ResampleFailed),
 }
 
 /// A clip that streams, as [`prepare`] reports it.
@@ -157,107 +172,299 @@ pub struct StreamedNote {
     pub mb: f64,
 }
 
+/// Frames decoded and converted per step while a file is converted; with the resampler's own
+/// buffers and the cache file's write buffer, converting a file needs about 2 MiB whatever its
+/// length.
+const CONVERT_CHUNK: usize = 1 << 16;
+
+/// One distinct audio file of the session (clips may share one).
+struct FileUse {
+    /// The clips' content: the decoded audio, or (deferred) no frames at the file's rate.
+    data: Arc<AudioData>,
+    /// The file, when the loader only probed it.
+    deferred: Option<Arc<DeferredAudio>>,
+    /// Its size decoded at the engine's rate.
+    bytes: u64,
+    /// The clips using it.
+    clips: Vec<usize>,
+}
+
 /// Applies the session's memory budget for an engine at `sample_rate`: returns the session with
 /// every streamed clip's content cut to its head (and [`crate::model::Clip::stream`] set), and
-/// what streams. Without a budget, or when everything fits, the session is returned unchanged.
+/// what streams. Without a budget, or when everything fits, the session is returned unchanged,
+/// except that files the loader only probed ([`crate::model::Clip::deferred`]) are decoded.
 ///
-/// Thread: control. Slow (resamples and writes the cache files); not realtime-safe.
+/// Which files stay resident is decided from their sizes alone (a probed file's header), before
+/// anything is decoded. A probed file that stays resident is decoded and resampled to
+/// `sample_rate` a chunk at a time into its final buffer; every streamed file (probed or decoded)
+/// is decoded, resampled and written to its cache file a chunk at a time, keeping only its clips'
+/// heads. So the peak memory of loading a session under a budget and preparing it is about the
+/// budget, plus the heads, plus a working set of about 2 MiB, whatever the files' lengths. The
+/// samples are the same, bit for bit, as those of the whole-file path
+/// ([`crate::session_file::resample`] through the same [`Converter`]).
+///
+/// Thread: control. Slow (decodes, resamples and writes the cache files); not realtime-safe.
 pub fn prepare(session: &Session, sample_rate: u32) -> Result<(Session, Vec<StreamedNote>), StreamError> {
     let settings = session.streaming;
     let mut out = session.clone();
-    let Some(budget_mb) = settings.memory_budget_mb else { return Ok((out, Vec::new())) };
-    if !(budget_mb.is_finite() && budget_mb >= 0.0) {
-        return Err(StreamError::Settings(format!("memory budget {budget_mb} MiB (give 0 or more)")));
+    let deferred = session.clips.iter().any(|c| c.deferred.is_some());
+    if settings.memory_budget_mb.is_none() && !deferred {
+        return Ok((out, Vec::new()));
     }
-    if !(settings.head_seconds.is_finite() && settings.head_seconds >= MIN_HEAD_SECONDS) {
-        return Err(StreamError::Settings(format!(
-            "stream head {} s (give at least {MIN_HEAD_SECONDS} s)",
-            settings.head_seconds
-        )));
+    if let Some(mb) = settings.memory_budget_mb {
+        if !(mb.is_finite() && mb >= 0.0) {
+            return Err(StreamError::Settings(format!("memory budget {mb} MiB (give 0 or more)")));
+        }
+        if !(settings.head_seconds.is_finite() && settings.head_seconds >= MIN_HEAD_SECONDS) {
+            return Err(StreamError::Settings(format!(
+                "stream head {} s (give at least {MIN_HEAD_SECONDS} s)",
+                settings.head_seconds
+            )));
+        }
     }
     if sample_rate == 0 {
         return Err(StreamError::Settings("sample rate 0 Hz".into()));
     }
     // Distinct audio data (clips may share a file), with its size at the engine's rate.
-    let mut files: Vec<(Arc<AudioData>, u64, Vec<usize>)> = Vec::new();
+    let mut files: Vec<FileUse> = Vec::new();
     for (i, c) in session.clips.iter().enumerate() {
         let ClipContent::Audio(a) = &c.content else { continue };
         if c.stream.is_some() {
             continue;
         }
-        match files.iter_mut().find(|(b, _, _)| Arc::ptr_eq(a, b)) {
-            Some((_, _, clips)) => clips.push(i),
+        match files.iter_mut().find(|f| Arc::ptr_eq(a, &f.data)) {
+            Some(f) => f.clips.push(i),
             None => {
-                let from = a.sample_rate.max(1) as u128;
-                let frames = (a.frames() as u128 * sample_rate as u128 + from / 2) / from;
-                files.push((a.clone(), frames as u64 * 8, vec![i]));
+                let (frames, rate) = match &c.deferred {
+                    Some(d) => (d.header.frames, d.header.sample_rate),
+                    None => (a.frames() as u64, a.sample_rate),
+                };
+                let from = rate.max(1) as u128;
+                let frames = (frames as u128 * sample_rate as u128 + from / 2) / from;
+                files.push(FileUse {
+                    data: a.clone(),
+                    deferred: c.deferred.clone(),
+                    bytes: frames as u64 * 8,
+                    clips: vec![i],
+                });
             }
         }
     }
     // Smallest first (ties: first clip), so as many clips as possible stay resident.
-    files.sort_by_key(|(_, bytes, clips)| (*bytes, clips[0]));
-    let budget = (budget_mb * 1024.0 * 1024.0) as u64;
+    files.sort_by_key(|f| (f.bytes, f.clips[0]));
+    let budget = settings.memory_budget_mb.map_or(u64::MAX, |mb| (mb * 1024.0 * 1024.0) as u64);
     let mut used = 0u64;
     let mut notes = Vec::new();
-    for (data, bytes, clips) in files {
-        if used + bytes <= budget {
-            used += bytes;
+    for f in files {
+        if used.saturating_add(f.bytes) <= budget {
+            used += f.bytes;
+            if let Some(d) = &f.deferred {
+                let data = Arc::new(decode_resident(d, sample_rate)?);
+                for &i in &f.clips {
+                    out.clips[i].content = ClipContent::Audio(data.clone());
+                    out.clips[i].deferred = None;
+                }
+            }
             continue;
         }
-        let converted = crate::session_file::resample(&data, sample_rate);
-        drop(data);
-        let source = Arc::new(write_cache(&converted, &session.clips[clips[0]].id)?);
-        for &i in &clips {
+        let (mut input, converter) = FileInput::open(&f, sample_rate)?;
+        let frames = converter.out_frames();
+        // The heads: from each clip's start offset (at the session's tempo), head_seconds long.
+        let spb = session.tempo.0 / 60.0 / sample_rate as f64;
+        let len = (settings.head_seconds * sample_rate as f64).ceil() as u64;
+        let heads: Vec<(u64, u64)> = f
+            .clips
+            .iter()
+            .map(|&i| {
+                let start = ((session.clips[i].start_offset.0 / spb).round().max(0.0) as u64).min(frames);
+                (start, (start + len).min(frames))
+            })
+            .collect();
+        let name = &session.clips[f.clips[0]].id;
+        let (source, heads) = convert_to_cache(&mut input, converter, sample_rate, &heads, name)?;
+        let source = Arc::new(source);
+        for (&i, (head, head_start)) in f.clips.iter().zip(heads) {
             let clip = &mut out.clips[i];
-            // The head: from the start offset (at the session's tempo), head_seconds long.
-            let spb = session.tempo.0 / 60.0 / sample_rate as f64;
-            let start = ((clip.start_offset.0 / spb).round().max(0.0) as u64).min(source.frames);
-            let len = (settings.head_seconds * sample_rate as f64).ceil() as u64;
-            let end = (start + len).min(source.frames);
-            let (s, e) = (start as usize, end as usize);
-            let head =
-                AudioData { sample_rate, left: converted.left[s..e].to_vec(), right: converted.right[s..e].to_vec() };
             clip.content = ClipContent::Audio(Arc::new(head));
-            clip.stream = Some(Arc::new(StreamedClip { source: source.clone(), head_start: start }));
+            clip.stream = Some(Arc::new(StreamedClip { source: source.clone(), head_start }));
+            clip.deferred = None;
         }
         notes.push(StreamedNote {
-            clips: clips.iter().map(|&i| session.clips[i].id.clone()).collect(),
-            mb: bytes as f64 / (1024.0 * 1024.0),
+            clips: f.clips.iter().map(|&i| session.clips[i].id.clone()).collect(),
+            mb: f.bytes as f64 / (1024.0 * 1024.0),
         });
     }
     Ok((out, notes))
 }
 
-/// Writes `data` to a fresh cache file in the temp directory.
-fn write_cache(data: &AudioData, name: &str) -> Result<StreamSource, StreamError> {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let dir = std::env::temp_dir().join(format!("loophole-stream-{}", std::process::id()));
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    let path = dir.join(format!("{n}.f32"));
-    let err = |source| StreamError::Cache { path: path.clone(), source };
-    // Another engine's last cache file may take the directory away between the two calls.
-    let mut attempt = 0;
-    let file = loop {
-        let made = std::fs::create_dir_all(&dir).and_then(|()| File::create(&path));
-        match made {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && attempt < 3 => attempt += 1,
-            other => break other.map_err(err)?,
-        }
-    };
-    let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
-    for (l, r) in data.left.iter().zip(&data.right) {
-        w.write_all(&l.to_le_bytes()).map_err(err)?;
-        w.write_all(&r.to_le_bytes()).map_err(err)?;
+/// Where a file's frames come from while it is converted.
+enum FileInput<'a> {
+    /// Audio decoded in memory.
+    Memory { data: &'a AudioData, pos: usize, frames: usize },
+    /// The file, read a chunk at a time.
+    File { wav: Box<WavFrames<std::io::BufReader<File>>>, origin: &'a str, left: Vec<f32>, right: Vec<f32> },
+}
+
+impl<'a> FileInput<'a> {
+    /// The file's frames and a converter from its rate to `sample_rate`.
+    fn open(f: &'a FileUse, sample_rate: u32) -> Result<(FileInput<'a>, Converter), StreamError> {
+        Ok(match &f.deferred {
+            Some(d) => {
+                let wav = d.open().map_err(|problem| StreamError::Audio { origin: d.origin.clone(), problem })?;
+                let converter = Converter::new(d.header.sample_rate, sample_rate, d.header.frames);
+                let (left, right) = (Vec::with_capacity(CONVERT_CHUNK), Vec::with_capacity(CONVERT_CHUNK));
+                (FileInput::File { wav: Box::new(wav), origin: &d.origin, left, right }, converter)
+            }
+            None => {
+                let frames = f.data.frames().min(f.data.right.len());
+                let converter = Converter::new(f.data.sample_rate, sample_rate, frames as u64);
+                (FileInput::Memory { data: &f.data, pos: 0, frames }, converter)
+            }
+        })
     }
-    w.flush().map_err(err)?;
-    Ok(StreamSource {
-        path: path.clone(),
-        frames: data.frames().min(data.right.len()) as u64,
-        sample_rate: data.sample_rate,
-        origin: format!("clip '{name}'"),
-        failed: AtomicBool::new(false),
-        error: Mutex::new(None),
-    })
+
+    /// Feeds every frame through `converter` to `sink`, a chunk at a time, and finishes it.
+    fn convert(&mut self, mut converter: Converter, sink: &mut impl Sink<StreamError>) -> Result<(), StreamError> {
+        match self {
+            FileInput::Memory { data, pos, frames } => {
+                while *pos < *frames {
+                    let e = (*pos + CONVERT_CHUNK).min(*frames);
+                    converter.push(&data.left[*pos..e], &data.right[*pos..e], sink)?;
+                    *pos = e;
+                }
+            }
+            FileInput::File { wav, origin, left, right } => loop {
+                left.clear();
+                right.clear();
+                let n = wav
+                    .read(CONVERT_CHUNK, left, right)
+                    .map_err(|problem| StreamError::Audio { origin: origin.to_string(), problem })?;
+                if n == 0 {
+                    break;
+                }
+                converter.push(&left[..], &right[..], sink)?;
+            },
+        }
+        converter.finish(sink)
+    }
+}
+
+/// Decodes a probed file that stays resident, converted to `sample_rate` on the way (the same
+/// samples as decoding it whole and resampling it with [`crate::session_file::resample`]).
+fn decode_resident(d: &DeferredAudio, sample_rate: u32) -> Result<AudioData, StreamError> {
+    let wav = d.open().map_err(|problem| StreamError::Audio { origin: d.origin.clone(), problem })?;
+    let converter = Converter::new(d.header.sample_rate, sample_rate, d.header.frames);
+    let n = converter.out_frames() as usize;
+    let (mut left, mut right) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    crate::audio_file::advise_huge_pages(&mut left);
+    crate::audio_file::advise_huge_pages(&mut right);
+    let mut sink = |a: &[f32], b: &[f32]| -> Result<(), StreamError> {
+        left.extend_from_slice(a);
+        right.extend_from_slice(b);
+        Ok(())
+    };
+    let (l, r) = (Vec::with_capacity(CONVERT_CHUNK), Vec::with_capacity(CONVERT_CHUNK));
+    FileInput::File { wav: Box::new(wav), origin: &d.origin, left: l, right: r }.convert(converter, &mut sink)?;
+    Ok(AudioData { sample_rate, left, right })
+}
+
+/// Converts a file into a fresh cache file a chunk at a time, keeping the frames
+/// `[start, end)` of each of `heads`. Returns the source and each head with its start.
+fn convert_to_cache(
+    input: &mut FileInput<'_>,
+    converter: Converter,
+    sample_rate: u32,
+    heads: &[(u64, u64)],
+    name: &str,
+) -> Result<(StreamSource, Vec<(AudioData, u64)>), StreamError> {
+    let mut writer = CacheWriter::create()?;
+    let mut kept: Vec<(AudioData, u64)> = heads
+        .iter()
+        .map(|&(s, e)| {
+            let n = (e - s) as usize;
+            (AudioData { sample_rate, left: Vec::with_capacity(n), right: Vec::with_capacity(n) }, s)
+        })
+        .collect();
+    let mut at = 0u64;
+    let mut sink = |l: &[f32], r: &[f32]| -> Result<(), StreamError> {
+        for (&(s, e), (head, _)) in heads.iter().zip(kept.iter_mut()) {
+            let (a, b) = (s.max(at), e.min(at + l.len() as u64));
+            if a < b {
+                let (a, b) = ((a - at) as usize, (b - at) as usize);
+                head.left.extend_from_slice(&l[a..b]);
+                head.right.extend_from_slice(&r[a..b]);
+            }
+        }
+        writer.write(l, r)?;
+        at += l.len() as u64;
+        Ok(())
+    };
+    input.convert(converter, &mut sink)?;
+    let source = writer.finish(sample_rate, name)?;
+    Ok((source, kept))
+}
+
+/// A cache file being written: raw 32-bit float little-endian, interleaved stereo. Removed if it
+/// is dropped before [`CacheWriter::finish`].
+struct CacheWriter {
+    path: PathBuf,
+    out: std::io::BufWriter<File>,
+    bytes: Vec<u8>,
+    frames: u64,
+    done: bool,
+}
+
+impl CacheWriter {
+    /// Creates a fresh cache file in the temp directory.
+    fn create() -> Result<CacheWriter, StreamError> {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let dir = std::env::temp_dir().join(format!("loophole-stream-{}", std::process::id()));
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let path = dir.join(format!("{n}.f32"));
+        // Another engine's last cache file may take the directory away between the two calls.
+        let mut attempt = 0;
+        let file = loop {
+            let made = std::fs::create_dir_all(&dir).and_then(|()| File::create(&path));
+            match made {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && attempt < 3 => attempt += 1,
+                other => break other.map_err(|source| StreamError::Cache { path: path.clone(), source })?,
+            }
+        };
+        let out = std::io::BufWriter::with_capacity(1 << 20, file);
+        Ok(CacheWriter { path, out, bytes: Vec::new(), frames: 0, done: false })
+    }
+
+    fn write(&mut self, left: &[f32], right: &[f32]) -> Result<(), StreamError> {
+        self.bytes.clear();
+        for (l, r) in left.iter().zip(right) {
+            self.bytes.extend_from_slice(&l.to_le_bytes());
+            self.bytes.extend_from_slice(&r.to_le_bytes());
+        }
+        self.out.write_all(&self.bytes).map_err(|source| StreamError::Cache { path: self.path.clone(), source })?;
+        self.frames += left.len().min(right.len()) as u64;
+        Ok(())
+    }
+
+    fn finish(mut self, sample_rate: u32, name: &str) -> Result<StreamSource, StreamError> {
+        self.out.flush().map_err(|source| StreamError::Cache { path: self.path.clone(), source })?;
+        self.done = true;
+        Ok(StreamSource {
+            path: self.path.clone(),
+            frames: self.frames,
+            sample_rate,
+            origin: format!("clip '{name}'"),
+            failed: AtomicBool::new(false),
+            error: Mutex::new(None),
+        })
+    }
+}
+
+impl Drop for CacheWriter {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
 }
 
 /// A run of frames read from a cache file.
@@ -412,6 +619,13 @@ pub(crate) fn wire(session: &Session, sample_rate: u32) -> Result<StreamWiring, 
     let mut tracks_streaming = vec![false; session.tracks.len()];
     let lead = (session.streaming.lead_ms.max(0.0) * 1e-3 * sample_rate as f64).ceil() as i64;
     for c in &session.clips {
+        if c.deferred.is_some() {
+            return Err(format!(
+                "clip '{}': its audio file is not decoded yet (a session loaded under a memory budget goes through \
+                 stream::prepare first)",
+                c.id
+            ));
+        }
         let (Some(s), ClipContent::Audio(head)) = (&c.stream, &c.content) else {
             slots.push(None);
             continue;

@@ -9,7 +9,7 @@ use loophole_engine::demo;
 use loophole_engine::model::{SceneId, Session};
 use loophole_engine::pulse::Action;
 use loophole_engine::script::{Script, ScriptAction, arrangement_length, playthrough_length};
-use loophole_engine::session_file::load_session;
+use loophole_engine::session_file::{LoadOptions, load_session_with};
 use loophole_engine::time::Beats;
 
 use crate::BadInput;
@@ -74,17 +74,22 @@ impl Performance {
     ///
     /// Thread: control. Not realtime-safe.
     pub fn load(args: &InputArgs) -> anyhow::Result<Performance> {
+        if let Some(mb) = args.memory_budget_mb
+            && !(mb.is_finite() && mb >= 0.0)
+        {
+            return Err(crate::BadInput(format!("--memory-budget {mb}: give 0 MiB or more")).into());
+        }
+        // Under a budget the loader only probes the audio files; `streaming::prepare` decodes them
+        // once the engine's rate is known.
+        let options = LoadOptions { memory_budget_mb: args.memory_budget_mb };
         let mut session = match &args.source {
-            Source::File(path) => load_session(path).context("cannot load the session")?,
+            Source::File(path) => load_session_with(path, options).context("cannot load the session")?,
             Source::Demo => demo::session(),
         };
         if let Some(seed) = args.seed {
             session.seed = seed;
         }
         if let Some(mb) = args.memory_budget_mb {
-            if !(mb.is_finite() && mb >= 0.0) {
-                return Err(crate::BadInput(format!("--memory-budget {mb}: give 0 MiB or more")).into());
-            }
             session.streaming.memory_budget_mb = Some(mb);
         }
         let (script, natural_seconds) = match (&args.script, &args.source) {

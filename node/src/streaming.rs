@@ -10,14 +10,16 @@ use crate::input::Performance;
 use crate::{BadInput, warn_line};
 
 /// Applies the session's memory budget for an engine at `sample_rate`: clips beyond it are
-/// converted to the engine's rate into cache files and keep only their head in memory. Prints a
-/// line per streamed file. Thread: main thread; slow (writes the cache files).
+/// converted to the engine's rate into cache files and keep only their head in memory; the audio
+/// files the loader only probed (a budget was set) are decoded here. Prints a line per streamed
+/// file. Thread: main thread; slow (decodes and writes the cache files).
 pub fn prepare(perf: &mut Performance, sample_rate: u32) -> anyhow::Result<()> {
     if perf.session.streaming.memory_budget_mb.is_none() {
         return Ok(());
     }
     let (session, notes) = loophole_engine::stream::prepare(&perf.session, sample_rate).map_err(|e| match e {
         loophole_engine::stream::StreamError::Settings(why) => anyhow::Error::new(BadInput(why)),
+        e @ loophole_engine::stream::StreamError::Audio { .. } => anyhow::Error::new(BadInput(e.to_string())),
         other => anyhow::Error::new(other),
     })?;
     for n in &notes {

@@ -1,0 +1,798 @@
+//! Audio files read, and audio converted to the engine's rate, a chunk at a time.
+//!
+//! One WAV reader ([`WavFrames`]) and one resampler driver ([`Converter`]) serve both ways audio
+//! reaches the engine. A resident clip is decoded whole ([`decode_wav_stream`]: the chunks are
+//! appended to one buffer) and resampled whole ([`resample`]: the chunks are fed one after the
+//! other). A clip that streams under a memory budget is decoded, resampled and written to its
+//! cache file a chunk at a time ([`crate::stream::prepare`]), so converting it needs a small
+//! working set whatever its length. Both ways run the same arithmetic on the same resampler
+//! chunks, so their results are bit-identical.
+//!
+//! When a memory budget is set, the session loader does not decode audio files at all: it reads
+//! their headers ([`WavFrames::open`]) and keeps each as a [`DeferredAudio`] for
+//! [`crate::stream::prepare`], which decodes a file once the engine's rate is known and it knows
+//! whether the file stays resident or streams.
+
+use std::fs::File;
+use std::io::{BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use crate::model::AudioData;
+use crate::session_file::{MAX_SAMPLE_RATE, MIN_SAMPLE_RATE};
+
+/// What a WAV file's header says about its audio.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WavHeader {
+    /// Sample rate in Hz.
+    pub sample_rate: u32,
+    /// Frames of audio the file holds.
+    pub frames: u64,
+    /// Channels in the file (the engine keeps the first two; mono is duplicated).
+    pub channels: u16,
+}
+
+/// An audio file a session uses that the loader has not decoded yet (a memory budget is set):
+/// [`crate::stream::prepare`] decodes it once the engine's rate is known. Clips sharing a file
+/// share one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeferredAudio {
+    /// The file.
+    pub path: PathBuf,
+    /// Its header, checked when the session was loaded.
+    pub header: WavHeader,
+    /// Where the session names it, for messages: `session.toml:12:8: clip 'x': file 'x.wav'`.
+    pub origin: String,
+}
+
+impl DeferredAudio {
+    /// Opens the file for reading a chunk at a time, checking it still has the header it had
+    /// when the session was loaded.
+    pub fn open(&self) -> Result<WavFrames<BufReader<File>>, String> {
+        let wav = WavFrames::open(&self.path)?;
+        self.check(wav.header().frames, wav.header().sample_rate)?;
+        Ok(wav)
+    }
+
+    fn check(&self, frames: u64, rate: u32) -> Result<(), String> {
+        if (frames, rate) != (self.header.frames, self.header.sample_rate) {
+            return Err(format!(
+                "the file changed after the session was loaded (it had {} frames at {} Hz, it has {frames} at {rate} Hz)",
+                self.header.frames, self.header.sample_rate
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// How the samples of a WAV file are turned into frames.
+enum Body<R> {
+    /// 16-bit integer or 32-bit float, one or two channels: converted straight from the bytes, a
+    /// whole frame at a time (the common formats, and the fast path).
+    Raw { input: R, float: bool, bytes: Vec<u8> },
+    /// Every other format, through hound's sample iterator.
+    Samples { reader: hound::WavReader<R>, float: bool, scale: f64 },
+}
+
+/// A WAV file read a chunk of frames at a time: 8/16/24/32-bit integer or 32-bit float PCM, any
+/// channel count (mono is duplicated to both channels; of more than two channels the first two
+/// are kept). Non-finite float samples become silence. Every problem the header shows (format,
+/// rate, no audio, fewer bytes than it promises) is found by [`WavFrames::new`], before any
+/// sample is read.
+pub struct WavFrames<R> {
+    header: WavHeader,
+    /// Frames not read yet.
+    remaining: u64,
+    body: Body<R>,
+}
+
+impl<R> std::fmt::Debug for WavFrames<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WavFrames").field("header", &self.header).field("remaining", &self.remaining).finish()
+    }
+}
+
+/// Frames read in one piece by the raw path (1 MiB of 16-bit stereo).
+const RAW_PIECE_BYTES: usize = 1 << 20;
+
+impl WavFrames<BufReader<File>> {
+    /// Opens a WAV file and checks its header; no sample is read yet.
+    pub fn open(path: &Path) -> Result<Self, String> {
+        let file = File::open(path).map_err(|e| e.to_string())?;
+        let size = file.metadata().map(|m| m.len() as usize).unwrap_or(usize::MAX);
+        WavFrames::new(BufReader::with_capacity(1 << 16, file), size)
+    }
+}
+
+impl<R: Read> WavFrames<R> {
+    /// Reads and checks the header of a WAV stream of at most `size` bytes. The error says what
+    /// is wrong, in words for the user.
+    pub fn new(input: R, size: usize) -> Result<Self, String> {
+        let reader = hound::WavReader::new(input).map_err(|e| format!("not a readable WAV file ({e})"))?;
+        let spec = reader.spec();
+        let channels = spec.channels as usize;
+        if channels == 0 {
+            return Err("the file says it has 0 channels".into());
+        }
+        if !(MIN_SAMPLE_RATE..=MAX_SAMPLE_RATE).contains(&spec.sample_rate) {
+            return Err(format!(
+                "sample rate {} Hz is not supported (use {MIN_SAMPLE_RATE}..={MAX_SAMPLE_RATE} Hz)",
+                spec.sample_rate
+            ));
+        }
+        let float = spec.sample_format == hound::SampleFormat::Float;
+        let scale = match (spec.sample_format, spec.bits_per_sample) {
+            (hound::SampleFormat::Float, 32) => 1.0,
+            (hound::SampleFormat::Int, bits @ 1..=32) => 1.0 / (1u64 << (bits - 1)) as f64,
+            (format, bits) => {
+                return Err(format!(
+                    "{bits}-bit {} samples are not supported (use 8/16/24/32-bit integer or 32-bit float)",
+                    if format == hound::SampleFormat::Float { "float" } else { "integer" }
+                ));
+            }
+        };
+        let bytes_per_sample = (spec.bits_per_sample as usize).div_ceil(8).max(1);
+        let frames = reader.len() as usize / channels;
+        // The header's length may lie (a truncated file): the data must fit in the file.
+        if frames * bytes_per_sample * channels > size {
+            return Err(format!(
+                "the audio data is truncated or corrupt (the header promises {frames} frames, the file is only {size} \
+                 bytes)"
+            ));
+        }
+        if frames == 0 {
+            return Err("the file contains no audio".into());
+        }
+        let header = WavHeader { sample_rate: spec.sample_rate, frames: frames as u64, channels: spec.channels };
+        let raw = channels <= 2 && matches!((float, spec.bits_per_sample), (true, 32) | (false, 16));
+        let body = if raw {
+            // hound has parsed the header and left the stream at the start of the samples.
+            Body::Raw { input: reader.into_inner(), float, bytes: Vec::new() }
+        } else {
+            Body::Samples { reader, float, scale }
+        };
+        Ok(WavFrames { header, remaining: frames as u64, body })
+    }
+
+    /// The file's header.
+    pub fn header(&self) -> WavHeader {
+        self.header
+    }
+
+    /// Appends the next frames, at most `max`, to `left` and `right` (planar; mono is duplicated);
+    /// returns how many (0 once every frame has been read).
+    pub fn read(&mut self, max: usize, left: &mut Vec<f32>, right: &mut Vec<f32>) -> Result<usize, String> {
+        let n = self.remaining.min(max as u64) as usize;
+        if n == 0 {
+            return Ok(0);
+        }
+        let channels = self.header.channels as usize;
+        let (start_l, start_r) = (left.len(), right.len());
+        let corrupt = |e: &dyn std::fmt::Display| format!("the audio data is truncated or corrupt ({e})");
+        match &mut self.body {
+            Body::Raw { input, float, bytes } => {
+                let frame_bytes = (if *float { 4 } else { 2 }) * channels;
+                let piece = (RAW_PIECE_BYTES / frame_bytes).max(1);
+                let mut done = 0;
+                while done < n {
+                    let m = (n - done).min(piece);
+                    bytes.resize(m * frame_bytes, 0);
+                    input.read_exact(bytes).map_err(|e| corrupt(&e))?;
+                    let frames = bytes.chunks_exact(frame_bytes);
+                    // One monomorphic loop per format and channel, so each compiles to a tight loop.
+                    match (*float, channels == 2) {
+                        (true, true) => {
+                            for f in frames {
+                                left.push(le_f32(&f[..4]));
+                                right.push(le_f32(&f[4..8]));
+                            }
+                        }
+                        (true, false) => left.extend(frames.map(|f| le_f32(&f[..4]))),
+                        (false, true) => {
+                            for f in frames {
+                                left.push(le_i16(&f[..2]));
+                                right.push(le_i16(&f[2..4]));
+                            }
+                        }
+                        (false, false) => left.extend(frames.map(|f| le_i16(&f[..2]))),
+                    }
+                    done += m;
+                }
+            }
+            Body::Samples { reader, float, scale } => {
+                let mut push = |i: usize, v: f32| {
+                    let v = if v.is_finite() { v } else { 0.0 };
+                    match i % channels {
+                        0 => left.push(v),
+                        1 => right.push(v),
+                        _ => {}
+                    }
+                };
+                if *float {
+                    for (i, s) in reader.samples::<f32>().take(n * channels).enumerate() {
+                        push(i, s.map_err(|e| corrupt(&e))?);
+                    }
+                } else {
+                    for (i, s) in reader.samples::<i32>().take(n * channels).enumerate() {
+                        push(i, (s.map_err(|e| corrupt(&e))? as f64 * *scale) as f32);
+                    }
+                }
+            }
+        }
+        if channels == 1 {
+            right.extend_from_slice(&left[start_l..]);
+        }
+        if left.len() - start_l != n || right.len() - start_r != n {
+            return Err(corrupt(&"the samples end early"));
+        }
+        self.remaining -= n as u64;
+        Ok(n)
+    }
+}
+
+/// Frames decoded per chunk when a whole file is decoded.
+const DECODE_CHUNK: usize = 1 << 18;
+
+/// Decodes a whole WAV stream of at most `size` bytes into memory, at the file's own rate.
+pub fn decode_wav_stream<R: Read>(input: R, size: usize) -> Result<AudioData, String> {
+    let mut wav = WavFrames::new(input, size)?;
+    let frames = wav.header.frames as usize;
+    let mut left = Vec::with_capacity(frames);
+    let mut right = Vec::with_capacity(frames);
+    advise_huge_pages(&mut left);
+    advise_huge_pages(&mut right);
+    while wav.read(DECODE_CHUNK, &mut left, &mut right)? > 0 {}
+    Ok(AudioData { sample_rate: wav.header.sample_rate, left, right })
+}
+
+/// Reads and decodes a whole WAV file from disk, streaming it (the file's bytes are never held
+/// in memory whole).
+pub fn read_wav_file(path: &Path) -> Result<AudioData, String> {
+    let file = File::open(path).map_err(|e| e.to_string())?;
+    let size = file.metadata().map(|m| m.len() as usize).unwrap_or(usize::MAX);
+    decode_wav_stream(BufReader::with_capacity(1 << 16, file), size)
+}
+
+/// Asks the kernel to back a large, still untouched sample buffer with transparent huge pages.
+/// Loading a set of long stems is dominated by page faults on fresh memory otherwise (one per
+/// 4 KiB); with 2 MiB pages there are 512 times fewer. Purely a hint: without it, or where the
+/// kernel says no, the buffer works the same.
+pub(crate) fn advise_huge_pages(buf: &mut Vec<f32>) {
+    #[cfg(target_os = "linux")]
+    {
+        const HUGE: usize = 2 << 20;
+        let bytes = buf.capacity() * std::mem::size_of::<f32>();
+        if bytes < 2 * HUGE {
+            return;
+        }
+        let start = buf.as_mut_ptr() as usize;
+        let aligned = start.next_multiple_of(HUGE);
+        let end = (start + bytes) / HUGE * HUGE;
+        if end > aligned {
+            // SAFETY: the range lies inside the Vec's own allocation (capacity bytes from its
+            // pointer); madvise only changes how the kernel backs those pages, not their contents
+            // or validity, and its failure is ignored.
+            unsafe {
+                libc::madvise(aligned as *mut libc::c_void, end - aligned, libc::MADV_HUGEPAGE);
+            }
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = buf;
+}
+
+/// A little-endian 32-bit float sample; NaN and infinities become silence.
+#[inline(always)]
+fn le_f32(b: &[u8]) -> f32 {
+    let v = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+    if v.is_finite() { v } else { 0.0 }
+}
+
+/// A little-endian 16-bit integer sample scaled to -1..1.
+#[inline(always)]
+fn le_i16(b: &[u8]) -> f32 {
+    i16::from_le_bytes([b[0], b[1]]) as f32 * (1.0 / 32768.0)
+}
+
+// ------------------------------------------------------------------------------------------------
+// Resampling
+// ------------------------------------------------------------------------------------------------
+
+/// The band-limited resampler failed mid-way (it does not with the buffers [`Converter`] gives
+/// it; this keeps a surprise from being a panic).
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("the resampler failed ({0})")]
+pub struct ResampleFailed(pub String);
+
+/// Converts audio from one sample rate to another a chunk at a time: feed it the input in pieces
+/// of any size ([`Converter::push`]), then [`Converter::finish`]; it hands the output, in order,
+/// to a sink. The output is the same, bit for bit, whatever the pieces.
+///
+/// Rates in [`MIN_SAMPLE_RATE`]`..=`[`MAX_SAMPLE_RATE`] use rubato's synchronous FFT resampler
+/// (anti-aliasing filter flat to near the lower Nyquist frequency), driven exactly as rubato's
+/// `process_all` drives it over a whole clip: fixed input chunks of about 1024 frames, the last
+/// one padded with zeros, then zeros until the output is complete; the resampler's delay is
+/// removed exactly, so an event at input time `t` is at output time `t` too. Other rates use
+/// linear interpolation. Equal rates copy. The output has `round(frames * to / from)` frames.
+pub struct Converter {
+    out_frames: u64,
+    emitted: u64,
+    kind: Kind,
+}
+
+impl std::fmt::Debug for Converter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match self.kind {
+            Kind::Copy => "copy",
+            Kind::Fft(_) => "fft",
+            Kind::Linear(_) => "linear",
+        };
+        f.debug_struct("Converter").field("kind", &kind).field("out_frames", &self.out_frames).finish()
+    }
+}
+
+enum Kind {
+    Copy,
+    Fft(Box<FftState>),
+    Linear(LinearState),
+}
+
+/// A sink for converted frames (planar left and right, equal lengths).
+pub trait Sink<E> {
+    /// Takes the next frames.
+    fn frames(&mut self, left: &[f32], right: &[f32]) -> Result<(), E>;
+}
+
+impl<E, F: FnMut(&[f32], &[f32]) -> Result<(), E>> Sink<E> for F {
+    fn frames(&mut self, left: &[f32], right: &[f32]) -> Result<(), E> {
+        self(left, right)
+    }
+}
+
+impl Converter {
+    /// A converter for `in_frames` frames at `from` Hz to `to` Hz. A rate of 0 copies.
+    pub fn new(from: u32, to: u32, in_frames: u64) -> Converter {
+        if from == to || from == 0 || to == 0 {
+            return Converter { out_frames: in_frames, emitted: 0, kind: Kind::Copy };
+        }
+        let out_frames = ((in_frames as u128 * to as u128 + from as u128 / 2) / from as u128) as u64;
+        let in_range = |r: u32| (MIN_SAMPLE_RATE..=MAX_SAMPLE_RATE).contains(&r);
+        let fft = if in_range(from) && in_range(to) { FftState::new(from, to, in_frames) } else { None };
+        let kind = match fft {
+            Some(f) => Kind::Fft(Box::new(f)),
+            None => Kind::Linear(LinearState::new(from, to)),
+        };
+        Converter { out_frames, emitted: 0, kind }
+    }
+
+    /// The same conversion by linear interpolation (the fallback if the FFT resampler fails).
+    fn linear(from: u32, to: u32, in_frames: u64) -> Converter {
+        let mut c = Converter::new(from, to, in_frames);
+        if let Kind::Fft(_) = c.kind {
+            c.kind = Kind::Linear(LinearState::new(from, to));
+        }
+        c
+    }
+
+    /// Frames the output will have.
+    pub fn out_frames(&self) -> u64 {
+        self.out_frames
+    }
+
+    /// Feeds the next input frames (planar; the shorter channel decides how many).
+    pub fn push<E: From<ResampleFailed>>(
+        &mut self,
+        left: &[f32],
+        right: &[f32],
+        sink: &mut impl Sink<E>,
+    ) -> Result<(), E> {
+        let n = left.len().min(right.len());
+        let limit = self.out_frames;
+        match &mut self.kind {
+            Kind::Copy => {
+                let take = (n as u64).min(limit - self.emitted) as usize;
+                if take > 0 {
+                    sink.frames(&left[..take], &right[..take])?;
+                    self.emitted += take as u64;
+                }
+            }
+            Kind::Fft(f) => {
+                let mut k = 0;
+                while k < n {
+                    let chunk = f.input[0].len();
+                    let m = (chunk - f.filled).min(n - k);
+                    f.input[0][f.filled..f.filled + m].copy_from_slice(&left[k..k + m]);
+                    f.input[1][f.filled..f.filled + m].copy_from_slice(&right[k..k + m]);
+                    f.filled += m;
+                    k += m;
+                    if f.filled == chunk {
+                        f.process(&mut self.emitted, limit, sink)?;
+                    }
+                }
+            }
+            Kind::Linear(s) => {
+                s.buf[0].extend_from_slice(&left[..n]);
+                s.buf[1].extend_from_slice(&right[..n]);
+                s.emit(&mut self.emitted, limit, false, sink)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends the input: hands the sink the rest of the output.
+    pub fn finish<E: From<ResampleFailed>>(mut self, sink: &mut impl Sink<E>) -> Result<(), E> {
+        let limit = self.out_frames;
+        match &mut self.kind {
+            Kind::Copy => {}
+            Kind::Fft(f) => {
+                // The last partial chunk (zero-padded), then zeros until the output is complete.
+                let mut idle = 0;
+                while self.emitted < limit.min(f.valid) {
+                    let before = self.emitted;
+                    f.process(&mut self.emitted, limit, sink)?;
+                    idle = if self.emitted == before { idle + 1 } else { 0 };
+                    if idle > 4 {
+                        return Err(ResampleFailed("it stopped giving output".into()).into());
+                    }
+                }
+            }
+            Kind::Linear(s) => s.emit(&mut self.emitted, limit, true, sink)?,
+        }
+        // Frames past what the resampler gives (or input that ended early) are silence.
+        let zeros = [0.0f32; 1024];
+        while self.emitted < limit {
+            let m = (limit - self.emitted).min(zeros.len() as u64) as usize;
+            sink.frames(&zeros[..m], &zeros[..m])?;
+            self.emitted += m as u64;
+        }
+        Ok(())
+    }
+}
+
+/// rubato's FFT resampler and the chunk being filled.
+struct FftState {
+    resampler: rubato::Fft<f32>,
+    /// One input chunk per channel; `filled` frames are real, the rest are zeroed before use.
+    input: [Vec<f32>; 2],
+    filled: usize,
+    output: [Vec<f32>; 2],
+    /// Output frames of the resampler's delay still to drop.
+    skip: usize,
+    /// Output frames rubato's `process_all` keeps (`ceil(ratio * input frames)`); any frame
+    /// after them is silence.
+    valid: u64,
+}
+
+impl FftState {
+    fn new(from: u32, to: u32, in_frames: u64) -> Option<FftState> {
+        use rubato::{Fft, FixedSync, Resampler, WindowFunction};
+        fn gcd(a: usize, b: usize) -> usize {
+            if b == 0 { a } else { gcd(b, a % b) }
+        }
+        let (from, to) = (from as usize, to as usize);
+        let in_block = from / gcd(from, to);
+        // FFT blocks of about 1024 input frames or more. The multiple is even so that both FFT
+        // sizes are even: rubato's delay is then exactly half a block on both sides, an integer
+        // number of output frames, which is trimmed off, leaving no fractional offset.
+        let mut multiple = 1024usize.div_ceil(in_block).max(1);
+        if multiple % 2 == 1 {
+            multiple += 1;
+        }
+        let mut resampler = Fft::<f32>::new_custom(
+            from,
+            to,
+            multiple * in_block,
+            1,
+            2,
+            WindowFunction::BlackmanHarris2,
+            FixedSync::Input,
+        )
+        .ok()?;
+        resampler.reset();
+        let chunk = resampler.input_frames_next();
+        let out = resampler.output_frames_max();
+        let valid = (resampler.resample_ratio() * in_frames as f64).ceil() as u64;
+        let skip = resampler.output_delay();
+        Some(FftState {
+            resampler,
+            input: [vec![0.0; chunk], vec![0.0; chunk]],
+            filled: 0,
+            output: [vec![0.0; out], vec![0.0; out]],
+            skip,
+            valid,
+        })
+    }
+
+    /// Resamples the input chunk (zero-padded past `filled`) and hands on the output past the
+    /// delay, up to `min(limit, valid)` frames in all.
+    fn process<E: From<ResampleFailed>>(
+        &mut self,
+        emitted: &mut u64,
+        limit: u64,
+        sink: &mut impl Sink<E>,
+    ) -> Result<(), E> {
+        use rubato::Resampler;
+        use rubato::audioadapter_buffers::direct::SequentialSliceOfSlices;
+        let failed = |e: &dyn std::fmt::Display| ResampleFailed(e.to_string());
+        let FftState { resampler, input, filled, output, skip, valid } = self;
+        for c in input.iter_mut() {
+            c[*filled..].fill(0.0);
+        }
+        *filled = 0;
+        let [il, ir] = input;
+        let chunk = il.len();
+        let ins: [&[f32]; 2] = [il.as_slice(), ir.as_slice()];
+        let adapter_in = SequentialSliceOfSlices::new(&ins[..], 2, chunk).map_err(|e| failed(&e))?;
+        let [ol, or] = output;
+        let out_len = ol.len();
+        let mut outs: [&mut [f32]; 2] = [ol.as_mut_slice(), or.as_mut_slice()];
+        let mut adapter_out = SequentialSliceOfSlices::new_mut(&mut outs[..], 2, out_len).map_err(|e| failed(&e))?;
+        let (_, produced) =
+            resampler.process_into_buffer(&adapter_in, &mut adapter_out, None).map_err(|e| failed(&e))?;
+        let dropped = (*skip).min(produced);
+        *skip -= dropped;
+        let take = ((produced - dropped) as u64).min(limit.min(*valid).saturating_sub(*emitted)) as usize;
+        if take > 0 {
+            let [ol, or] = &self.output;
+            sink.frames(&ol[dropped..dropped + take], &or[dropped..dropped + take])?;
+            *emitted += take as u64;
+        }
+        Ok(())
+    }
+}
+
+/// Linear interpolation over a sliding window of the input.
+struct LinearState {
+    /// Input frames per output frame.
+    step: f64,
+    /// Input frames `base..base + buf[0].len()`.
+    buf: [Vec<f32>; 2],
+    base: u64,
+}
+
+impl LinearState {
+    fn new(from: u32, to: u32) -> LinearState {
+        LinearState { step: from as f64 / to as f64, buf: [Vec::new(), Vec::new()], base: 0 }
+    }
+
+    /// Hands on every output frame the input received so far allows (all of them at the end:
+    /// input past its end is silence).
+    fn emit<E>(&mut self, emitted: &mut u64, limit: u64, end: bool, sink: &mut impl Sink<E>) -> Result<(), E> {
+        let received = self.base + self.buf[0].len() as u64;
+        let mut out = [[0.0f32; 256]; 2];
+        loop {
+            let mut m = 0;
+            while m < 256 && *emitted + (m as u64) < limit {
+                let t = (*emitted + m as u64) as f64 * self.step;
+                let k = t.floor() as u64;
+                if !end && k + 1 >= received {
+                    break;
+                }
+                let frac = (t - k as f64) as f32;
+                for (c, o) in out.iter_mut().enumerate() {
+                    let at = |j: u64| {
+                        if j >= self.base && j < received { self.buf[c][(j - self.base) as usize] } else { 0.0 }
+                    };
+                    let (a, b) = (at(k), at(k + 1));
+                    o[m] = a + (b - a) * frac;
+                }
+                m += 1;
+            }
+            if m == 0 {
+                break;
+            }
+            sink.frames(&out[0][..m], &out[1][..m])?;
+            *emitted += m as u64;
+        }
+        // Keep the input from the next output frame's first input frame on.
+        let next = ((*emitted as f64 * self.step).floor() as u64).clamp(self.base, received);
+        let used = (next - self.base) as usize;
+        for c in &mut self.buf {
+            c.drain(..used);
+        }
+        self.base = next;
+        Ok(())
+    }
+}
+
+/// Resamples audio to `to_rate` ([`Converter`]), the whole clip in memory. Equal rates (or a rate
+/// of 0) return a clone. Not realtime-safe: it allocates.
+pub fn resample(data: &AudioData, to_rate: u32) -> AudioData {
+    let from = data.sample_rate;
+    if from == to_rate || to_rate == 0 || from == 0 {
+        return data.clone();
+    }
+    let frames = data.frames().min(data.right.len());
+    let (l, r) = (&data.left[..frames], &data.right[..frames]);
+    let run = |mut c: Converter| -> Result<(Vec<f32>, Vec<f32>), ResampleFailed> {
+        let n = c.out_frames() as usize;
+        let (mut left, mut right) = (Vec::with_capacity(n), Vec::with_capacity(n));
+        let mut sink = |a: &[f32], b: &[f32]| -> Result<(), ResampleFailed> {
+            left.extend_from_slice(a);
+            right.extend_from_slice(b);
+            Ok(())
+        };
+        for k in (0..frames).step_by(DECODE_CHUNK) {
+            let e = (k + DECODE_CHUNK).min(frames);
+            c.push(&l[k..e], &r[k..e], &mut sink)?;
+        }
+        c.finish(&mut sink)?;
+        Ok((left, right))
+    };
+    let (left, right) = run(Converter::new(from, to_rate, frames as u64))
+        .or_else(|_| run(Converter::linear(from, to_rate, frames as u64)))
+        .unwrap_or_default();
+    AudioData { sample_rate: to_rate, left, right }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn noise(frames: usize, seed: u32) -> (Vec<f32>, Vec<f32>) {
+        let mut x = seed.wrapping_mul(2_654_435_761).max(1);
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as f32 / u32::MAX as f32 - 0.5
+        };
+        let l: Vec<f32> = (0..frames).map(|_| next()).collect();
+        let r: Vec<f32> = (0..frames).map(|_| next()).collect();
+        (l, r)
+    }
+
+    /// The resampling as rubato's `process_all` does it over the whole clip (what `resample`
+    /// did before it was made incremental).
+    fn whole_clip_reference(l: &[f32], r: &[f32], from: u32, to: u32) -> (Vec<f32>, Vec<f32>) {
+        use rubato::audioadapter_buffers::direct::SequentialSliceOfSlices;
+        use rubato::{Fft, FixedSync, Resampler, WindowFunction};
+        let g = {
+            let (mut a, mut b) = (from as usize, to as usize);
+            while b != 0 {
+                (a, b) = (b, a % b);
+            }
+            a
+        };
+        let in_block = from as usize / g;
+        let mut multiple = 1024usize.div_ceil(in_block).max(1);
+        if multiple % 2 == 1 {
+            multiple += 1;
+        }
+        let mut rs = Fft::<f32>::new_custom(
+            from as usize,
+            to as usize,
+            multiple * in_block,
+            1,
+            2,
+            WindowFunction::BlackmanHarris2,
+            FixedSync::Input,
+        )
+        .unwrap();
+        let frames = l.len();
+        let chans: [&[f32]; 2] = [l, r];
+        let input = SequentialSliceOfSlices::new(&chans, 2, frames).unwrap();
+        let data = rs.process_all(&input, frames, None).unwrap().take_data();
+        let out = ((frames as u128 * to as u128 + from as u128 / 2) / from as u128) as usize;
+        let mut a: Vec<f32> = data.chunks_exact(2).map(|f| f[0]).collect();
+        let mut b: Vec<f32> = data.chunks_exact(2).map(|f| f[1]).collect();
+        a.resize(out, 0.0);
+        b.resize(out, 0.0);
+        (a, b)
+    }
+
+    fn convert_in_pieces(l: &[f32], r: &[f32], from: u32, to: u32, pieces: &[usize]) -> (Vec<f32>, Vec<f32>) {
+        let mut c = Converter::new(from, to, l.len() as u64);
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        let mut sink = |x: &[f32], y: &[f32]| -> Result<(), ResampleFailed> {
+            a.extend_from_slice(x);
+            b.extend_from_slice(y);
+            Ok(())
+        };
+        let mut k = 0;
+        let mut i = 0;
+        while k < l.len() {
+            let e = (k + pieces[i % pieces.len()]).min(l.len());
+            c.push(&l[k..e], &r[k..e], &mut sink).unwrap();
+            k = e;
+            i += 1;
+        }
+        c.finish(&mut sink).unwrap();
+        (a, b)
+    }
+
+    fn same_bits(a: &[f32], b: &[f32]) -> Option<usize> {
+        if a.len() != b.len() {
+            return Some(a.len().min(b.len()));
+        }
+        a.iter().zip(b).position(|(x, y)| x.to_bits() != y.to_bits())
+    }
+
+    #[test]
+    fn chunked_conversion_equals_rubatos_whole_clip_resampling_bit_for_bit() {
+        // Lengths shorter than one resampler chunk, exactly a chunk multiple, and long odd ones.
+        for (from, to, frames) in [
+            (44_100, 48_000, 44_100 * 3 + 17),
+            (48_000, 44_100, 48_001),
+            (22_050, 48_000, 500),
+            (96_000, 48_000, 96_000),
+            (44_100, 48_000, 1176 * 20),
+            (8_000, 48_000, 1),
+        ] {
+            let (l, r) = noise(frames, from ^ frames as u32);
+            let (wl, wr) = whole_clip_reference(&l, &r, from, to);
+            let whole = resample(&AudioData { sample_rate: from, left: l.clone(), right: r.clone() }, to);
+            assert_eq!(same_bits(&whole.left, &wl), None, "{from}->{to}, {frames} frames: left");
+            assert_eq!(same_bits(&whole.right, &wr), None, "{from}->{to}, {frames} frames: right");
+            for pieces in [&[1usize][..], &[7, 1000, 3][..], &[65_536][..], &[1176][..]] {
+                if pieces == [1].as_slice() && frames > 50_000 {
+                    continue;
+                }
+                let (pl, pr) = convert_in_pieces(&l, &r, from, to, pieces);
+                assert_eq!(same_bits(&pl, &wl), None, "{from}->{to}, {frames} frames, pieces {pieces:?}");
+                assert_eq!(same_bits(&pr, &wr), None, "{from}->{to}, {frames} frames, pieces {pieces:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn linear_conversion_is_the_same_in_any_pieces() {
+        let (l, r) = noise(10_007, 3);
+        // 500 Hz is outside the FFT resampler's range: linear interpolation.
+        let (wl, wr) = convert_in_pieces(&l, &r, 44_100, 500, &[10_007]);
+        assert_eq!(wl.len(), 113);
+        let step = 44_100.0 / 500.0;
+        for (i, &v) in wl.iter().enumerate() {
+            let t = i as f64 * step;
+            let k = t.floor() as usize;
+            let (a, b) = (l[k], l.get(k + 1).copied().unwrap_or(0.0));
+            assert_eq!(v.to_bits(), (a + (b - a) * (t - k as f64) as f32).to_bits(), "frame {i}");
+        }
+        for pieces in [&[1usize][..], &[3, 250, 89][..]] {
+            let (pl, pr) = convert_in_pieces(&l, &r, 44_100, 500, pieces);
+            assert_eq!(same_bits(&pl, &wl), None);
+            assert_eq!(same_bits(&pr, &wr), None);
+        }
+    }
+
+    #[test]
+    fn reading_in_chunks_gives_the_whole_decode() {
+        let dir = std::env::temp_dir().join(format!("loophole-audio-file-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for (channels, bits, float) in [(2u16, 16u16, false), (1, 16, false), (2, 24, false), (3, 32, true)] {
+            let spec = hound::WavSpec {
+                channels,
+                sample_rate: 44_100,
+                bits_per_sample: bits,
+                sample_format: if float { hound::SampleFormat::Float } else { hound::SampleFormat::Int },
+            };
+            let path = dir.join(format!("{channels}-{bits}.wav"));
+            let mut w = hound::WavWriter::create(&path, spec).unwrap();
+            let (l, _) = noise(5000 * channels as usize, 9);
+            for v in &l {
+                if float {
+                    w.write_sample(*v).unwrap();
+                } else {
+                    w.write_sample((*v * (1 << (bits - 2)) as f32) as i32).unwrap();
+                }
+            }
+            w.finalize().unwrap();
+            let whole = read_wav_file(&path).unwrap();
+            assert_eq!(whole.frames(), 5000);
+            let mut wav = WavFrames::open(&path).unwrap();
+            assert_eq!(wav.header(), WavHeader { sample_rate: 44_100, frames: 5000, channels });
+            let (mut a, mut b) = (Vec::new(), Vec::new());
+            while wav.read(333, &mut a, &mut b).unwrap() > 0 {}
+            assert_eq!((a, b), (whole.left.clone(), whole.right.clone()), "{channels} channels, {bits} bits");
+            if channels == 1 {
+                assert_eq!(whole.left, whole.right);
+            }
+        }
+        // A header promising more than the file holds is refused before any sample is read.
+        let path = dir.join("2-16.wav");
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &bytes[..bytes.len() - 100]).unwrap();
+        let e = WavFrames::open(&path).unwrap_err();
+        assert!(e.contains("truncated"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
