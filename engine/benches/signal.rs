@@ -17,7 +17,6 @@ use loophole_engine::time::{Beats, Bpm, Quantise, SimClock};
 const RATE: u32 = 48_000;
 const CLIPS: usize = 64;
 
-
 fn bench_frames(c: &mut Criterion, frames: usize) {
     let session = Arc::new(loophole_engine::demo::bench_session(CLIPS, 120.0, RATE));
     let (mut pulse, mut signal): (Pulse, Signal) = loophole_engine::build(

@@ -680,6 +680,31 @@ fn pluck(freq: f32, sr: f32) -> Vec<f32> {
         .collect()
 }
 
+/// The benchmark set: `tracks` audio tracks at `tempo`, each with two 4-beat stereo clips of
+/// quiet sine tones at `sample_rate` (legato, so a switch between them crossfades mid-waveform).
+/// Clip `2 t` and `2 t + 1` are track `t`'s. The `signal` criterion bench and the deadline
+/// benchmark (`loophole-load-bench`) both play it.
+pub fn bench_session(tracks: usize, tempo: f64, sample_rate: u32) -> Session {
+    let mut s = Session::new("bench", Bpm(tempo));
+    s.crossfade_ms = 5.0;
+    let frames = (4.0 * 60.0 / tempo * sample_rate as f64) as usize;
+    for t in 0..tracks {
+        let track = s.add_track(Track::new(format!("t{t}"), TrackKind::Audio));
+        for k in 0..2 {
+            let hz = 110.0 * (1.0 + t as f64 / 7.0 + k as f64 / 3.0);
+            let left: Vec<f32> = (0..frames)
+                .map(|i| 0.01 * (i as f64 * hz * std::f64::consts::TAU / sample_rate as f64).sin() as f32)
+                .collect();
+            let right: Vec<f32> = left.iter().rev().copied().collect();
+            let data = AudioData { sample_rate, left, right };
+            let mut c = Clip::new(format!("t{t}c{k}"), track, ClipContent::Audio(Arc::new(data)), Beats(4.0));
+            c.legato = true;
+            s.add_clip(c);
+        }
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -893,29 +918,4 @@ mod tests {
             assert!(rms > 0.02 && peak < 0.9, "clip {}: rms {rms}, peak {peak}", c.id);
         }
     }
-}
-
-/// The benchmark set: `tracks` audio tracks at `tempo`, each with two 4-beat stereo clips of
-/// quiet sine tones at `sample_rate` (legato, so a switch between them crossfades mid-waveform).
-/// Clip `2 t` and `2 t + 1` are track `t`'s. The `signal` criterion bench and the deadline
-/// benchmark (`loophole-load-bench`) both play it.
-pub fn bench_session(tracks: usize, tempo: f64, sample_rate: u32) -> Session {
-    let mut s = Session::new("bench", Bpm(tempo));
-    s.crossfade_ms = 5.0;
-    let frames = (4.0 * 60.0 / tempo * sample_rate as f64) as usize;
-    for t in 0..tracks {
-        let track = s.add_track(Track::new(format!("t{t}"), TrackKind::Audio));
-        for k in 0..2 {
-            let hz = 110.0 * (1.0 + t as f64 / 7.0 + k as f64 / 3.0);
-            let left: Vec<f32> = (0..frames)
-                .map(|i| 0.01 * (i as f64 * hz * std::f64::consts::TAU / sample_rate as f64).sin() as f32)
-                .collect();
-            let right: Vec<f32> = left.iter().rev().copied().collect();
-            let data = AudioData { sample_rate, left, right };
-            let mut c = Clip::new(format!("t{t}c{k}"), track, ClipContent::Audio(Arc::new(data)), Beats(4.0));
-            c.legato = true;
-            s.add_clip(c);
-        }
-    }
-    s
 }

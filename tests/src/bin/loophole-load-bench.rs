@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use loophole_engine::EngineConfig;
-use loophole_engine::model::{AudioData, Clip, ClipContent, ClipId, Session, Track, TrackKind};
+use loophole_engine::model::ClipId;
 use loophole_engine::pulse::Action;
 use loophole_engine::time::{Beats, Bpm, Quantise, TempoMap};
 use loophole_node::audio::load::{LoadMeter, percent};
@@ -87,7 +87,6 @@ fn parse_args() -> Result<Args> {
     }
     Ok(a)
 }
-
 
 /// One configuration's figures, added up over its slices.
 struct Outcome {
