@@ -213,7 +213,9 @@ pub fn prepare(session: &Session, sample_rate: u32) -> Result<(Session, Vec<Stre
             let spb = session.tempo.0 / 60.0 / sample_rate as f64;
             let start = ((clip.start_offset.0 / spb).round().max(0.0) as u64).min(source.frames);
             let len = (settings.head_seconds * sample_rate as f64).ceil() as u64;
-            let end = (start + len).min(source.frames);
+            // Saturating: a head longer than any clip (the API takes any finite head) is the whole
+            // rest of the clip, not an overflow.
+            let end = start.saturating_add(len).min(source.frames);
             let (s, e) = (start as usize, end as usize);
             let head =
                 AudioData { sample_rate, left: converted.left[s..e].to_vec(), right: converted.right[s..e].to_vec() };
@@ -882,6 +884,19 @@ mod tests {
         fetch(&slot, &mut lanes, lane, slot.head_end, 64, &mut l, &mut r, &underruns);
         assert!(l.iter().all(|&v| v == 0.0));
         assert_eq!(underruns.load(Ordering::Relaxed), 64);
+    }
+
+    #[test]
+    fn a_head_longer_than_the_clip_is_the_rest_of_the_clip() {
+        let rate: u32 = 8_000;
+        let mut s = ramp_session(rate as usize * 4, rate);
+        // One beat in (0.5 s at 120 BPM), with a head no clip is that long.
+        s.clips[0].start_offset = Beats(1.0);
+        s.streaming.head_seconds = 1e30;
+        let (p, _) = prepare(&s, rate).unwrap();
+        let ClipContent::Audio(head) = &p.clips[0].content else { panic!() };
+        assert_eq!(head.frames(), rate as usize * 4 - rate as usize / 2);
+        assert_eq!(head.left[0], (rate / 2) as f32 / (rate * 4) as f32);
     }
 
     #[test]
