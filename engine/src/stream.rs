@@ -79,6 +79,9 @@ pub struct StreamSource {
     origin: String,
     failed: AtomicBool,
     error: Mutex<Option<String>>,
+    /// The cache file, open with a shared lock for as long as the source lives: the sign, to
+    /// [`sweep_stale`] in other processes, that the file is in use.
+    lock: Option<File>,
 }
 
 impl StreamSource {
@@ -115,6 +118,7 @@ impl StreamSource {
 
 impl Drop for StreamSource {
     fn drop(&mut self) {
+        drop(self.lock.take());
         let _ = std::fs::remove_file(&self.path);
         // The process's cache directory goes with its last file.
         if let Some(dir) = self.path.parent() {
@@ -230,10 +234,16 @@ pub fn prepare(session: &Session, sample_rate: u32) -> Result<(Session, Vec<Stre
     Ok((out, notes))
 }
 
-/// Writes `data` to a fresh cache file in the temp directory.
+/// The prefix of a process's cache directory in the temp directory (`loophole-stream-PID`).
+const CACHE_DIR_PREFIX: &str = "loophole-stream-";
+
+/// Writes `data` to a fresh cache file in the temp directory (after sweeping what processes that
+/// are gone left there).
 fn write_cache(data: &AudioData, name: &str) -> Result<StreamSource, StreamError> {
     static NEXT: AtomicU64 = AtomicU64::new(0);
-    let dir = std::env::temp_dir().join(format!("loophole-stream-{}", std::process::id()));
+    let tmp = std::env::temp_dir();
+    sweep_stale(&tmp);
+    let dir = tmp.join(format!("{CACHE_DIR_PREFIX}{}", std::process::id()));
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
     let path = dir.join(format!("{n}.f32"));
     let err = |source| StreamError::Cache { path: path.clone(), source };
@@ -246,13 +256,18 @@ fn write_cache(data: &AudioData, name: &str) -> Result<StreamSource, StreamError
             other => break other.map_err(err)?,
         }
     };
+    // Held (shared) until the source is dropped; a lock the file system does not support only
+    // leaves the file to the process-id test of `sweep_stale`.
+    let _ = file.lock_shared();
     let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
     for (l, r) in data.left.iter().zip(&data.right) {
         w.write_all(&l.to_le_bytes()).map_err(err)?;
         w.write_all(&r.to_le_bytes()).map_err(err)?;
     }
     w.flush().map_err(err)?;
+    let lock = w.into_inner().ok();
     Ok(StreamSource {
+        lock,
         path: path.clone(),
         frames: data.frames().min(data.right.len()) as u64,
         sample_rate: data.sample_rate,
@@ -260,6 +275,52 @@ fn write_cache(data: &AudioData, name: &str) -> Result<StreamSource, StreamError
         failed: AtomicBool::new(false),
         error: Mutex::new(None),
     })
+}
+
+/// Removes the cache files that processes which are gone left in the temp directory `tmp` (a
+/// render stopped with Ctrl-C, a killed or crashed node never drops its engines, and its cache
+/// holds the decoded audio of every streamed clip). A file goes only when the process named by
+/// its directory no longer exists *and* no process holds its lock (a live process in another PID
+/// namespace sharing the directory keeps its files); the emptied directory goes with it.
+fn sweep_stale(tmp: &Path) {
+    let Ok(entries) = std::fs::read_dir(tmp) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) =
+            name.to_str().and_then(|n| n.strip_prefix(CACHE_DIR_PREFIX)).and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid == std::process::id() || process_alive(pid) {
+            continue;
+        }
+        let Ok(files) = std::fs::read_dir(entry.path()) else { continue };
+        for f in files.flatten() {
+            let unused = File::open(f.path()).is_ok_and(|file| file.try_lock().is_ok());
+            if unused {
+                let _ = std::fs::remove_file(f.path());
+            }
+        }
+        let _ = std::fs::remove_dir(entry.path());
+    }
+}
+
+/// Whether process `pid` exists (or may: anything but "no such process" counts as alive).
+#[cfg(unix)]
+fn process_alive(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else { return true };
+    if pid <= 0 {
+        return true;
+    }
+    // SAFETY: signal 0 sends nothing; the call only checks that the process exists.
+    let r = unsafe { libc::kill(pid, 0) };
+    r == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+}
+
+/// Whether process `pid` exists: without a way to ask, every process may.
+#[cfg(not(unix))]
+fn process_alive(_pid: u32) -> bool {
+    true
 }
 
 /// A run of frames read from a cache file.
@@ -897,6 +958,49 @@ mod tests {
         let ClipContent::Audio(head) = &p.clips[0].content else { panic!() };
         assert_eq!(head.frames(), rate as usize * 4 - rate as usize / 2);
         assert_eq!(head.left[0], (rate / 2) as f32 / (rate * 4) as f32);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn cache_files_left_by_processes_that_are_gone_are_swept_unless_locked() {
+        // Two processes that have ended (their ids name no process now).
+        let ended = || {
+            let mut child = std::process::Command::new("true").spawn().unwrap();
+            child.wait().unwrap();
+            child.id()
+        };
+        let (gone, held) = (ended(), ended());
+        assert_ne!(gone, held);
+        let tmp = std::env::temp_dir();
+        let dir_of = |pid: u32| tmp.join(format!("{CACHE_DIR_PREFIX}{pid}"));
+        std::fs::create_dir_all(dir_of(gone)).unwrap();
+        std::fs::write(dir_of(gone).join("0.f32"), [0u8; 64]).unwrap();
+        // `held`'s file is locked, as a live process in another PID namespace holds its files:
+        // locked before it is moved in (other tests' sweeps run in parallel).
+        let outside = tmp.join(format!("loophole-sweep-test-{}.f32", std::process::id()));
+        let lock = File::create(&outside).unwrap();
+        lock.lock_shared().unwrap();
+        let mut tries = 0;
+        while let Err(e) =
+            std::fs::create_dir_all(dir_of(held)).and_then(|()| std::fs::rename(&outside, dir_of(held).join("0.f32")))
+        {
+            // A parallel sweep may take the empty directory away between the two calls.
+            tries += 1;
+            assert!(tries < 100, "{e}");
+        }
+        // The next cache file written sweeps the temp directory.
+        let rate: u32 = 8_000;
+        let (p, notes) = prepare(&ramp_session(rate as usize * 4, rate), rate).unwrap();
+        assert_eq!(notes.len(), 1);
+        assert!(!dir_of(gone).exists(), "the cache of a process that is gone was left behind");
+        assert!(dir_of(held).join("0.f32").exists(), "a locked cache file was removed");
+        // This process's own cache file is locked while in use, and kept.
+        let own = p.clips[0].stream.as_ref().unwrap().source.path().to_path_buf();
+        assert!(File::open(&own).unwrap().try_lock().is_err(), "the cache file in use is not locked");
+        drop(lock);
+        std::fs::remove_dir_all(dir_of(held)).unwrap();
+        drop(p);
+        assert!(!own.exists());
     }
 
     #[test]
