@@ -82,6 +82,9 @@ pub struct StreamSource {
     origin: String,
     failed: AtomicBool,
     error: Mutex<Option<String>>,
+    /// The cache file, open with a shared lock for as long as the source lives: the sign, to
+    /// [`sweep_stale`] in other processes, that the file is in use.
+    lock: Option<File>,
 }
 
 impl StreamSource {
@@ -118,6 +121,7 @@ impl StreamSource {
 
 impl Drop for StreamSource {
     fn drop(&mut self) {
+        drop(self.lock.take());
         let _ = std::fs::remove_file(&self.path);
         // The process's cache directory goes with its last file.
         if let Some(dir) = self.path.parent() {
@@ -277,7 +281,7 @@ pub fn prepare(session: &Session, sample_rate: u32) -> Result<(Session, Vec<Stre
             .iter()
             .map(|&i| {
                 let start = ((session.clips[i].start_offset.0 / spb).round().max(0.0) as u64).min(frames);
-                (start, (start + len).min(frames))
+                (start, start.saturating_add(len).min(frames))
             })
             .collect();
         let name = &session.clips[f.clips[0]].id;
@@ -404,21 +408,28 @@ fn convert_to_cache(
     Ok((source, kept))
 }
 
+/// The prefix of a process's cache directory in the temp directory (`loophole-stream-PID`).
+const CACHE_DIR_PREFIX: &str = "loophole-stream-";
+
 /// A cache file being written: raw 32-bit float little-endian, interleaved stereo. Removed if it
 /// is dropped before [`CacheWriter::finish`].
 struct CacheWriter {
     path: PathBuf,
-    out: std::io::BufWriter<File>,
+    /// Taken by [`CacheWriter::finish`].
+    out: Option<std::io::BufWriter<File>>,
     bytes: Vec<u8>,
     frames: u64,
     done: bool,
 }
 
 impl CacheWriter {
-    /// Creates a fresh cache file in the temp directory.
+    /// Creates a fresh cache file in the temp directory (after sweeping what processes that are
+    /// gone left there).
     fn create() -> Result<CacheWriter, StreamError> {
         static NEXT: AtomicU64 = AtomicU64::new(0);
-        let dir = std::env::temp_dir().join(format!("loophole-stream-{}", std::process::id()));
+        let tmp = std::env::temp_dir();
+        sweep_stale(&tmp);
+        let dir = tmp.join(format!("{CACHE_DIR_PREFIX}{}", std::process::id()));
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let path = dir.join(format!("{n}.f32"));
         // Another engine's last cache file may take the directory away between the two calls.
@@ -430,7 +441,10 @@ impl CacheWriter {
                 other => break other.map_err(|source| StreamError::Cache { path: path.clone(), source })?,
             }
         };
-        let out = std::io::BufWriter::with_capacity(1 << 20, file);
+        // Held (shared) until the source is dropped; a lock the file system does not support only
+        // leaves the file to the process-id test of `sweep_stale`.
+        let _ = file.lock_shared();
+        let out = Some(std::io::BufWriter::with_capacity(1 << 20, file));
         Ok(CacheWriter { path, out, bytes: Vec::new(), frames: 0, done: false })
     }
 
@@ -440,15 +454,24 @@ impl CacheWriter {
             self.bytes.extend_from_slice(&l.to_le_bytes());
             self.bytes.extend_from_slice(&r.to_le_bytes());
         }
-        self.out.write_all(&self.bytes).map_err(|source| StreamError::Cache { path: self.path.clone(), source })?;
+        let err = |source| StreamError::Cache { path: self.path.clone(), source };
+        match self.out.as_mut() {
+            Some(out) => out.write_all(&self.bytes).map_err(err)?,
+            None => return Err(err(std::io::Error::other("the cache file was already finished"))),
+        }
         self.frames += left.len().min(right.len()) as u64;
         Ok(())
     }
 
     fn finish(mut self, sample_rate: u32, name: &str) -> Result<StreamSource, StreamError> {
-        self.out.flush().map_err(|source| StreamError::Cache { path: self.path.clone(), source })?;
+        let err = |source| StreamError::Cache { path: self.path.clone(), source };
+        let lock = match self.out.take() {
+            Some(out) => out.into_inner().map_err(|e| err(e.into_error()))?,
+            None => return Err(err(std::io::Error::other("the cache file was already finished"))),
+        };
         self.done = true;
         Ok(StreamSource {
+            lock: Some(lock),
             path: self.path.clone(),
             frames: self.frames,
             sample_rate,
@@ -465,6 +488,52 @@ impl Drop for CacheWriter {
             let _ = std::fs::remove_file(&self.path);
         }
     }
+}
+
+/// Removes the cache files that processes which are gone left in the temp directory `tmp` (a
+/// render stopped with Ctrl-C, a killed or crashed node never drops its engines, and its cache
+/// holds the decoded audio of every streamed clip). A file goes only when the process named by
+/// its directory no longer exists *and* no process holds its lock (a live process in another PID
+/// namespace sharing the directory keeps its files); the emptied directory goes with it.
+fn sweep_stale(tmp: &Path) {
+    let Ok(entries) = std::fs::read_dir(tmp) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) =
+            name.to_str().and_then(|n| n.strip_prefix(CACHE_DIR_PREFIX)).and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid == std::process::id() || process_alive(pid) {
+            continue;
+        }
+        let Ok(files) = std::fs::read_dir(entry.path()) else { continue };
+        for f in files.flatten() {
+            let unused = File::open(f.path()).is_ok_and(|file| file.try_lock().is_ok());
+            if unused {
+                let _ = std::fs::remove_file(f.path());
+            }
+        }
+        let _ = std::fs::remove_dir(entry.path());
+    }
+}
+
+/// Whether process `pid` exists (or may: anything but "no such process" counts as alive).
+#[cfg(unix)]
+fn process_alive(pid: u32) -> bool {
+    let Ok(pid) = libc::pid_t::try_from(pid) else { return true };
+    if pid <= 0 {
+        return true;
+    }
+    // SAFETY: signal 0 sends nothing; the call only checks that the process exists.
+    let r = unsafe { libc::kill(pid, 0) };
+    r == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+}
+
+/// Whether process `pid` exists: without a way to ask, every process may.
+#[cfg(not(unix))]
+fn process_alive(_pid: u32) -> bool {
+    true
 }
 
 /// A run of frames read from a cache file.
@@ -1096,6 +1165,62 @@ mod tests {
         fetch(&slot, &mut lanes, lane, slot.head_end, 64, &mut l, &mut r, &underruns);
         assert!(l.iter().all(|&v| v == 0.0));
         assert_eq!(underruns.load(Ordering::Relaxed), 64);
+    }
+
+    #[test]
+    fn a_head_longer_than_the_clip_is_the_rest_of_the_clip() {
+        let rate: u32 = 8_000;
+        let mut s = ramp_session(rate as usize * 4, rate);
+        // One beat in (0.5 s at 120 BPM), with a head no clip is that long.
+        s.clips[0].start_offset = Beats(1.0);
+        s.streaming.head_seconds = 1e30;
+        let (p, _) = prepare(&s, rate).unwrap();
+        let ClipContent::Audio(head) = &p.clips[0].content else { panic!() };
+        assert_eq!(head.frames(), rate as usize * 4 - rate as usize / 2);
+        assert_eq!(head.left[0], (rate / 2) as f32 / (rate * 4) as f32);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn cache_files_left_by_processes_that_are_gone_are_swept_unless_locked() {
+        // Two processes that have ended (their ids name no process now).
+        let ended = || {
+            let mut child = std::process::Command::new("true").spawn().unwrap();
+            child.wait().unwrap();
+            child.id()
+        };
+        let (gone, held) = (ended(), ended());
+        assert_ne!(gone, held);
+        let tmp = std::env::temp_dir();
+        let dir_of = |pid: u32| tmp.join(format!("{CACHE_DIR_PREFIX}{pid}"));
+        std::fs::create_dir_all(dir_of(gone)).unwrap();
+        std::fs::write(dir_of(gone).join("0.f32"), [0u8; 64]).unwrap();
+        // `held`'s file is locked, as a live process in another PID namespace holds its files:
+        // locked before it is moved in (other tests' sweeps run in parallel).
+        let outside = tmp.join(format!("loophole-sweep-test-{}.f32", std::process::id()));
+        let lock = File::create(&outside).unwrap();
+        lock.lock_shared().unwrap();
+        let mut tries = 0;
+        while let Err(e) =
+            std::fs::create_dir_all(dir_of(held)).and_then(|()| std::fs::rename(&outside, dir_of(held).join("0.f32")))
+        {
+            // A parallel sweep may take the empty directory away between the two calls.
+            tries += 1;
+            assert!(tries < 100, "{e}");
+        }
+        // The next cache file written sweeps the temp directory.
+        let rate: u32 = 8_000;
+        let (p, notes) = prepare(&ramp_session(rate as usize * 4, rate), rate).unwrap();
+        assert_eq!(notes.len(), 1);
+        assert!(!dir_of(gone).exists(), "the cache of a process that is gone was left behind");
+        assert!(dir_of(held).join("0.f32").exists(), "a locked cache file was removed");
+        // This process's own cache file is locked while in use, and kept.
+        let own = p.clips[0].stream.as_ref().unwrap().source.path().to_path_buf();
+        assert!(File::open(&own).unwrap().try_lock().is_err(), "the cache file in use is not locked");
+        drop(lock);
+        std::fs::remove_dir_all(dir_of(held)).unwrap();
+        drop(p);
+        assert!(!own.exists());
     }
 
     #[test]

@@ -129,6 +129,9 @@ fn a_file_played_into_the_null_input_is_recorded() {
 #[test]
 fn an_unknown_input_device_is_reported_and_the_node_plays_on() {
     let dir = scratch("input-unknown");
+    // An earlier take at the path the failed input would have recorded to.
+    let earlier = b"RIFF an earlier take, not to be truncated";
+    std::fs::write(dir.join("earlier.wav"), earlier).unwrap();
     let out = run_in(
         &dir,
         &[
@@ -151,8 +154,27 @@ fn an_unknown_input_device_is_reported_and_the_node_plays_on() {
     assert!(stderr.contains("playing on without input (nothing is recorded to in.wav)"), "{stderr}");
     assert!(stdout.contains("played 0.3"), "the performance went on:\n{stdout}");
     assert!(!dir.join("in.wav").exists(), "an empty recording was left behind");
+    assert!(!dir.join("in.input.toml").exists(), "a sidecar of nothing was left behind");
     let (_, played) = read_wav(&dir.join("out.wav"));
     assert_eq!(played.len(), 2 * 14_400);
+    // The same with a file already at the path: it is kept as it was.
+    let out = run_in(
+        &dir,
+        &[
+            "demo",
+            "--audio",
+            "null",
+            "--seconds",
+            "0.1",
+            "--input",
+            "no such microphone",
+            "--record-input",
+            "earlier.wav",
+        ],
+    );
+    assert_ok(&out);
+    assert_eq!(std::fs::read(dir.join("earlier.wav")).unwrap(), earlier, "the earlier take was destroyed");
+    assert!(!dir.join("earlier.input.toml").exists());
 }
 
 #[test]

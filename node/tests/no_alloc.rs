@@ -270,7 +270,14 @@ fn the_null_device_loop_with_its_load_meter_never_allocates_between_or_in_callba
                 }
                 _ => {}
             }
-            core.render_stereo_timed(buf, loophole_node::audio::CallbackTiming::default());
+            // The timing `AudioBackend::start_null` gives its callback: the deadline on the host
+            // clock (the exact heard-time line, not the smoothing filter) and a block of latency.
+            let timing = loophole_node::audio::CallbackTiming {
+                late_us: info.started.saturating_duration_since(info.deadline).as_secs_f64() * 1e6,
+                latency_us: 64.0 * 1e6 / rate as f64,
+                due_us: loophole_node::audio::host::us_of(info.deadline),
+            };
+            core.render_stereo_timed(buf, timing);
         })
         .unwrap()
     };

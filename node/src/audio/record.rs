@@ -505,7 +505,8 @@ impl LiveInput {
     /// `null_block` frames per callback) and starts the writer, recording to `record` if given,
     /// aligned with the output `core` is about to play (at most `limit` frames). A device that
     /// cannot be used is reported on stderr and gives `Ok(None)`: the node plays on without
-    /// input. A recording file that cannot be created is an error.
+    /// input, and no file is created or removed (an earlier recording at `record` stays as it
+    /// was). A recording file that cannot be created is an error.
     ///
     /// With [`super::input::FAULT_ENV`] set (a test hook), the input fails after that many
     /// seconds of input.
@@ -539,7 +540,8 @@ impl LiveInput {
             .and_then(|v| v.trim().parse::<f64>().ok())
             .filter(|s| s.is_finite() && *s >= 0.0)
             .map(|s| (s * sample_rate as f64).round() as u64);
-        let recorder = Recorder::start(cfg, rx, transport.clone())?;
+        // The input first: if it cannot be used, no file is touched (an earlier recording at the
+        // same path is kept, and no empty recording or sidecar is left behind).
         let started = match spec {
             InputSpec::Device(name) => {
                 InputPlan::find(name, sample_rate, buffer).and_then(|p| p.start(icore, fail_after))
@@ -555,37 +557,39 @@ impl LiveInput {
                 InputStream::start_null(spec, sample_rate, null_block, icore, loopback, fail_after)
             }
         };
-        match started {
-            Ok(stream) => {
-                let label = spec.label();
-                crate::warn_line(format_args!(
-                    "loophole: listening to {label}{}",
-                    record.map(|p| format!(", recording it to {}", p.display())).unwrap_or_default()
-                ));
-                let started = Instant::now();
-                Ok(Some(LiveInput {
-                    stream: Some(stream),
-                    stats,
-                    recorder,
-                    label,
-                    sample_rate,
-                    null_block,
-                    started,
-                    failed: None,
-                }))
-            }
+        let stream = match started {
+            Ok(stream) => stream,
             Err(NoDevice(why)) => {
                 crate::warn_line(format_args!(
                     "loophole: {why}; playing on without input{}",
                     record.map(|p| format!(" (nothing is recorded to {})", p.display())).unwrap_or_default()
                 ));
-                let _ = recorder.finish();
-                if let Some(p) = record {
-                    let _ = std::fs::remove_file(p);
-                }
-                Ok(None)
+                return Ok(None);
             }
-        }
+        };
+        // The rings hold RING_SECONDS of input until the writer drains them.
+        let recorder = match Recorder::start(cfg, rx, transport.clone()) {
+            Ok(recorder) => recorder,
+            Err(e) => {
+                drop(stream.stop());
+                return Err(e);
+            }
+        };
+        let label = spec.label();
+        crate::warn_line(format_args!(
+            "loophole: listening to {label}{}",
+            record.map(|p| format!(", recording it to {}", p.display())).unwrap_or_default()
+        ));
+        Ok(Some(LiveInput {
+            stream: Some(stream),
+            stats,
+            recorder,
+            label,
+            sample_rate,
+            null_block,
+            started: Instant::now(),
+            failed: None,
+        }))
     }
 
     /// Watches the input. One that reported a failure (cpal's error callback: the device was

@@ -205,13 +205,13 @@ impl TestDevice {
             let bad = || format!("{TEST_DEVICE_ENV}: '{part}' is not fail_after=SECONDS or back_after=SECONDS");
             let (key, value) = part.split_once('=').ok_or_else(bad)?;
             let secs: f64 = value.trim().parse().map_err(|_| bad())?;
-            if !(secs.is_finite() && secs >= 0.0) {
-                return Err(bad());
-            }
-            let d_secs = Duration::from_secs_f64(secs);
+            // Finite, not negative, and a time this process can reach (`1e300` is refused, not
+            // a panic in `Duration` or `Instant` arithmetic).
+            let d_secs = Duration::try_from_secs_f64(secs).map_err(|_| bad())?;
+            let at = Instant::now().checked_add(d_secs).ok_or_else(bad)?;
             match key.trim() {
                 "fail_after" => d.fail_after = Some(d_secs),
-                "back_after" => d.back_at = Some(Instant::now() + d_secs),
+                "back_after" => d.back_at = Some(at),
                 _ => return Err(bad()),
             }
         }
@@ -237,7 +237,8 @@ impl DeviceOpener for TestDevice {
             return Err(Box::new(StartError { why: NoDevice(why), core: Some(core) }));
         }
         let fail_at = match self.started {
-            0 => self.fail_after.map(|d| Instant::now() + d),
+            // Out of `Instant`'s range: never (parse refuses such values anyway).
+            0 => self.fail_after.and_then(|d| Instant::now().checked_add(d)),
             _ => None,
         };
         self.started += 1;
@@ -391,7 +392,18 @@ mod tests {
         assert_eq!(d.fail_after, Some(Duration::from_millis(1_500)));
         assert!(d.back_at.is_some());
         assert!(TestDevice::parse("", 256).unwrap().fail_after.is_none());
-        for bad in ["fail_after", "fail_after=-1", "fail_after=x", "when=3", "fail_after=inf"] {
+        for bad in [
+            "fail_after",
+            "fail_after=-1",
+            "fail_after=x",
+            "when=3",
+            "fail_after=inf",
+            "fail_after=NaN",
+            // Beyond what `Duration` and `Instant` hold: an error, not a panic.
+            "fail_after=1e300",
+            "back_after=1e300",
+            "back_after=1e19",
+        ] {
             let e = TestDevice::parse(bad, 256).unwrap_err();
             assert!(e.starts_with("LOOPHOLE_TEST_DEVICE: '"), "{e}");
         }
