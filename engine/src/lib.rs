@@ -26,6 +26,7 @@ pub mod session_file;
 pub mod signal;
 pub mod stream;
 pub mod time;
+mod voice;
 
 use std::sync::Arc;
 

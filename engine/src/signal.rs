@@ -759,9 +759,13 @@ impl Signal {
             for vi in 0..VOICES_PER_TRACK {
                 if let Some(mut v) = track.voices[vi] {
                     let alive = match self.clips.get(v.clip.index()).map(|s| &s.content) {
-                        Some(SlotContent::Audio(a)) => {
-                            render_audio_voice(&mut v, a, clock, from, to, &mut track.left, &mut track.right)
-                        }
+                        Some(SlotContent::Audio(a)) => crate::voice::render(
+                            &mut v,
+                            &mut crate::voice::Resident(a),
+                            clock,
+                            (from, to),
+                            (&mut track.left, &mut track.right),
+                        ),
                         Some(SlotContent::Streamed(s)) => crate::stream::render_voice(
                             &mut v,
                             s,
@@ -1116,74 +1120,6 @@ pub(crate) enum VoiceEnd {
     Ended(usize),
     /// A fade-out finished.
     Faded,
-}
-
-/// Renders one audio voice into the track buffers for frames `[from, to)`.
-fn render_audio_voice(
-    v: &mut AudioVoice,
-    audio: &AudioData,
-    clock: &BlockClock,
-    from: usize,
-    to: usize,
-    left: &mut [f32],
-    right: &mut [f32],
-) -> Option<VoiceEnd> {
-    let data_len = audio.left.len() as i64;
-    let mut i = from;
-    while i < to {
-        // Where this pass of the loop ends (beat grid, so loops never drift from the beat).
-        let end_beat = Beats(v.anchor.0 + (v.iteration + 1) as f64 * v.length.0);
-        let end_frame = clock.frame_of_beat(end_beat);
-        if end_frame <= i as i64 {
-            if v.looping {
-                v.iteration += 1;
-                v.pos = v.offset;
-                continue;
-            }
-            return Some(VoiceEnd::Ended(i));
-        }
-        let seg_end = (end_frame.min(to as i64)) as usize;
-        let n = seg_end - i;
-        if v.fade_in.is_none() && v.fade_out.is_none() && v.pos >= 0 && v.pos + n as i64 <= data_len {
-            // The hot path: a straight copy-add with gain.
-            let p = v.pos as usize;
-            let g = v.gain;
-            for ((o, s), (or, sr)) in left[i..seg_end]
-                .iter_mut()
-                .zip(&audio.left[p..p + n])
-                .zip(right[i..seg_end].iter_mut().zip(&audio.right[p..p + n]))
-            {
-                *o += s * g;
-                *or += sr * g;
-            }
-        } else {
-            for k in 0..n {
-                let p = v.pos + k as i64;
-                let mut g = v.gain;
-                if let Some(r) = v.fade_in.as_mut() {
-                    g *= r.next();
-                    if r.done() {
-                        v.fade_in = None;
-                    }
-                }
-                let mut faded = false;
-                if let Some(r) = v.fade_out.as_mut() {
-                    g *= r.next();
-                    faded = r.done();
-                }
-                if p >= 0 && p < data_len {
-                    left[i + k] += audio.left[p as usize] * g;
-                    right[i + k] += audio.right[p as usize] * g;
-                }
-                if faded {
-                    return Some(VoiceEnd::Faded);
-                }
-            }
-        }
-        v.pos += n as i64;
-        i = seg_end;
-    }
-    Some(VoiceEnd::Playing)
 }
 
 /// Renders a MIDI track (clip events into its instrument) for frames `[from, to)`.

@@ -32,7 +32,8 @@ use std::sync::{Arc, Mutex};
 use crate::audio_file::{Converter, DeferredAudio, ResampleFailed, Sink, WavFrames};
 use crate::model::{AudioData, ClipContent, Session};
 use crate::signal::{AudioVoice, TriggerId, VoiceEnd};
-use crate::time::{Beats, BlockClock};
+use crate::time::BlockClock;
+use crate::voice::VoiceFrames;
 
 /// Streaming settings of a session (`[session]` keys `memory_budget_mb`, `stream_head_s`,
 /// `stream_lead_ms`; `--memory-budget` overrides the budget).
@@ -1016,74 +1017,48 @@ pub(crate) fn fetch(
     }
 }
 
-/// Renders one voice of a streamed clip into the track buffers for frames `[from, to)`: the same
-/// arithmetic, sample for sample, as a resident clip's voice, so a streamed clip whose frames
-/// arrive in time sounds bit-identical to the resident one.
+/// A streamed clip as the source of a voice's frames: each segment is fetched (head, else lane)
+/// into the scratch buffers.
+struct Streamed<'a> {
+    slot: &'a StreamSlot,
+    lanes: &'a mut Lanes,
+    lane: u8,
+    scratch: &'a mut [Vec<f32>; 2],
+    underruns: &'a AtomicU64,
+}
+
+impl VoiceFrames for Streamed<'_> {
+    fn frames(&self) -> i64 {
+        self.slot.frames
+    }
+
+    fn segment(&mut self, pos: i64, n: usize) -> (&[f32], &[f32], i64) {
+        let [sl, sr] = &mut *self.scratch;
+        fetch(self.slot, self.lanes, self.lane, pos, n, &mut sl[..n], &mut sr[..n], self.underruns);
+        (&sl[..n], &sr[..n], pos)
+    }
+
+    fn rewind(&mut self, pos: i64) {
+        seek_lane(self.lanes, self.lane, self.slot, pos);
+    }
+}
+
+/// Renders one voice of a streamed clip into the track buffers for frames `[from, to)`, through
+/// the same routine as a resident clip's voice ([`crate::voice::render`]), so a streamed clip
+/// whose frames arrive in time sounds bit-identical to the resident one.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn render_voice(
     v: &mut AudioVoice,
     slot: &StreamSlot,
     lanes: &mut Lanes,
     clock: &BlockClock,
-    (from, to): (usize, usize),
-    (left, right): (&mut [f32], &mut [f32]),
+    span: (usize, usize),
+    out: (&mut [f32], &mut [f32]),
     scratch: &mut [Vec<f32>; 2],
     underruns: &AtomicU64,
 ) -> Option<VoiceEnd> {
-    let data_len = slot.frames;
-    let [sl, sr] = scratch;
-    let mut i = from;
-    while i < to {
-        let end_beat = Beats(v.anchor.0 + (v.iteration + 1) as f64 * v.length.0);
-        let end_frame = clock.frame_of_beat(end_beat);
-        if end_frame <= i as i64 {
-            if v.looping {
-                v.iteration += 1;
-                v.pos = v.offset;
-                seek_lane(lanes, v.lane, slot, v.pos);
-                continue;
-            }
-            return Some(VoiceEnd::Ended(i));
-        }
-        let seg_end = (end_frame.min(to as i64)) as usize;
-        let n = seg_end - i;
-        fetch(slot, lanes, v.lane, v.pos, n, &mut sl[..n], &mut sr[..n], underruns);
-        if v.fade_in.is_none() && v.fade_out.is_none() && v.pos >= 0 && v.pos + n as i64 <= data_len {
-            let g = v.gain;
-            for ((o, s), (or, s2)) in
-                left[i..seg_end].iter_mut().zip(&sl[..n]).zip(right[i..seg_end].iter_mut().zip(&sr[..n]))
-            {
-                *o += s * g;
-                *or += s2 * g;
-            }
-        } else {
-            for k in 0..n {
-                let p = v.pos + k as i64;
-                let mut g = v.gain;
-                if let Some(r) = v.fade_in.as_mut() {
-                    g *= r.next();
-                    if r.done() {
-                        v.fade_in = None;
-                    }
-                }
-                let mut faded = false;
-                if let Some(r) = v.fade_out.as_mut() {
-                    g *= r.next();
-                    faded = r.done();
-                }
-                if p >= 0 && p < data_len {
-                    left[i + k] += sl[k] * g;
-                    right[i + k] += sr[k] * g;
-                }
-                if faded {
-                    return Some(VoiceEnd::Faded);
-                }
-            }
-        }
-        v.pos += n as i64;
-        i = seg_end;
-    }
-    Some(VoiceEnd::Playing)
+    let mut src = Streamed { slot, lanes, lane: v.lane, scratch, underruns };
+    crate::voice::render(v, &mut src, clock, span, out)
 }
 
 #[cfg(test)]
