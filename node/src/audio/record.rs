@@ -1033,6 +1033,31 @@ mod tests {
     }
 
     #[test]
+    fn a_write_error_is_in_the_summary_phrase_and_the_log_record() {
+        let mut sum = InputSummary {
+            source: "test".into(),
+            frames_in: 2_000,
+            latency_ms: 0.0,
+            path: Some("in.wav".into()),
+            record: RecordSummary { frames: 700, offset: Some(120), ..RecordSummary::default() },
+            dropped: 0,
+            errors: 0,
+            failed: None,
+        };
+        assert!(!sum.phrase().contains("write failed"), "{}", sum.phrase());
+        assert_eq!(sum.record(48_000)["write_error"], serde_json::Value::Null);
+        sum.record.write_error = Some("No space left on device".into());
+        sum.record.unwritten = 1_420;
+        assert!(sum.phrase().ends_with(", write failed (No space left on device; 1420 frames not recorded)"));
+        let rec = sum.record(48_000);
+        assert_eq!(
+            (rec["write_error"].as_str(), rec["unwritten_frames"].as_u64()),
+            (Some("No space left on device"), Some(1_420))
+        );
+        assert_eq!(rec["recorded_frames"].as_u64(), Some(700));
+    }
+
+    #[test]
     fn a_full_disk_at_the_last_flush_keeps_the_frames_that_fit() {
         let (_core, transport) = output();
         let (mut icore, rx) = InputCore::new(48_000);
