@@ -7,6 +7,10 @@
 //! whole blocks (`f32::to_le_bytes`, which compiles to a plain copy on little-endian machines)
 //! into a large `BufWriter`: no per-sample call reaches the writer.
 //!
+//! The writer is generic over its output (`Write + Seek`, a [`File`] by default), so that the
+//! recorders' handling of a failed write (a full disk) can be tested with an output that fails.
+//! After a failed write, [`FloatWavWriter::salvage`] keeps what reached the file readable.
+//!
 //! Thread: any non-realtime thread (the render loop, the capture writer thread).
 
 use std::fs::File;
@@ -23,23 +27,32 @@ const WAVE_FORMAT_IEEE_FLOAT: u16 = 3;
 
 /// Writes an interleaved 32-bit float WAV file as it is produced.
 #[derive(Debug)]
-pub struct FloatWavWriter {
-    out: BufWriter<File>,
+pub struct FloatWavWriter<W: Write + Seek = File> {
+    out: BufWriter<W>,
     path: PathBuf,
+    sample_rate: u32,
     channels: u16,
     samples: u64,
     scratch: Vec<u8>,
 }
 
-impl FloatWavWriter {
+impl FloatWavWriter<File> {
     /// Creates (or truncates) `path` and writes a header with zero length.
     pub fn create(path: &Path, sample_rate: u32, channels: u16) -> io::Result<FloatWavWriter> {
-        let file = File::create(path)?;
-        let mut out = BufWriter::with_capacity(BUFFER_BYTES, file);
+        FloatWavWriter::new(File::create(path)?, path, sample_rate, channels)
+    }
+}
+
+impl<W: Write + Seek> FloatWavWriter<W> {
+    /// Writes a header with zero length to `out`, which must be empty (`path` names it in
+    /// messages).
+    pub fn new(out: W, path: &Path, sample_rate: u32, channels: u16) -> io::Result<FloatWavWriter<W>> {
+        let mut out = BufWriter::with_capacity(BUFFER_BYTES, out);
         out.write_all(&header(sample_rate, channels, 0, 0))?;
         Ok(FloatWavWriter {
             out,
             path: path.to_path_buf(),
+            sample_rate,
             channels: channels.max(1),
             samples: 0,
             scratch: vec![0; 64 * 1024],
@@ -70,20 +83,92 @@ impl FloatWavWriter {
     }
 
     /// Flushes the data and writes the final sizes into the header. Returns the frames written.
-    /// A file over 4 GiB keeps the largest size a WAV header can hold.
-    pub fn finish(mut self) -> io::Result<u64> {
+    /// A file over 4 GiB keeps the largest size a WAV header can hold. After an error, call
+    /// [`salvage`](Self::salvage).
+    pub fn finish(&mut self) -> io::Result<u64> {
         self.out.flush()?;
         let data_bytes = u32::try_from(self.samples * 4).unwrap_or(u32::MAX - HEADER_LEN as u32);
         let frames = u32::try_from(self.frames()).unwrap_or(u32::MAX);
-        let file = self.out.get_mut();
-        file.seek(SeekFrom::Start(4))?;
-        file.write_all(&(data_bytes + HEADER_LEN as u32 - 8).to_le_bytes())?;
-        file.seek(SeekFrom::Start(FACT_FRAMES_AT))?;
-        file.write_all(&frames.to_le_bytes())?;
-        file.seek(SeekFrom::Start(DATA_SIZE_AT))?;
-        file.write_all(&data_bytes.to_le_bytes())?;
-        file.flush()?;
+        patch_sizes(self.out.get_mut(), data_bytes, frames)?;
         Ok(self.frames())
+    }
+
+    /// After a failed [`write`](Self::write) or [`finish`](Self::finish) (a full disk, an I/O
+    /// error): keeps what reached the output. Tries once more to flush, drops what is still
+    /// buffered, and writes into the header the sizes of the whole frames the output holds
+    /// (overwriting the header needs no new space on a full disk), so that they read back as a
+    /// normal WAV file. Returns those frames. An error here means the header could not be
+    /// written either.
+    pub fn salvage(mut self) -> io::Result<u64> {
+        // What this flush gets through counts; its error is the one already reported.
+        let _ = self.out.flush();
+        let (mut out, _unwritten) = self.out.into_parts();
+        let end = out.seek(SeekFrom::End(0))?;
+        if end < HEADER_LEN {
+            // Not even the header got through: write it (empty) again.
+            out.seek(SeekFrom::Start(0))?;
+            out.write_all(&header(self.sample_rate, self.channels, 0, 0))?;
+            out.flush()?;
+            return Ok(0);
+        }
+        let block = u64::from(self.channels) * 4;
+        let frames = ((end - HEADER_LEN) / block).min(u64::from(u32::MAX) / block);
+        patch_sizes(&mut out, (frames * block) as u32, frames as u32)?;
+        Ok(frames)
+    }
+}
+
+/// Writes the final sizes into a header at the start of `out`.
+fn patch_sizes<W: Write + Seek>(out: &mut W, data_bytes: u32, frames: u32) -> io::Result<()> {
+    out.seek(SeekFrom::Start(4))?;
+    out.write_all(&data_bytes.saturating_add(HEADER_LEN as u32 - 8).to_le_bytes())?;
+    out.seek(SeekFrom::Start(FACT_FRAMES_AT))?;
+    out.write_all(&frames.to_le_bytes())?;
+    out.seek(SeekFrom::Start(DATA_SIZE_AT))?;
+    out.write_all(&data_bytes.to_le_bytes())?;
+    out.flush()
+}
+
+/// Outputs for tests of what the writers do when the disk fills up.
+#[cfg(test)]
+pub(crate) mod testing {
+    use std::fs::File;
+    use std::io::{self, Seek, SeekFrom, Write};
+    use std::path::Path;
+
+    /// A file on a disk that is full past `cap` bytes: writes past it fail with
+    /// `StorageFull` (a write that crosses it is cut short, as `write(2)` does), rewriting
+    /// bytes before it works.
+    pub struct FullAfter {
+        file: File,
+        cap: u64,
+    }
+
+    impl FullAfter {
+        /// Creates `path` on a disk with room for `cap` bytes.
+        pub fn create(path: &Path, cap: u64) -> io::Result<FullAfter> {
+            Ok(FullAfter { file: File::create(path)?, cap })
+        }
+    }
+
+    impl Write for FullAfter {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            let pos = self.file.stream_position()?;
+            let room = self.cap.saturating_sub(pos).min(buf.len() as u64) as usize;
+            if room == 0 && !buf.is_empty() {
+                return Err(io::Error::new(io::ErrorKind::StorageFull, "No space left on device (test)"));
+            }
+            self.file.write(&buf[..room])
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            self.file.flush()
+        }
+    }
+
+    impl Seek for FullAfter {
+        fn seek(&mut self, pos: SeekFrom) -> io::Result<u64> {
+            self.file.seek(pos)
+        }
     }
 }
 
@@ -165,6 +250,43 @@ mod tests {
         assert_eq!((&b[38..42], u32_at(42), u32_at(46)), (&b"fact"[..], 4, 3), "fact: 3 frames");
         assert_eq!((&b[50..54], u32_at(54)), (&b"data"[..], 24));
         assert_eq!(&b[58..62], &0.25f32.to_le_bytes());
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn what_reached_a_full_disk_is_kept_readable() {
+        let path = temp("full.wav");
+        // Room for the header and 1000.5 frames: the writes fail once the buffer is flushed.
+        let out = testing::FullAfter::create(&path, HEADER_LEN + 8 * 1000 + 4).unwrap();
+        let mut w = FloatWavWriter::new(out, &path, 48_000, 2).unwrap();
+        let block: Vec<f32> = (0..2 * 128).map(|i| i as f32).collect();
+        let mut failed = false;
+        for _ in 0..20_000 {
+            if w.write(&block).is_err() {
+                failed = true;
+                break;
+            }
+        }
+        assert!(failed, "the disk filled up");
+        assert_eq!(w.salvage().unwrap(), 1000);
+        let mut r = hound::WavReader::open(&path).unwrap();
+        assert_eq!(r.duration(), 1000);
+        let got: Vec<f32> = r.samples::<f32>().map(Result::unwrap).collect();
+        assert_eq!(got.len(), 2000);
+        assert!(got.iter().enumerate().all(|(i, s)| *s == (i % 256) as f32));
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn a_failed_finish_is_salvaged_to_the_whole_frames_written() {
+        let path = temp("full-finish.wav");
+        let out = testing::FullAfter::create(&path, HEADER_LEN + 8 * 3 + 7).unwrap();
+        let mut w = FloatWavWriter::new(out, &path, 48_000, 2).unwrap();
+        w.write(&[0.5f32; 2 * 10]).unwrap();
+        assert_eq!(w.finish().unwrap_err().kind(), io::ErrorKind::StorageFull, "the buffer did not fit");
+        assert_eq!(w.salvage().unwrap(), 3);
+        let r = hound::WavReader::open(&path).unwrap();
+        assert_eq!(r.duration(), 3);
         std::fs::remove_file(&path).unwrap();
     }
 }

@@ -24,8 +24,14 @@
 //! Next to `OUT.wav` the writer leaves `OUT.input.toml` ([`sidecar_path`]): the sample rate, the
 //! output sample and beat of frame 0, the offset in frames and ms, the input latency the device
 //! reported, and the counts.
+//!
+//! Nothing recorded is lost to a failed write (a full disk): the writer stops writing, keeps
+//! what reached the file readable ([`FloatWavWriter::salvage`]), writes the sidecar with the
+//! error and the counts ([`RecordSummary::write_error`], [`RecordSummary::unwritten`]), says so
+//! on stderr and carries on aligning (the performance plays on). Silence is written in chunks of
+//! [`SILENCE_CHUNK`] frames from a static buffer: a gap of any length allocates nothing.
 
-use std::io::Write as _;
+use std::io::{Seek, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
@@ -54,6 +60,12 @@ pub const REALIGN_WINDOW: usize = 16;
 /// realignment (8 or 9 of the last [`REALIGN_WINDOW`], depending on its direction, for the
 /// median to move) are written at the new offset.
 pub const HOLD_BLOCKS: usize = REALIGN_WINDOW / 2 + 1;
+
+/// Frames of silence written at a time (from a static buffer) for a gap.
+pub const SILENCE_CHUNK: usize = 4096;
+
+/// The silence written for gaps.
+static SILENCE: [f32; 2 * SILENCE_CHUNK] = [0.0; 2 * SILENCE_CHUNK];
 
 /// How often the writer wakes up.
 const POLL: Duration = Duration::from_millis(5);
@@ -110,12 +122,19 @@ pub struct RecordSummary {
     /// Silent frames written where the input failed and the null input took over (the time
     /// between the failed input's last block and the null input's first).
     pub failover_silence: u64,
+    /// Why writing the file failed (a full disk, an I/O error), if it did. The file then holds
+    /// the [`frames`](Self::frames) that reached it, readable, and nothing after them.
+    pub write_error: Option<String>,
+    /// Frames not written because writing had failed before them (0 without a write error).
+    pub unwritten: u64,
 }
 
 /// The writer's state (on its own thread).
-struct Writer {
+struct Writer<W: Write + Seek> {
     cfg: RecordConfig,
-    wav: Option<FloatWavWriter>,
+    wav: Option<FloatWavWriter<W>>,
+    /// Frames the file holds, once a write failed.
+    kept: Option<u64>,
     transport: Arc<Transport>,
     pending: Vec<(InputBlock, Vec<f32>)>,
     estimates: Vec<f64>,
@@ -129,13 +148,13 @@ struct Writer {
     heard: Arc<AtomicI64>,
 }
 
-impl Writer {
+impl<W: Write + Seek> Writer<W> {
     /// Where block `b`'s first frame falls on the output's sample line, minus its input frame.
     fn estimate(&self, b: &InputBlock, snap: &ClockSnapshot) -> f64 {
         snap.sample as f64 + (b.capture_us - snap.local_us) / snap.local_us_per_sample - b.frame as f64
     }
 
-    fn take(&mut self, block: InputBlock, samples: Vec<f32>) -> anyhow::Result<()> {
+    fn take(&mut self, block: InputBlock, samples: Vec<f32>) {
         let snap = self.transport.snapshot();
         let end = block.frame as i64 + block.frames as i64;
         if let Some(offset) = self.summary.offset {
@@ -158,7 +177,7 @@ impl Writer {
                         // the old on are written at the new offset.
                         let keep = self.held.iter().position(|h| (h.2 - moved).abs() < h.2.abs());
                         for _ in 0..keep.unwrap_or(self.held.len()) {
-                            self.write_held()?;
+                            self.write_held();
                         }
                         self.summary.offset = Some(offset + moved as i64);
                         self.summary.realigned += 1;
@@ -167,7 +186,7 @@ impl Writer {
                 }
             }
             while self.held.len() > HOLD_BLOCKS {
-                self.write_held()?;
+                self.write_held();
             }
         } else {
             if snap.local_us_per_sample > 0.0 {
@@ -180,24 +199,22 @@ impl Writer {
                 self.summary.skipped += b.frames as u64;
             }
             if self.estimates.len() >= ESTIMATE_BLOCKS {
-                self.decide()?;
+                self.decide();
             }
         }
         if let Some(offset) = self.summary.offset {
             self.heard.store(end + offset, Ordering::Release);
         }
-        Ok(())
     }
 
     /// Writes the oldest held block at the current offset.
-    fn write_held(&mut self) -> anyhow::Result<()> {
-        match self.held.pop_front() {
-            Some((b, s, _)) => self.write_block(&b, &s),
-            None => Ok(()),
+    fn write_held(&mut self) {
+        if let Some((b, s, _)) = self.held.pop_front() {
+            self.write_block(&b, &s);
         }
     }
 
-    fn decide(&mut self) -> anyhow::Result<()> {
+    fn decide(&mut self) {
         let mut e = std::mem::take(&mut self.estimates);
         e.sort_by(f64::total_cmp);
         let offset = e[e.len() / 2].round() as i64;
@@ -205,25 +222,71 @@ impl Writer {
         let d = |x: f64| x - offset as f64;
         self.summary.spread = Some((d(e[0]), d(e[e.len() - 1])));
         for (b, s) in std::mem::take(&mut self.pending) {
-            self.write_block(&b, &s)?;
+            self.write_block(&b, &s);
         }
-        Ok(())
     }
 
     fn room(&self) -> u64 {
         self.cfg.limit.map_or(u64::MAX, |l| l.saturating_sub(self.summary.frames))
     }
 
-    fn write(&mut self, samples: &[f32]) -> anyhow::Result<()> {
+    /// Writes `samples` (after a write error: counts them only). `summary.frames` counts the
+    /// frames of the recording's timeline, written or not, so that alignment carries on.
+    fn write(&mut self, samples: &[f32]) {
         let frames = (samples.len() / 2) as u64;
-        if let Some(wav) = &mut self.wav {
-            wav.write(samples).with_context(|| format!("cannot write the input recording {}", wav.path().display()))?;
+        if let Some(wav) = &mut self.wav
+            && let Err(e) = wav.write(samples)
+        {
+            self.write_failed(e);
         }
         self.summary.frames += frames;
-        Ok(())
     }
 
-    fn write_block(&mut self, b: &InputBlock, samples: &[f32]) -> anyhow::Result<()> {
+    /// Writes `frames` of silence, in chunks of [`SILENCE_CHUNK`].
+    fn write_silence(&mut self, mut frames: u64) {
+        while frames > 0 {
+            let n = frames.min(SILENCE_CHUNK as u64);
+            self.write(&SILENCE[..n as usize * 2]);
+            frames -= n;
+        }
+    }
+
+    /// A write failed: stops writing, keeps what reached the file readable, writes the sidecar
+    /// with the error and says so.
+    fn write_failed(&mut self, e: std::io::Error) {
+        let Some(wav) = self.wav.take() else { return };
+        let path = wav.path().to_path_buf();
+        let salvaged = wav.salvage();
+        self.kept = Some(*salvaged.as_ref().unwrap_or(&0));
+        self.summary.write_error = Some(e.to_string());
+        let kept = match &salvaged {
+            Ok(k) => format!(
+                "its first {k} frames ({:.1} s) are kept and readable",
+                *k as f64 / self.cfg.sample_rate.max(1) as f64
+            ),
+            Err(h) => format!("its header could not be finished either ({h}): it may read as empty"),
+        };
+        let side = match self.write_sidecar(&path, None) {
+            Ok(()) => format!("the sidecar {} says so", sidecar_path(&path).display()),
+            Err(s) => format!("{s:#}"),
+        };
+        crate::warn_line(format_args!(
+            "loophole: cannot write the input recording {} ({e}): recording stopped; {kept}; {side}; playing on",
+            path.display()
+        ));
+    }
+
+    /// The summary as the file sees it: after a write error, `frames` is what the file kept.
+    fn file_summary(&self) -> RecordSummary {
+        let mut s = self.summary.clone();
+        if let Some(kept) = self.kept {
+            s.unwritten = s.frames.saturating_sub(kept);
+            s.frames = kept;
+        }
+        s
+    }
+
+    fn write_block(&mut self, b: &InputBlock, samples: &[f32]) {
         let offset = self.summary.offset.unwrap_or(0);
         let frames = b.frames as u64;
         let gap = self.next_in.map_or(0, |n| b.frame.saturating_sub(n));
@@ -244,29 +307,36 @@ impl Writer {
                 self.summary.realign_silence += silence.saturating_sub(gap);
                 self.summary.failover_silence += silence.min(lost);
             }
-            let zeros = vec![0f32; silence as usize * 2];
-            self.write(&zeros)?;
+            self.write_silence(silence);
         }
         self.summary.dropped += gap - lost;
         let keep = (frames - skip).min(self.room());
         self.summary.skipped += frames - skip - keep;
-        self.write(&samples[skip as usize * 2..(skip + keep) as usize * 2])
+        self.write(&samples[skip as usize * 2..(skip + keep) as usize * 2]);
     }
 
     fn run(mut self, mut rx: InputReceiver, stop: Arc<AtomicBool>) -> anyhow::Result<RecordSummary> {
-        loop {
+        let mut broken = None;
+        'drain: loop {
             let stopping = stop.load(Ordering::Acquire);
             let mut any = false;
             while let Ok(b) = rx.blocks.pop() {
                 any = true;
                 let n = b.frames as usize * 2;
-                let chunk = rx.samples.read_chunk(n).context("the input ring lost frames")?;
+                let chunk = match rx.samples.read_chunk(n) {
+                    Ok(chunk) => chunk,
+                    Err(e) => {
+                        // Finish what was written before giving up.
+                        broken = Some(anyhow::Error::new(e).context("the input ring lost frames"));
+                        break 'drain;
+                    }
+                };
                 let (a, c) = chunk.as_slices();
                 let mut samples = Vec::with_capacity(n);
                 samples.extend_from_slice(a);
                 samples.extend_from_slice(c);
                 chunk.commit_all();
-                self.take(b, samples)?;
+                self.take(b, samples);
             }
             if stopping && !any {
                 break;
@@ -276,20 +346,36 @@ impl Writer {
             }
         }
         if self.summary.offset.is_none() && !self.estimates.is_empty() {
-            self.decide()?;
+            self.decide();
         }
         while !self.held.is_empty() {
-            self.write_held()?;
+            self.write_held();
         }
-        if let Some(wav) = self.wav.take() {
-            let path = wav.path().to_path_buf();
-            wav.finish().with_context(|| format!("cannot finish the input recording {}", path.display()))?;
-            self.write_sidecar(&path, &rx.stats)?;
+        if let Some(mut wav) = self.wav.take()
+            && let Err(e) = wav.finish()
+        {
+            // The last buffered frames did not fit: keep what did.
+            self.wav = Some(wav);
+            self.write_failed(e);
         }
-        Ok(self.summary)
+        if let Some(path) = self.cfg.path.clone() {
+            let sidecar = self.write_sidecar(&path, Some(&rx.stats));
+            if self.kept.is_none() {
+                sidecar?;
+            } else if let Err(e) = sidecar {
+                crate::warn_line(format_args!("loophole: {e:#}"));
+            }
+        }
+        match broken {
+            Some(e) => Err(e),
+            None => Ok(self.file_summary()),
+        }
     }
 
-    fn write_sidecar(&self, path: &Path, stats: &InputStats) -> anyhow::Result<()> {
+    /// Writes the sidecar of `path` (`stats`: the input's, at the end; `None` at a write
+    /// error, when the input's figures are not final).
+    fn write_sidecar(&self, path: &Path, stats: Option<&InputStats>) -> anyhow::Result<()> {
+        let summary = self.file_summary();
         let side = sidecar_path(path);
         let rate = self.cfg.sample_rate.max(1) as f64;
         let mut text = String::from("# Loophole input recording: frame k of the WAV file is what the input heard\n");
@@ -310,16 +396,27 @@ impl Writer {
             }
             None => text.push_str("# the output gave no clock: nothing could be aligned\n"),
         }
-        text.push_str(&format!("input_latency_ms = {:.3}\n", stats.latency_us() / 1e3));
-        text.push_str(&format!("frames = {}\n", self.summary.frames));
-        text.push_str(&format!("leading_silence_frames = {}\n", self.summary.leading));
-        text.push_str(&format!("dropped_frames = {}\n", self.summary.dropped + self.pending_dropped(stats)));
-        text.push_str(&format!("skipped_frames = {}\n", self.summary.skipped));
-        text.push_str(&format!("realigned = {}\n", self.summary.realigned));
-        text.push_str(&format!("realign_silence_frames = {}\n", self.summary.realign_silence));
-        text.push_str("# times the input failed and the null input took over; the silence written between\n");
-        text.push_str(&format!("input_failures = {}\n", stats.failovers()));
-        text.push_str(&format!("failover_silence_frames = {}\n", self.summary.failover_silence));
+        if let Some(stats) = stats {
+            text.push_str(&format!("input_latency_ms = {:.3}\n", stats.latency_us() / 1e3));
+        }
+        if let Some(e) = &summary.write_error {
+            text.push_str("# writing the file failed: it holds the first `frames` frames, readable; what came after\n");
+            text.push_str("# was not recorded\n");
+            text.push_str(&format!("write_error = {e:?}\n"));
+            text.push_str(&format!("unwritten_frames = {}\n", summary.unwritten));
+        }
+        text.push_str(&format!("frames = {}\n", summary.frames));
+        text.push_str(&format!("leading_silence_frames = {}\n", summary.leading));
+        let pending = stats.map_or(0, |s| self.pending_dropped(s));
+        text.push_str(&format!("dropped_frames = {}\n", summary.dropped + pending));
+        text.push_str(&format!("skipped_frames = {}\n", summary.skipped));
+        text.push_str(&format!("realigned = {}\n", summary.realigned));
+        text.push_str(&format!("realign_silence_frames = {}\n", summary.realign_silence));
+        if let Some(stats) = stats {
+            text.push_str("# times the input failed and the null input took over; the silence written between\n");
+            text.push_str(&format!("input_failures = {}\n", stats.failovers()));
+        }
+        text.push_str(&format!("failover_silence_frames = {}\n", summary.failover_silence));
         let mut f =
             std::fs::File::create(&side).with_context(|| format!("cannot create the sidecar {}", side.display()))?;
         f.write_all(text.as_bytes()).with_context(|| format!("cannot write the sidecar {}", side.display()))
@@ -347,9 +444,27 @@ impl Recorder {
     ///
     /// Thread: control. Not realtime-safe.
     pub fn start(cfg: RecordConfig, rx: InputReceiver, transport: Arc<Transport>) -> anyhow::Result<Recorder> {
+        Recorder::start_with(cfg, rx, transport, |p: &Path| std::fs::File::create(p))
+    }
+
+    /// Like [`Recorder::start`], writing the file (if `cfg.path` is set) to what `create` opens
+    /// for that path (tests inject an output that fails, as a full disk does).
+    ///
+    /// Thread: control. Not realtime-safe.
+    pub fn start_with<W, F>(
+        cfg: RecordConfig,
+        rx: InputReceiver,
+        transport: Arc<Transport>,
+        create: F,
+    ) -> anyhow::Result<Recorder>
+    where
+        W: Write + Seek + Send + 'static,
+        F: FnOnce(&Path) -> std::io::Result<W>,
+    {
         let wav = match &cfg.path {
             Some(p) => Some(
-                FloatWavWriter::create(p, cfg.sample_rate, 2)
+                create(p)
+                    .and_then(|out| FloatWavWriter::new(out, p, cfg.sample_rate, 2))
                     .with_context(|| format!("cannot create the input recording {}", p.display()))?,
             ),
             None => None,
@@ -360,6 +475,7 @@ impl Recorder {
         let writer = Writer {
             cfg,
             wav,
+            kept: None,
             transport,
             pending: Vec::new(),
             estimates: Vec::new(),
@@ -468,14 +584,17 @@ impl InputSummary {
         if let Some(why) = &self.failed {
             p.push_str(&format!(", failed ({why}; {} silent frames to the null input)", r.failover_silence));
         }
+        if let Some(e) = &r.write_error {
+            p.push_str(&format!(", write failed ({e}; {} frames not recorded)", r.unwritten));
+        }
         p
     }
 
     /// The final `input` record of the `--log`: `{"event": "input", "source", "frames_in",
     /// "recorded_frames", "file", "offset_frames", "offset_ms", "spread_frames": [lo, hi],
     /// "latency_ms", "dropped_frames", "skipped_frames", "leading_silence_frames", "realigned",
-    /// "realign_silence_frames", "failed", "failover_silence_frames", "errors"}` (unknown
-    /// figures are `null`).
+    /// "realign_silence_frames", "failed", "failover_silence_frames", "write_error",
+    /// "unwritten_frames", "errors"}` (unknown figures, and `write_error` without one, are `null`).
     pub fn record(&self, sample_rate: u32) -> serde_json::Value {
         let r = &self.record;
         serde_json::json!({
@@ -495,6 +614,8 @@ impl InputSummary {
             "realign_silence_frames": r.realign_silence,
             "failed": self.failed,
             "failover_silence_frames": r.failover_silence,
+            "write_error": r.write_error,
+            "unwritten_frames": r.unwritten,
             "errors": self.errors,
         })
     }
@@ -682,6 +803,12 @@ impl LiveInput {
         if let Some(p) = &path {
             line.push_str(&format!("; recorded {} frames to {}", summary.frames, p.display()));
         }
+        if let Some(e) = &summary.write_error {
+            line.push_str(&format!(
+                "; WRITING THE RECORDING FAILED ({e}): the file keeps its first {} frames, {} frames were not recorded",
+                summary.frames, summary.unwritten
+            ));
+        }
         if summary.realigned > 0 {
             line.push_str(&format!(
                 "; realigned {} times ({} silent frames inserted, {} input frames left out in all)",
@@ -853,5 +980,109 @@ mod tests {
         assert_eq!(s.frames, 120 + 2000 + 1000 + 2000);
         let (lo, hi) = s.spread.unwrap();
         assert!(lo > -0.5 && hi < 0.5, "each block within half a frame of the offset: {lo}..{hi}");
+    }
+
+    #[test]
+    fn a_full_disk_keeps_what_was_recorded_readable_and_the_sidecar_says_so() {
+        let (_core, transport) = output();
+        let (mut icore, rx) = InputCore::new(48_000);
+        let path = std::env::temp_dir().join(format!("loophole-record-full-{}.wav", std::process::id()));
+        let cfg = RecordConfig {
+            path: Some(path.clone()),
+            sample_rate: 48_000,
+            first_sample: 0,
+            beat: 0.0,
+            limit: None,
+            source: "test".into(),
+        };
+        // Room for 200 000 frames and a half: more than the writer's 1 MiB buffer, so a write
+        // fails in the middle of the recording.
+        let cap = 58 + 8 * 200_000 + 4;
+        let rec = Recorder::start_with(cfg, rx, transport, |p: &Path| crate::wav::testing::FullAfter::create(p, cap))
+            .unwrap();
+        let us = 1e6 / 48_000.0;
+        for k in 0..400u64 {
+            let data: Vec<f32> = (0..2000).map(|i| ((k * 1000 + i / 2) % 1_000_003) as f32).collect();
+            icore.push(&data, 2, 1_002_500.0 + (k * 1000) as f64 * us, 0.0);
+            // The writer goes on aligning after the failure: it keeps up with the input.
+            let until = Instant::now() + Duration::from_secs(20);
+            while k % 50 == 49 && rec.heard_until().is_none_or(|h| h < ((k + 1) * 1000 + 120) as i64) {
+                assert!(Instant::now() < until, "the writer stopped at block {k}");
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        let s = rec.finish().unwrap();
+        assert_eq!(s.write_error.as_deref(), Some("No space left on device (test)"));
+        assert_eq!((s.frames, s.unwritten, s.leading, s.dropped), (200_000, 400_120 - 200_000, 120, 0));
+        let mut r = hound::WavReader::open(&path).unwrap();
+        assert_eq!(r.duration(), 200_000);
+        let got: Vec<f32> = r.samples::<f32>().map(Result::unwrap).step_by(2).collect();
+        for (k, v) in got.iter().enumerate() {
+            let want = if k < 120 { 0.0 } else { ((k - 120) % 1_000_003) as f32 };
+            assert_eq!(*v, want, "file frame {k}");
+        }
+        let side = std::fs::read_to_string(sidecar_path(&path)).unwrap();
+        for line in
+            ["write_error = \"No space left on device (test)\"\n", "unwritten_frames = 200120\n", "frames = 200000\n"]
+        {
+            assert!(side.contains(line), "{line} in {side}");
+        }
+        assert!(side.contains("offset_frames = 120\n") && side.contains("input_failures = 0\n"), "final: {side}");
+        std::fs::remove_file(&path).unwrap();
+        std::fs::remove_file(sidecar_path(&path)).unwrap();
+    }
+
+    #[test]
+    fn a_write_error_is_in_the_summary_phrase_and_the_log_record() {
+        let mut sum = InputSummary {
+            source: "test".into(),
+            frames_in: 2_000,
+            latency_ms: 0.0,
+            path: Some("in.wav".into()),
+            record: RecordSummary { frames: 700, offset: Some(120), ..RecordSummary::default() },
+            dropped: 0,
+            errors: 0,
+            failed: None,
+        };
+        assert!(!sum.phrase().contains("write failed"), "{}", sum.phrase());
+        assert_eq!(sum.record(48_000)["write_error"], serde_json::Value::Null);
+        sum.record.write_error = Some("No space left on device".into());
+        sum.record.unwritten = 1_420;
+        assert!(sum.phrase().ends_with(", write failed (No space left on device; 1420 frames not recorded)"));
+        let rec = sum.record(48_000);
+        assert_eq!(
+            (rec["write_error"].as_str(), rec["unwritten_frames"].as_u64()),
+            (Some("No space left on device"), Some(1_420))
+        );
+        assert_eq!(rec["recorded_frames"].as_u64(), Some(700));
+    }
+
+    #[test]
+    fn a_full_disk_at_the_last_flush_keeps_the_frames_that_fit() {
+        let (_core, transport) = output();
+        let (mut icore, rx) = InputCore::new(48_000);
+        let path = std::env::temp_dir().join(format!("loophole-record-full-end-{}.wav", std::process::id()));
+        let cfg = RecordConfig {
+            path: Some(path.clone()),
+            sample_rate: 48_000,
+            first_sample: 0,
+            beat: 0.0,
+            limit: None,
+            source: "test".into(),
+        };
+        let cap = 58 + 8 * 700 + 7;
+        let rec = Recorder::start_with(cfg, rx, transport, |p: &Path| crate::wav::testing::FullAfter::create(p, cap))
+            .unwrap();
+        let us = 1e6 / 48_000.0;
+        for k in 0..20u64 {
+            icore.push(&[0.5f32; 200], 2, 1_002_500.0 + (k * 100) as f64 * us, 0.0);
+        }
+        let s = rec.finish().unwrap();
+        assert_eq!((s.frames, s.unwritten, s.write_error.is_some()), (700, 2_120 - 700, true));
+        assert_eq!(hound::WavReader::open(&path).unwrap().duration(), 700);
+        let side = std::fs::read_to_string(sidecar_path(&path)).unwrap();
+        assert!(side.contains("frames = 700\n") && side.contains("unwritten_frames = 1420\n"), "{side}");
+        std::fs::remove_file(&path).unwrap();
+        std::fs::remove_file(sidecar_path(&path)).unwrap();
     }
 }
