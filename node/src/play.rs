@@ -290,11 +290,7 @@ impl Control<'_> {
             // A press is performed at the beat heard when it was played: the controller's
             // clock takes the measured output latency.
             let now = HostTime::now();
-            if let Some((sample, us)) = heard {
-                let clock = midi.clock_mut();
-                clock.observe(pos, now);
-                clock.set_heard(sample, us);
-            }
+            midi.clock_mut().observe_heard(pos, now, heard);
             for line in midi.step(&mut self.pulse, pos, now) {
                 warn_line(format_args!("loophole: {line}"));
             }
@@ -392,13 +388,20 @@ impl Control<'_> {
                 }
             }
             let beat_of_sample = |s: SampleTime| self.beat_of_sample(s);
-            let bar_of = |b: f64| self.pulse.bar_position(Beats(b));
+            let bar_of = |b: f64| bar_label(&self.pulse, b);
             if let Some(line) = describe(&event, self.perf, beat_of_sample, bar_of) {
                 say(format_args!("{line}"));
             }
         }
         Ok(())
     }
+}
+
+/// The musician's `N.M` (bar, beat in the bar, from 1) of `beat`, counted across the scenes'
+/// time-signature changes ([`Pulse::bar_position`]).
+fn bar_label(pulse: &Pulse, beat: f64) -> String {
+    let (bar, in_bar) = pulse.bar_position(Beats(beat));
+    format!("{}.{}", bar + 1, (in_bar + 1e-6).floor() as i64 + 1)
 }
 
 /// The sample an event happened at, if it has one.
@@ -412,20 +415,17 @@ fn event_sample(event: &PulseEvent) -> Option<loophole_engine::time::SampleTime>
 
 /// A short human line for an event, e.g. `bar 5.1  scene 'verse'  drums: start drums-busy`.
 ///
-/// `bar_of` numbers bars across time-signature changes ([`Pulse::bar_position`]).
+/// `bar_of` labels a beat's bar ([`bar_label`]).
 fn describe(
     event: &PulseEvent,
     perf: &Performance,
     beat_of_sample: impl Fn(SampleTime) -> f64,
-    bar_of: impl Fn(f64) -> (i64, f64),
+    bar_of: impl Fn(f64) -> String,
 ) -> Option<String> {
     let session = &perf.session;
     let track_name = |t: loophole_engine::model::TrackId| session.tracks.get(t.index()).map_or("?", |t| t.id.as_str());
     let clip_name = |c: loophole_engine::model::ClipId| session.clips.get(c.index()).map_or("?", |c| c.id.as_str());
-    let position = |beat: f64| {
-        let (bar, in_bar) = bar_of(beat);
-        format!("bar {}.{}", bar + 1, (in_bar + 1e-6).floor() as i64 + 1)
-    };
+    let position = |beat: f64| format!("bar {}", bar_of(beat));
     match event {
         PulseEvent::Executed { kind, track, clip, scene, beat, late, .. } => {
             let mut line = position(beat.0);
@@ -664,8 +664,8 @@ pub fn run(opts: PlayOptions) -> anyhow::Result<PlaySummary> {
                 // The device kept the engine: carry on with a fresh one at the same sample.
                 let at = transport.rendered();
                 warn_line(format_args!(
-                    "loophole: the audio engine could not be taken back from the device; continuing with a fresh one at bar {:.1}",
-                    control.beat_of_sample(at as SampleTime) / transport.snapshot().quantum.max(1e-9) + 1.0
+                    "loophole: the audio engine could not be taken back from the device; continuing with a fresh one at bar {}",
+                    bar_label(&control.pulse, control.beat_of_sample(at as SampleTime))
                 ));
                 let link_audio = control.link.as_mut().map(|link| {
                     let snap = transport.snapshot();
@@ -770,12 +770,12 @@ pub fn run(opts: PlayOptions) -> anyhow::Result<PlaySummary> {
             warn_line(format_args!("loophole: warning: {w}"));
         }
         if let Some(line) = status {
-            let (bar, in_bar) = control.pulse.bar_position(Beats(transport.snapshot().beat));
+            let bar = bar_label(&control.pulse, transport.snapshot().beat);
             let refused = match transport.refused_tempo_changes() {
                 0 => String::new(),
                 n => format!(", {n} tempo change(s) refused (the audio thread's tempo map was full)"),
             };
-            warn_line(format_args!("loophole: bar {}.{}  {line}{refused}", bar + 1, in_bar.floor() as i64 + 1));
+            warn_line(format_args!("loophole: bar {bar}  {line}{refused}"));
         }
         let rendered = transport.rendered();
         if rendered != last_progress.0 {
@@ -822,8 +822,7 @@ pub fn run(opts: PlayOptions) -> anyhow::Result<PlaySummary> {
                     let label = device.label();
                     health.retire(&backend);
                     let at = transport.rendered();
-                    let (bar, in_bar) = control.pulse.bar_position(Beats(control.beat_of_sample(at as SampleTime)));
-                    let bar = format!("{}.{}", bar + 1, in_bar.floor() as i64 + 1);
+                    let bar = bar_label(&control.pulse, control.beat_of_sample(at as SampleTime));
                     backend = match switchback::hand_back(backend, device, null_block) {
                         Handover::Back(back) => {
                             switched_back += 1;

@@ -848,6 +848,11 @@ mod tests {
     use loophole_engine::model::Session;
     use loophole_engine::time::{Bpm, TempoMap};
 
+    /// The recorder settings the tests use: 48 kHz, frame 0 at sample 0 and beat 0.
+    fn test_config(path: Option<PathBuf>, limit: Option<u64>) -> RecordConfig {
+        RecordConfig { path, sample_rate: 48_000, first_sample: 0, beat: 0.0, limit, source: "test".into() }
+    }
+
     /// An output at 48 kHz whose sample 0 is heard at host time 1 s (one 480-frame block
     /// rendered, so the snapshot has a clock).
     fn output() -> (AudioCore, Arc<Transport>) {
@@ -869,14 +874,7 @@ mod tests {
         assert_eq!((snap.sample, snap.host_us), (480, 1_010_000.0));
         let path = std::env::temp_dir().join(format!("loophole-record-unit-{}.wav", std::process::id()));
         let (mut icore, rx) = InputCore::new(48_000);
-        let cfg = RecordConfig {
-            path: Some(path.clone()),
-            sample_rate: 48_000,
-            first_sample: 0,
-            beat: 0.0,
-            limit: Some(2_000),
-            source: "test".into(),
-        };
+        let cfg = test_config(Some(path.clone()), Some(2_000));
         let rec = Recorder::start(cfg, rx, transport).unwrap();
         // Input frame 0 captured 2.5 ms after output sample 0 was heard: output sample 120.
         // Blocks of 100 frames, each a ramp of its frame numbers, one block dropped (ring full
@@ -912,14 +910,7 @@ mod tests {
         let (_core, transport) = output();
         let (mut icore, rx) = InputCore::new(48_000);
         let path = std::env::temp_dir().join(format!("loophole-record-realign-{}.wav", std::process::id()));
-        let cfg = RecordConfig {
-            path: Some(path.clone()),
-            sample_rate: 48_000,
-            first_sample: 0,
-            beat: 0.0,
-            limit: None,
-            source: "test".into(),
-        };
+        let cfg = test_config(Some(path.clone()), None);
         let rec = Recorder::start(cfg, rx, transport).unwrap();
         let us = 1e6 / 48_000.0;
         // 30 blocks at offset 120; then the input's timestamps jump 5 ms (240 frames) later, as
@@ -952,14 +943,7 @@ mod tests {
     fn a_failed_input_is_followed_on_the_same_timeline_with_the_gap_counted() {
         let (_core, transport) = output();
         let (mut icore, rx) = InputCore::new(48_000);
-        let cfg = RecordConfig {
-            path: None,
-            sample_rate: 48_000,
-            first_sample: 0,
-            beat: 0.0,
-            limit: None,
-            source: "test".into(),
-        };
+        let cfg = test_config(None, None);
         let rec = Recorder::start(cfg, rx, transport).unwrap();
         let us = 1e6 / 48_000.0;
         for k in 0..20u64 {
@@ -987,14 +971,7 @@ mod tests {
         let (_core, transport) = output();
         let (mut icore, rx) = InputCore::new(48_000);
         let path = std::env::temp_dir().join(format!("loophole-record-full-{}.wav", std::process::id()));
-        let cfg = RecordConfig {
-            path: Some(path.clone()),
-            sample_rate: 48_000,
-            first_sample: 0,
-            beat: 0.0,
-            limit: None,
-            source: "test".into(),
-        };
+        let cfg = test_config(Some(path.clone()), None);
         // Room for 200 000 frames and a half: more than the writer's 1 MiB buffer, so a write
         // fails in the middle of the recording.
         let cap = 58 + 8 * 200_000 + 4;
@@ -1062,14 +1039,7 @@ mod tests {
         let (_core, transport) = output();
         let (mut icore, rx) = InputCore::new(48_000);
         let path = std::env::temp_dir().join(format!("loophole-record-full-end-{}.wav", std::process::id()));
-        let cfg = RecordConfig {
-            path: Some(path.clone()),
-            sample_rate: 48_000,
-            first_sample: 0,
-            beat: 0.0,
-            limit: None,
-            source: "test".into(),
-        };
+        let cfg = test_config(Some(path.clone()), None);
         let cap = 58 + 8 * 700 + 7;
         let rec = Recorder::start_with(cfg, rx, transport, |p: &Path| crate::wav::testing::FullAfter::create(p, cap))
             .unwrap();

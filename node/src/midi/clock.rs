@@ -161,6 +161,14 @@ impl AudioClock {
         true
     }
 
+    /// [`AudioClock::observe`] then, when the core has published one, [`AudioClock::set_heard`]
+    /// with `heard` (a sample and the host µs at which it is heard). True if the latency was
+    /// measured.
+    pub fn observe_heard(&mut self, pos: AudioPosition, seen: HostTime, heard: Option<(SampleTime, f64)>) -> bool {
+        self.observe(pos, seen);
+        heard.is_some_and(|(sample, us)| self.set_heard(sample, us))
+    }
+
     /// The output latency.
     pub fn output_latency(&self) -> Duration {
         Duration::from_secs_f64(self.latency_us * 1e-6)

@@ -354,8 +354,7 @@ impl MidiOut {
     /// one period before it is due, and the device plays it one period later: two blocks).
     /// Call every control tick.
     pub fn step(&mut self, pos: AudioPosition, now: HostTime, fallback: Duration, heard: Option<(SampleTime, f64)>) {
-        self.clock.observe(pos, now);
-        if !heard.is_some_and(|(sample, us)| self.clock.set_heard(sample, us)) {
+        if !self.clock.observe_heard(pos, now, heard) {
             self.clock.set_output_latency(fallback);
         }
         self.clock.publish(&self.shared);
