@@ -20,6 +20,7 @@ pub mod demo;
 pub mod instrument;
 pub mod model;
 pub mod pulse;
+pub mod queue;
 pub mod render;
 pub mod script;
 pub mod session_file;
@@ -32,7 +33,8 @@ use std::sync::Arc;
 
 use model::{ClipContent, Session, TrackKind, db_to_gain};
 use pulse::Pulse;
-use signal::{ClipSlot, MixSettings, Signal, SignalSizes, SlotContent};
+use queue::MixSettings;
+use signal::{ClipSlot, Signal, SignalSizes, SlotContent};
 
 /// Sizes and rates an engine is built with.
 #[derive(Debug, Clone, Copy, PartialEq)]

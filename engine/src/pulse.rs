@@ -18,7 +18,7 @@ use crate::model::{
     ClipId, EmptySlot, FollowAction, FollowActions, FollowTarget, LaunchMode, Placement, PlaylistStep, SceneId,
     Session, TempoChange, TrackId, db_to_gain,
 };
-use crate::signal::{Command, MixSettings, Op, Report, Scheduled, TriggerId};
+use crate::queue::{Command, MixSettings, Op, Report, Scheduled, TriggerId};
 use crate::time::{Beats, Quantise, SampleTime, next_grid_point};
 
 /// How a clip stops.

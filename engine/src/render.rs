@@ -10,8 +10,9 @@ use std::sync::Arc;
 
 use crate::model::Session;
 use crate::pulse::{Pulse, PulseError, PulseEvent};
+use crate::queue::MidiOutEvent;
 use crate::script::Script;
-use crate::signal::{MidiOutEvent, Signal};
+use crate::signal::Signal;
 use crate::time::{Beats, Bpm, SampleTime, TempoMap};
 use crate::{EngineConfig, EngineError};
 

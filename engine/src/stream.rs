@@ -31,7 +31,8 @@ use std::sync::{Arc, Mutex};
 
 use crate::audio_file::{Converter, DeferredAudio, ResampleFailed, Sink, WavFrames};
 use crate::model::{AudioData, ClipContent, Session};
-use crate::signal::{AudioVoice, TriggerId, VoiceEnd};
+use crate::queue::TriggerId;
+use crate::signal::{AudioVoice, VoiceEnd};
 use crate::time::BlockClock;
 use crate::voice::VoiceFrames;
 

@@ -9,9 +9,9 @@ use common::*;
 use loophole_engine::instrument::{DrumSpec, InstrumentSpec, SynthSpec};
 use loophole_engine::model::*;
 use loophole_engine::pulse::{Action, StopMode};
+use loophole_engine::queue::MidiOutEvent;
 use loophole_engine::render::{RenderConfig, Renderer};
 use loophole_engine::script::Script;
-use loophole_engine::signal::MidiOutEvent;
 use loophole_engine::time::{Beats, Quantise};
 use proptest::prelude::*;
 

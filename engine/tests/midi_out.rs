@@ -10,8 +10,8 @@ use common::*;
 use loophole_engine::EngineConfig;
 use loophole_engine::model::*;
 use loophole_engine::pulse::{Action, StopMode};
+use loophole_engine::queue::{ALL_NOTES_OFF, MidiOutEvent};
 use loophole_engine::render::{RenderConfig, Renderer};
-use loophole_engine::signal::{ALL_NOTES_OFF, MidiOutEvent};
 use loophole_engine::time::{Beats, Bpm, Quantise, SimClock};
 
 const RATE: u32 = 48_000;

@@ -15,7 +15,8 @@ use loophole_engine::EngineConfig;
 use loophole_engine::instrument::{DrumSpec, InstrumentSpec, SynthSpec};
 use loophole_engine::model::*;
 use loophole_engine::pulse::{Action, StopMode};
-use loophole_engine::signal::{MixSettings, Signal};
+use loophole_engine::queue::MixSettings;
+use loophole_engine::signal::Signal;
 use loophole_engine::time::{Beats, Bpm, Quantise, SimClock};
 
 struct Counting;

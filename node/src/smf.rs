@@ -11,7 +11,7 @@ use std::path::Path;
 
 use anyhow::Context as _;
 use loophole_engine::model::{MidiMsg, Session};
-use loophole_engine::signal::MidiOutEvent;
+use loophole_engine::queue::MidiOutEvent;
 use loophole_engine::time::Beats;
 use midly::num::{u4, u7, u24, u28};
 use midly::{Format, Header, MetaMessage, MidiMessage, Smf, Timing, TrackEvent, TrackEventKind};

@@ -6,7 +6,7 @@
 
 use loophole_engine::model::{SceneId, Session, TrackId};
 use loophole_engine::pulse::{Action, Pulse, PulseError, PulseEvent};
-use loophole_engine::signal::TriggerId;
+use loophole_engine::queue::TriggerId;
 use loophole_engine::time::Beats;
 
 use crate::midi::feedback::{Feedback, Grid, confirm, expected_triggers};

@@ -21,7 +21,7 @@ use std::collections::HashMap;
 
 use loophole_engine::model::{ClipId, EmptySlot, LaunchMode, SceneId, Session, TrackId};
 use loophole_engine::pulse::{Action, Pulse, PulseEvent, StopMode};
-use loophole_engine::signal::TriggerId;
+use loophole_engine::queue::TriggerId;
 use loophole_engine::time::{Beats, Quantise};
 
 use crate::midi::mapping::{Address, Control, Led, Leds, MappedControl, Mapping};

@@ -22,7 +22,8 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use loophole_engine::model::{MidiMsg, Session, TrackId, TrackKind};
-use loophole_engine::signal::{MidiOutEvent, Signal};
+use loophole_engine::queue::MidiOutEvent;
+use loophole_engine::signal::Signal;
 use loophole_engine::time::SampleTime;
 
 use crate::midi::clock::{AudioClock, AudioPosition, HostTime, SharedClock};

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 use loophole_engine::model::Session;
 use loophole_engine::pulse::{Action, Pulse, PulseError, PulseEvent};
-use loophole_engine::signal::TriggerId;
+use loophole_engine::queue::TriggerId;
 use loophole_engine::time::Beats;
 
 use crate::midi::clock::{AudioClock, AudioPosition, HostTime, PortClock};
