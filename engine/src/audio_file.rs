@@ -15,53 +15,23 @@
 
 use std::fs::File;
 use std::io::{BufReader, Read};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use crate::model::AudioData;
+use crate::model::{AudioData, DeferredAudio, WavHeader};
 use crate::session_file::{MAX_SAMPLE_RATE, MIN_SAMPLE_RATE};
 
-/// What a WAV file's header says about its audio.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct WavHeader {
-    /// Sample rate in Hz.
-    pub sample_rate: u32,
-    /// Frames of audio the file holds.
-    pub frames: u64,
-    /// Channels in the file (the engine keeps the first two; mono is duplicated).
-    pub channels: u16,
-}
-
-/// An audio file a session uses that the loader has not decoded yet (a memory budget is set):
-/// [`crate::stream::prepare`] decodes it once the engine's rate is known. Clips sharing a file
-/// share one.
-#[derive(Debug, Clone, PartialEq)]
-pub struct DeferredAudio {
-    /// The file.
-    pub path: PathBuf,
-    /// Its header, checked when the session was loaded.
-    pub header: WavHeader,
-    /// Where the session names it, for messages: `session.toml:12:8: clip 'x': file 'x.wav'`.
-    pub origin: String,
-}
-
-impl DeferredAudio {
-    /// Opens the file for reading a chunk at a time, checking it still has the header it had
-    /// when the session was loaded.
-    pub fn open(&self) -> Result<WavFrames<BufReader<File>>, String> {
-        let wav = WavFrames::open(&self.path)?;
-        self.check(wav.header().frames, wav.header().sample_rate)?;
-        Ok(wav)
+/// Opens a file the loader only probed for reading a chunk at a time, checking it still has the
+/// header it had when the session was loaded.
+pub fn open_deferred(d: &DeferredAudio) -> Result<WavFrames<BufReader<File>>, String> {
+    let wav = WavFrames::open(&d.path)?;
+    let (frames, rate) = (wav.header().frames, wav.header().sample_rate);
+    if (frames, rate) != (d.header.frames, d.header.sample_rate) {
+        return Err(format!(
+            "the file changed after the session was loaded (it had {} frames at {} Hz, it has {frames} at {rate} Hz)",
+            d.header.frames, d.header.sample_rate
+        ));
     }
-
-    fn check(&self, frames: u64, rate: u32) -> Result<(), String> {
-        if (frames, rate) != (self.header.frames, self.header.sample_rate) {
-            return Err(format!(
-                "the file changed after the session was loaded (it had {} frames at {} Hz, it has {frames} at {rate} Hz)",
-                self.header.frames, self.header.sample_rate
-            ));
-        }
-        Ok(())
-    }
+    Ok(wav)
 }
 
 /// How the samples of a WAV file are turned into frames.

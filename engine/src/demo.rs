@@ -18,11 +18,12 @@
 
 use std::sync::Arc;
 
-use crate::instrument::{DrumSpec, InstrumentSpec, Svf, SynthSpec, Waveform, XorShift32};
+use crate::instrument::{Svf, XorShift32};
 use crate::model::{
     AudioData, Clip, ClipContent, ClipId, FollowAction, FollowActions, FollowConstraints, FollowTarget, MidiData,
     Playlist, PlaylistStep, Scene, Session, Track, TrackId, TrackKind,
 };
+use crate::model::{DrumSpec, InstrumentSpec, SynthSpec, Waveform};
 use crate::pulse::Action;
 use crate::script::{Script, ScriptAction};
 use crate::time::{Beats, Bpm, Quantise};

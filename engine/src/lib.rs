@@ -132,7 +132,7 @@ pub fn build_with_reader(
                 // A track routed to an external synth plays the built-in one only if it names it.
                 TrackKind::Midi if t.midi_out.is_some() && t.instrument.is_none() => None,
                 TrackKind::Midi => Some(instrument::Instrument::new(
-                    &t.instrument.clone().unwrap_or(instrument::InstrumentSpec::Synth(Default::default())),
+                    &t.instrument.clone().unwrap_or(model::InstrumentSpec::Synth(Default::default())),
                     config.sample_rate,
                 )),
                 TrackKind::Audio => None,

@@ -57,8 +57,8 @@ use std::sync::Arc;
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::audio_file::DeferredAudio;
-use crate::instrument::InstrumentSpec;
+use crate::model::DeferredAudio;
+use crate::model::InstrumentSpec;
 use crate::model::{
     Arrangement, AudioData, Clip, ClipContent, ClipId, EmptySlot, FollowAction, FollowActions, FollowConstraints,
     FollowTarget, LaunchMode, MidiData, MidiEvent, MidiMsg, MidiOutRoute, Placement, Playlist, PlaylistStep, Scene,
@@ -1789,8 +1789,8 @@ impl Ctx<'_> {
             session.streaming.head_seconds = self.range(
                 x,
                 || "stream_head_s".into(),
-                |x| (crate::stream::MIN_HEAD_SECONDS..=600.0).contains(&x),
-                &format!("between {} and 600 s", crate::stream::MIN_HEAD_SECONDS),
+                |x| (crate::model::audio::MIN_HEAD_SECONDS..=600.0).contains(&x),
+                &format!("between {} and 600 s", crate::model::audio::MIN_HEAD_SECONDS),
             )?;
         }
         if let Some(x) = &s.stream_lead_ms {

@@ -26,43 +26,16 @@
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 
-use crate::audio_file::{Converter, DeferredAudio, ResampleFailed, Sink, WavFrames};
-use crate::model::{AudioData, ClipContent, Session};
+use crate::audio_file::{Converter, ResampleFailed, Sink, WavFrames, open_deferred};
+use crate::model::audio::MIN_HEAD_SECONDS;
+use crate::model::{AudioData, ClipContent, DeferredAudio, Session, StreamSource, StreamedClip};
 use crate::queue::TriggerId;
 use crate::signal::{AudioVoice, VoiceEnd};
 use crate::time::BlockClock;
 use crate::voice::VoiceFrames;
-
-/// Streaming settings of a session (`[session]` keys `memory_budget_mb`, `stream_head_s`,
-/// `stream_lead_ms`; `--memory-budget` overrides the budget).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct StreamSettings {
-    /// Decoded audio (at the engine's rate, 8 bytes per stereo frame) kept in memory, in MiB.
-    /// `None`: everything is resident (nothing streams).
-    pub memory_budget_mb: Option<f64>,
-    /// Seconds of each streamed clip kept in memory from its start offset, so a launch from the
-    /// start plays at once while the reader fills the rest.
-    pub head_seconds: f64,
-    /// The reader's worst-case lead: a launch that starts outside the head needs at least this
-    /// long between its press and its beat, or it is refused.
-    pub lead_ms: f64,
-}
-
-/// Default [`StreamSettings::head_seconds`].
-pub const DEFAULT_HEAD_SECONDS: f64 = 2.0;
-/// Smallest [`StreamSettings::head_seconds`] (it must exceed the longest block by far).
-pub const MIN_HEAD_SECONDS: f64 = 0.5;
-/// Default [`StreamSettings::lead_ms`].
-pub const DEFAULT_LEAD_MS: f64 = 100.0;
-
-impl Default for StreamSettings {
-    fn default() -> Self {
-        StreamSettings { memory_budget_mb: None, head_seconds: DEFAULT_HEAD_SECONDS, lead_ms: DEFAULT_LEAD_MS }
-    }
-}
 
 /// Frames per chunk the reader hands Signal.
 pub(crate) const CHUNK: usize = 1024;
@@ -72,74 +45,6 @@ const LANE_SECONDS: f64 = 1.5;
 pub(crate) const LANES_PER_TRACK: usize = crate::signal::VOICES_PER_TRACK + 2;
 /// A voice with no lane.
 pub(crate) const NO_LANE: u8 = u8::MAX;
-
-/// A clip's audio converted to the engine's rate in a raw cache file (32-bit float little-endian,
-/// interleaved stereo). The file is deleted when the last clip using it is dropped.
-#[derive(Debug)]
-pub struct StreamSource {
-    path: PathBuf,
-    frames: u64,
-    sample_rate: u32,
-    /// The file the audio came from (for messages).
-    origin: String,
-    failed: AtomicBool,
-    error: Mutex<Option<String>>,
-    /// The cache file, open with a shared lock for as long as the source lives: the sign, to
-    /// [`sweep_stale`] in other processes, that the file is in use.
-    lock: Option<File>,
-}
-
-impl StreamSource {
-    /// Frames of audio (at [`StreamSource::sample_rate`]).
-    pub fn frames(&self) -> u64 {
-        self.frames
-    }
-
-    /// The engine rate the cache file holds.
-    pub fn sample_rate(&self) -> u32 {
-        self.sample_rate
-    }
-
-    /// The cache file.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
-    /// Why the reader could not read the file, once it failed.
-    pub fn error(&self) -> Option<String> {
-        if !self.failed.load(Ordering::Acquire) {
-            return None;
-        }
-        self.error.lock().ok().and_then(|e| e.clone())
-    }
-
-    fn fail(&self, why: String) {
-        if let Ok(mut e) = self.error.lock() {
-            e.get_or_insert(format!("cannot read the streamed audio of {} ({why})", self.origin));
-        }
-        self.failed.store(true, Ordering::Release);
-    }
-}
-
-impl Drop for StreamSource {
-    fn drop(&mut self) {
-        drop(self.lock.take());
-        let _ = std::fs::remove_file(&self.path);
-        // The process's cache directory goes with its last file.
-        if let Some(dir) = self.path.parent() {
-            let _ = std::fs::remove_dir(dir);
-        }
-    }
-}
-
-/// How a streamed clip is played: its head in memory and the rest from its source.
-#[derive(Debug)]
-pub struct StreamedClip {
-    /// The cache file.
-    pub source: Arc<StreamSource>,
-    /// The first frame the head holds.
-    pub head_start: u64,
-}
 
 /// Why [`prepare`] failed.
 #[derive(Debug, thiserror::Error)]
@@ -316,7 +221,8 @@ impl<'a> FileInput<'a> {
     fn open(f: &'a FileUse, sample_rate: u32) -> Result<(FileInput<'a>, Converter), StreamError> {
         Ok(match &f.deferred {
             Some(d) => {
-                let wav = d.open().map_err(|problem| StreamError::Audio { origin: d.origin.clone(), problem })?;
+                let wav =
+                    open_deferred(d).map_err(|problem| StreamError::Audio { origin: d.origin.clone(), problem })?;
                 let converter = Converter::new(d.header.sample_rate, sample_rate, d.header.frames);
                 let (left, right) = (Vec::with_capacity(CONVERT_CHUNK), Vec::with_capacity(CONVERT_CHUNK));
                 (FileInput::File { wav: Box::new(wav), origin: &d.origin, left, right }, converter)
@@ -358,7 +264,7 @@ impl<'a> FileInput<'a> {
 /// Decodes a probed file that stays resident, converted to `sample_rate` on the way (the same
 /// samples as decoding it whole and resampling it with [`crate::session_file::resample`]).
 fn decode_resident(d: &DeferredAudio, sample_rate: u32) -> Result<AudioData, StreamError> {
-    let wav = d.open().map_err(|problem| StreamError::Audio { origin: d.origin.clone(), problem })?;
+    let wav = open_deferred(d).map_err(|problem| StreamError::Audio { origin: d.origin.clone(), problem })?;
     let converter = Converter::new(d.header.sample_rate, sample_rate, d.header.frames);
     let n = converter.out_frames() as usize;
     let (mut left, mut right) = (Vec::with_capacity(n), Vec::with_capacity(n));
@@ -472,15 +378,26 @@ impl CacheWriter {
             None => return Err(err(std::io::Error::other("the cache file was already finished"))),
         };
         self.done = true;
-        Ok(StreamSource {
-            lock: Some(lock),
-            path: self.path.clone(),
-            frames: self.frames,
-            sample_rate,
-            origin: format!("clip '{name}'"),
-            failed: AtomicBool::new(false),
-            error: Mutex::new(None),
-        })
+        let guard = CacheGuard { lock: Some(lock), path: self.path.clone() };
+        Ok(StreamSource::new(self.path.clone(), self.frames, sample_rate, format!("clip '{name}'"), Box::new(guard)))
+    }
+}
+
+/// Keeps a finished cache file open with a shared lock for as long as its [`StreamSource`] lives
+/// (the sign, to [`sweep_stale`] in other processes, that the file is in use), and removes the
+/// file (and the process's cache directory with its last file) when it is dropped.
+struct CacheGuard {
+    lock: Option<File>,
+    path: PathBuf,
+}
+
+impl Drop for CacheGuard {
+    fn drop(&mut self) {
+        drop(self.lock.take());
+        let _ = std::fs::remove_file(&self.path);
+        if let Some(dir) = self.path.parent() {
+            let _ = std::fs::remove_dir(dir);
+        }
     }
 }
 
@@ -701,10 +618,11 @@ pub(crate) fn wire(session: &Session, sample_rate: u32) -> Result<StreamWiring, 
             slots.push(None);
             continue;
         };
-        if s.source.sample_rate != sample_rate {
+        if s.source.sample_rate() != sample_rate {
             return Err(format!(
                 "clip '{}' was prepared for streaming at {} Hz, the engine runs at {sample_rate} Hz",
-                c.id, s.source.sample_rate
+                c.id,
+                s.source.sample_rate()
             ));
         }
         let idx = match sources.iter().position(|x| Arc::ptr_eq(x, &s.source)) {
@@ -719,7 +637,7 @@ pub(crate) fn wire(session: &Session, sample_rate: u32) -> Result<StreamWiring, 
             head: head.clone(),
             head_start: s.head_start as i64,
             head_end: (s.head_start + head.frames() as u64) as i64,
-            frames: s.source.frames as i64,
+            frames: s.source.frames() as i64,
             stream: idx as u32,
             lead,
         }));
@@ -783,7 +701,7 @@ impl StreamReader {
                     break;
                 }
                 let source = &self.sources[s];
-                let frames = source.frames as i64;
+                let frames = source.frames() as i64;
                 if lane.pos >= frames {
                     break;
                 }
@@ -830,7 +748,7 @@ impl StreamReader {
 /// Reads frames `[pos, pos + out.len() / 8)` of a cache file.
 fn read_frames(file: &mut Option<File>, source: &StreamSource, pos: i64, out: &mut [u8]) -> std::io::Result<()> {
     if file.is_none() {
-        *file = Some(File::open(&source.path)?);
+        *file = Some(File::open(source.path())?);
     }
     let Some(f) = file.as_mut() else { return Ok(()) };
     f.seek(SeekFrom::Start(pos as u64 * 8))?;

@@ -6,8 +6,8 @@ mod common;
 use std::sync::Arc;
 
 use common::*;
-use loophole_engine::instrument::{DrumSpec, InstrumentSpec, SynthSpec};
 use loophole_engine::model::*;
+use loophole_engine::model::{DrumSpec, InstrumentSpec, SynthSpec};
 use loophole_engine::pulse::{Action, StopMode};
 use loophole_engine::queue::MidiOutEvent;
 use loophole_engine::render::{RenderConfig, Renderer};

@@ -125,7 +125,7 @@ fn a_routed_track_sends_its_clips_notes_at_their_samples_and_releases_every_note
 fn the_routed_track_keeps_the_clip_channels_without_midi_channel_and_layers_its_instrument() {
     let mut s = session();
     s.tracks[0].midi_out = Some(MidiOutRoute { port: "synth".into(), channel: None });
-    s.tracks[0].instrument = Some(loophole_engine::instrument::InstrumentSpec::Synth(Default::default()));
+    s.tracks[0].instrument = Some(loophole_engine::model::InstrumentSpec::Synth(Default::default()));
     let mut r = Renderer::new(
         Arc::new(s),
         script(vec![(0.0, now(0))]),

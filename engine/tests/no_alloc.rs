@@ -12,8 +12,8 @@ use std::sync::Arc;
 
 use common::*;
 use loophole_engine::EngineConfig;
-use loophole_engine::instrument::{DrumSpec, InstrumentSpec, SynthSpec};
 use loophole_engine::model::*;
+use loophole_engine::model::{DrumSpec, InstrumentSpec, SynthSpec};
 use loophole_engine::pulse::{Action, StopMode};
 use loophole_engine::queue::MixSettings;
 use loophole_engine::signal::Signal;

@@ -114,7 +114,7 @@ fn signal_s_messages_reach_the_fake_port_when_their_samples_are_heard() {
 #[test]
 fn a_track_whose_port_is_missing_is_one_line_and_plays_on() {
     let mut with_synth = session("Minilogue");
-    with_synth.tracks[0].instrument = Some(loophole_engine::instrument::InstrumentSpec::Synth(Default::default()));
+    with_synth.tracks[0].instrument = Some(loophole_engine::model::InstrumentSpec::Synth(Default::default()));
     let mut backend: Box<dyn MidiBackend> = Box::new(FakeMidi::new(&[], &["fake"]));
     let (ports, lines) = OutPorts::open(&with_synth, backend.as_mut());
     assert!(ports.is_empty());
