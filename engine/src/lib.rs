@@ -27,7 +27,6 @@ pub mod session_file;
 pub mod signal;
 pub mod stream;
 pub mod time;
-mod voice;
 
 use std::sync::Arc;
 

@@ -27,24 +27,13 @@ use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::audio_file::{Converter, ResampleFailed, Sink, WavFrames, open_deferred};
 use crate::model::audio::MIN_HEAD_SECONDS;
 use crate::model::{AudioData, ClipContent, DeferredAudio, Session, StreamSource, StreamedClip};
-use crate::queue::TriggerId;
-use crate::signal::{AudioVoice, VoiceEnd};
-use crate::time::BlockClock;
-use crate::voice::VoiceFrames;
-
-/// Frames per chunk the reader hands Signal.
-pub(crate) const CHUNK: usize = 1024;
-/// Seconds of audio a lane holds.
-const LANE_SECONDS: f64 = 1.5;
-/// Lanes per track with streamed clips: one per voice plus spares for pre-warming.
-pub(crate) const LANES_PER_TRACK: usize = crate::signal::VOICES_PER_TRACK + 2;
-/// A voice with no lane.
-pub(crate) const NO_LANE: u8 = u8::MAX;
+use crate::queue::lanes::{self, CHUNK, Chunk, Lanes, ReaderLane};
+use crate::signal::{LANES_PER_TRACK, StreamSlot};
 
 /// Why [`prepare`] failed.
 #[derive(Debug, thiserror::Error)]
@@ -455,125 +444,6 @@ fn process_alive(_pid: u32) -> bool {
     true
 }
 
-/// A run of frames read from a cache file.
-#[derive(Clone, Copy)]
-pub(crate) struct Chunk {
-    generation: u32,
-    start: i64,
-    len: u32,
-    /// Interleaved stereo.
-    data: [f32; CHUNK * 2],
-}
-
-/// What Signal asks a lane's reader for. Written by Signal only, read by the reader only.
-#[derive(Debug, Default)]
-pub(crate) struct LaneRequest {
-    /// `generation << 32 | (stream index + 1)`; stream 0 means idle.
-    tag: AtomicU64,
-    /// First frame wanted.
-    pos: AtomicI64,
-}
-
-/// Signal's end of a lane.
-pub(crate) struct Lane {
-    rx: rtrb::Consumer<Chunk>,
-    request: Arc<LaneRequest>,
-    generation: u32,
-    /// The stream requested (`None`: idle).
-    stream: Option<u32>,
-    req_pos: i64,
-    /// A voice plays from it.
-    owned: bool,
-    /// Pre-warmed for this pending trigger.
-    prewarm: Option<TriggerId>,
-}
-
-impl std::fmt::Debug for Lane {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Lane").field("generation", &self.generation).field("stream", &self.stream).finish()
-    }
-}
-
-impl Lane {
-    fn request(&mut self, stream: Option<u32>, pos: i64) {
-        self.generation = self.generation.wrapping_add(1);
-        self.stream = stream;
-        self.req_pos = pos;
-        self.request.pos.store(pos, Ordering::Relaxed);
-        let s = stream.map_or(0, |s| s as u64 + 1);
-        self.request.tag.store((self.generation as u64) << 32 | s, Ordering::Release);
-    }
-
-    /// Drops chunks of an older request (and, with `before`, chunks that end at or before it).
-    /// Returns whether it dropped any chunk of the current request.
-    fn discard(&mut self, before: Option<i64>) -> bool {
-        let mut behind = false;
-        loop {
-            let stale = match self.rx.peek() {
-                Ok(c) => c.generation != self.generation || before.is_some_and(|p| c.start + c.len as i64 <= p),
-                Err(_) => false,
-            };
-            if !stale {
-                return behind;
-            }
-            behind |= self.rx.peek().is_ok_and(|c| c.generation == self.generation);
-            if let Ok(c) = self.rx.read_chunk(1) {
-                c.commit_all();
-            }
-        }
-    }
-
-    fn release(&mut self) {
-        self.owned = false;
-        self.prewarm = None;
-        self.request(None, 0);
-        self.discard(None);
-    }
-
-    fn free(&self) -> bool {
-        !self.owned && self.prewarm.is_none()
-    }
-}
-
-/// The lanes of one track (empty for tracks without streamed clips).
-#[derive(Debug, Default)]
-pub(crate) struct Lanes(pub Vec<Lane>);
-
-/// A streamed clip as Signal sees it.
-#[derive(Debug)]
-pub(crate) struct StreamSlot {
-    pub head: Arc<AudioData>,
-    pub head_start: i64,
-    pub head_end: i64,
-    pub frames: i64,
-    pub stream: u32,
-    /// Frames the reader needs to answer a request (the lead, at the engine's rate).
-    pub lead: i64,
-}
-
-impl StreamSlot {
-    fn in_head(&self, p: i64) -> bool {
-        p >= self.head_start && p < self.head_end
-    }
-
-    /// The first window frame a voice at `p` will need: the end of the head while it plays the
-    /// head, else `p`.
-    pub fn need_from(&self, p: i64) -> i64 {
-        if self.in_head(p) { self.head_end } else { p }
-    }
-}
-
-/// The reader's end of a lane.
-struct ReaderLane {
-    tx: rtrb::Producer<Chunk>,
-    request: Arc<LaneRequest>,
-    tag: u64,
-    stream: Option<usize>,
-    pos: i64,
-    /// Frames read since the request (a failure is reported once).
-    failed: bool,
-}
-
 /// The non-realtime reader: fills every lane from the cache files. Live it runs on its own thread
 /// ([`StreamReader::spawn`]); offline the renderer calls [`StreamReader::service`] before each
 /// block, so renders are deterministic.
@@ -588,94 +458,6 @@ impl std::fmt::Debug for StreamReader {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StreamReader").field("lanes", &self.lanes.len()).field("sources", &self.sources).finish()
     }
-}
-
-/// Everything [`crate::build`] needs to wire streaming in.
-pub(crate) struct StreamWiring {
-    /// Per clip: its Signal slot data, if it streams.
-    pub slots: Vec<Option<StreamSlot>>,
-    /// Per track: its lanes.
-    pub lanes: Vec<Lanes>,
-    pub reader: Option<StreamReader>,
-    pub sources: Vec<Arc<StreamSource>>,
-}
-
-/// Plans the lanes and the reader for a prepared session. Control thread; allocates.
-pub(crate) fn wire(session: &Session, sample_rate: u32) -> Result<StreamWiring, String> {
-    let mut sources: Vec<Arc<StreamSource>> = Vec::new();
-    let mut slots = Vec::with_capacity(session.clips.len());
-    let mut tracks_streaming = vec![false; session.tracks.len()];
-    let lead = (session.streaming.lead_ms.max(0.0) * 1e-3 * sample_rate as f64).ceil() as i64;
-    for c in &session.clips {
-        if c.deferred.is_some() {
-            return Err(format!(
-                "clip '{}': its audio file is not decoded yet (a session loaded under a memory budget goes through \
-                 stream::prepare first)",
-                c.id
-            ));
-        }
-        let (Some(s), ClipContent::Audio(head)) = (&c.stream, &c.content) else {
-            slots.push(None);
-            continue;
-        };
-        if s.source.sample_rate() != sample_rate {
-            return Err(format!(
-                "clip '{}' was prepared for streaming at {} Hz, the engine runs at {sample_rate} Hz",
-                c.id,
-                s.source.sample_rate()
-            ));
-        }
-        let idx = match sources.iter().position(|x| Arc::ptr_eq(x, &s.source)) {
-            Some(i) => i,
-            None => {
-                sources.push(s.source.clone());
-                sources.len() - 1
-            }
-        };
-        tracks_streaming[c.track.index()] = true;
-        slots.push(Some(StreamSlot {
-            head: head.clone(),
-            head_start: s.head_start as i64,
-            head_end: (s.head_start + head.frames() as u64) as i64,
-            frames: s.source.frames() as i64,
-            stream: idx as u32,
-            lead,
-        }));
-    }
-    let capacity = ((LANE_SECONDS * sample_rate as f64) as usize).div_ceil(CHUNK).max(4);
-    let mut reader_lanes = Vec::new();
-    let lanes = tracks_streaming
-        .iter()
-        .map(|&on| {
-            if !on {
-                return Lanes::default();
-            }
-            Lanes(
-                (0..LANES_PER_TRACK)
-                    .map(|_| {
-                        let (tx, rx) = rtrb::RingBuffer::new(capacity);
-                        let request = Arc::new(LaneRequest::default());
-                        reader_lanes.push(ReaderLane {
-                            tx,
-                            request: request.clone(),
-                            tag: 0,
-                            stream: None,
-                            pos: 0,
-                            failed: false,
-                        });
-                        Lane { rx, request, generation: 0, stream: None, req_pos: 0, owned: false, prewarm: None }
-                    })
-                    .collect(),
-            )
-        })
-        .collect();
-    let reader = (!sources.is_empty()).then(|| StreamReader {
-        lanes: reader_lanes,
-        files: sources.iter().map(|_| None).collect(),
-        sources: sources.clone(),
-        bytes: vec![0u8; CHUNK * 8],
-    });
-    Ok(StreamWiring { slots, lanes, reader, sources })
 }
 
 impl StreamReader {
@@ -771,219 +553,15 @@ impl Drop for ReaderThread {
     }
 }
 
-/// Pulse's view of a streamed clip: is it readable, and does a start at a frame need the lane.
-#[derive(Debug, Clone)]
-pub(crate) struct StreamGate {
-    pub source: Arc<StreamSource>,
-    pub head_start: i64,
-    pub head_end: i64,
-}
-
-impl StreamGate {
-    pub(crate) fn of(session: &Session) -> Vec<Option<StreamGate>> {
-        session
-            .clips
-            .iter()
-            .map(|c| match (&c.stream, &c.content) {
-                (Some(s), ClipContent::Audio(head)) => Some(StreamGate {
-                    source: s.source.clone(),
-                    head_start: s.head_start as i64,
-                    head_end: (s.head_start + head.frames() as u64) as i64,
-                }),
-                _ => None,
-            })
-            .collect()
-    }
-}
-
 // --- Signal side (audio thread: no allocation, locks or I/O below). ---
-
-/// Takes a lane for a voice of a streamed clip starting at `pos`, for trigger `id`: the lane
-/// pre-warmed for it, else any free lane (asked for the frames the voice needs next).
-pub(crate) fn take_lane(lanes: &mut Lanes, slot: &StreamSlot, id: TriggerId, pos: i64) -> u8 {
-    let need = slot.need_from(pos);
-    if let Some(i) = lanes
-        .0
-        .iter()
-        .position(|l| l.prewarm == Some(id) && l.stream == Some(slot.stream) && l.req_pos <= need && !l.owned)
-    {
-        let l = &mut lanes.0[i];
-        l.prewarm = None;
-        l.owned = true;
-        return i as u8;
-    }
-    match lanes.0.iter().position(Lane::free) {
-        Some(i) => {
-            let l = &mut lanes.0[i];
-            l.owned = true;
-            l.request(Some(slot.stream), need);
-            l.discard(None);
-            i as u8
-        }
-        None => NO_LANE,
-    }
-}
-
-/// Frees a voice's lane.
-pub(crate) fn release_lane(lanes: &mut Lanes, lane: u8) {
-    if let Some(l) = lanes.0.get_mut(lane as usize) {
-        l.release();
-    }
-}
-
-/// Asks the voice's lane for the frames a voice now at `pos` needs (after a loop wrap or a jump).
-pub(crate) fn seek_lane(lanes: &mut Lanes, lane: u8, slot: &StreamSlot, pos: i64) {
-    if let Some(l) = lanes.0.get_mut(lane as usize) {
-        l.request(Some(slot.stream), slot.need_from(pos));
-        l.discard(None);
-    }
-}
-
-/// Pre-warms a lane for a pending start of a streamed clip that will begin at frame `pos` (an
-/// estimate: the tempo may still change), unless `pos` is comfortably inside the head.
-pub(crate) fn prewarm(lanes: &mut Lanes, slot: &StreamSlot, id: TriggerId, pos: i64) {
-    if lanes.0.iter().any(|l| l.prewarm == Some(id)) {
-        return;
-    }
-    if slot.in_head(pos) && slot.head_end - pos > slot.lead {
-        return;
-    }
-    let from = if slot.in_head(pos) { slot.head_end } else { (pos - slot.lead).max(0) };
-    if let Some(l) = lanes.0.iter_mut().find(|l| l.free()) {
-        l.prewarm = Some(id);
-        l.request(Some(slot.stream), from);
-        l.discard(None);
-    }
-}
-
-/// Frees lanes pre-warmed for triggers that are no longer pending, and drops stale chunks.
-pub(crate) fn tidy(lanes: &mut Lanes, pending: impl Fn(TriggerId) -> bool) {
-    for l in &mut lanes.0 {
-        if let Some(id) = l.prewarm
-            && !pending(id)
-        {
-            l.release();
-        }
-        l.discard(None);
-    }
-}
-
-/// Fills `l[..n]`, `r[..n]` with frames `[pos, pos + n)` of a streamed clip: from the head, else
-/// from the voice's lane. Frames outside the clip are zero; frames neither holds are zero and
-/// counted in `underruns`. If the lane was asked for later frames than `pos`, it is asked again.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn fetch(
-    slot: &StreamSlot,
-    lanes: &mut Lanes,
-    lane: u8,
-    pos: i64,
-    n: usize,
-    l: &mut [f32],
-    r: &mut [f32],
-    underruns: &AtomicU64,
-) {
-    let mut lane = lanes.0.get_mut(lane as usize);
-    let mut missing = 0u64;
-    let mut k = 0usize;
-    while k < n {
-        let p = pos + k as i64;
-        if p < 0 || p >= slot.frames {
-            l[k] = 0.0;
-            r[k] = 0.0;
-            k += 1;
-            continue;
-        }
-        if slot.in_head(p) {
-            let m = ((slot.head_end - p) as usize).min(n - k);
-            let h = (p - slot.head_start) as usize;
-            l[k..k + m].copy_from_slice(&slot.head.left[h..h + m]);
-            r[k..k + m].copy_from_slice(&slot.head.right[h..h + m]);
-            k += m;
-            continue;
-        }
-        if let Some(ln) = lane.as_deref_mut() {
-            if p < ln.req_pos || ln.stream != Some(slot.stream) {
-                ln.request(Some(slot.stream), p);
-            }
-            let behind = ln.discard(Some(p));
-            let front = ln.rx.peek().map(|c| c.start).ok();
-            if front.is_some_and(|s| s > p) || (behind && front.is_none()) {
-                // The lane has moved past `p` (the voice went back without a seek), or the reader
-                // fell behind the voice: ask again from `p`.
-                ln.request(Some(slot.stream), p);
-                ln.discard(None);
-            }
-            if let Ok(c) = ln.rx.peek()
-                && c.start <= p
-            {
-                let off = (p - c.start) as usize;
-                let m = (c.len as usize - off).min(n - k);
-                for j in 0..m {
-                    l[k + j] = c.data[2 * (off + j)];
-                    r[k + j] = c.data[2 * (off + j) + 1];
-                }
-                k += m;
-                continue;
-            }
-        }
-        l[k] = 0.0;
-        r[k] = 0.0;
-        missing += 1;
-        k += 1;
-    }
-    if missing > 0 {
-        underruns.fetch_add(missing, Ordering::Relaxed);
-    }
-}
-
-/// A streamed clip as the source of a voice's frames: each segment is fetched (head, else lane)
-/// into the scratch buffers.
-struct Streamed<'a> {
-    slot: &'a StreamSlot,
-    lanes: &'a mut Lanes,
-    lane: u8,
-    scratch: &'a mut [Vec<f32>; 2],
-    underruns: &'a AtomicU64,
-}
-
-impl VoiceFrames for Streamed<'_> {
-    fn frames(&self) -> i64 {
-        self.slot.frames
-    }
-
-    fn segment(&mut self, pos: i64, n: usize) -> (&[f32], &[f32], i64) {
-        let [sl, sr] = &mut *self.scratch;
-        fetch(self.slot, self.lanes, self.lane, pos, n, &mut sl[..n], &mut sr[..n], self.underruns);
-        (&sl[..n], &sr[..n], pos)
-    }
-
-    fn rewind(&mut self, pos: i64) {
-        seek_lane(self.lanes, self.lane, self.slot, pos);
-    }
-}
-
-/// Renders one voice of a streamed clip into the track buffers for frames `[from, to)`, through
-/// the same routine as a resident clip's voice ([`crate::voice::render`]), so a streamed clip
-/// whose frames arrive in time sounds bit-identical to the resident one.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn render_voice(
-    v: &mut AudioVoice,
-    slot: &StreamSlot,
-    lanes: &mut Lanes,
-    clock: &BlockClock,
-    span: (usize, usize),
-    out: (&mut [f32], &mut [f32]),
-    scratch: &mut [Vec<f32>; 2],
-    underruns: &AtomicU64,
-) -> Option<VoiceEnd> {
-    let mut src = Streamed { slot, lanes, lane: v.lane, scratch, underruns };
-    crate::voice::render(v, &mut src, clock, span, out)
-}
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::model::{Clip, Track, TrackKind};
+    use crate::queue::TriggerId;
+    use crate::signal::streamed::{fetch, take_lane};
+    use crate::signal::voice::NO_LANE;
     use crate::time::{Beats, Bpm};
 
     fn ramp_session(frames: usize, rate: u32) -> Session {
@@ -1138,4 +716,109 @@ mod tests {
         drop(p);
         assert!(!path.exists());
     }
+}
+
+/// Pulse's view of a streamed clip: is it readable, and does a start at a frame need the lane.
+#[derive(Debug, Clone)]
+pub(crate) struct StreamGate {
+    pub source: Arc<StreamSource>,
+    pub head_start: i64,
+    pub head_end: i64,
+}
+
+impl StreamGate {
+    pub(crate) fn of(session: &Session) -> Vec<Option<StreamGate>> {
+        session
+            .clips
+            .iter()
+            .map(|c| match (&c.stream, &c.content) {
+                (Some(s), ClipContent::Audio(head)) => Some(StreamGate {
+                    source: s.source.clone(),
+                    head_start: s.head_start as i64,
+                    head_end: (s.head_start + head.frames() as u64) as i64,
+                }),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
+/// Everything [`crate::build`] needs to wire streaming in.
+pub(crate) struct StreamWiring {
+    /// Per clip: its Signal slot data, if it streams.
+    pub slots: Vec<Option<StreamSlot>>,
+    /// Per track: its lanes.
+    pub lanes: Vec<Lanes>,
+    pub reader: Option<StreamReader>,
+    pub sources: Vec<Arc<StreamSource>>,
+}
+
+/// Plans the lanes and the reader for a prepared session. Control thread; allocates.
+pub(crate) fn wire(session: &Session, sample_rate: u32) -> Result<StreamWiring, String> {
+    let mut sources: Vec<Arc<StreamSource>> = Vec::new();
+    let mut slots = Vec::with_capacity(session.clips.len());
+    let mut tracks_streaming = vec![false; session.tracks.len()];
+    let lead = (session.streaming.lead_ms.max(0.0) * 1e-3 * sample_rate as f64).ceil() as i64;
+    for c in &session.clips {
+        if c.deferred.is_some() {
+            return Err(format!(
+                "clip '{}': its audio file is not decoded yet (a session loaded under a memory budget goes through \
+                 stream::prepare first)",
+                c.id
+            ));
+        }
+        let (Some(s), ClipContent::Audio(head)) = (&c.stream, &c.content) else {
+            slots.push(None);
+            continue;
+        };
+        if s.source.sample_rate() != sample_rate {
+            return Err(format!(
+                "clip '{}' was prepared for streaming at {} Hz, the engine runs at {sample_rate} Hz",
+                c.id,
+                s.source.sample_rate()
+            ));
+        }
+        let idx = match sources.iter().position(|x| Arc::ptr_eq(x, &s.source)) {
+            Some(i) => i,
+            None => {
+                sources.push(s.source.clone());
+                sources.len() - 1
+            }
+        };
+        tracks_streaming[c.track.index()] = true;
+        slots.push(Some(StreamSlot {
+            head: head.clone(),
+            head_start: s.head_start as i64,
+            head_end: (s.head_start + head.frames() as u64) as i64,
+            frames: s.source.frames() as i64,
+            stream: idx as u32,
+            lead,
+        }));
+    }
+    let capacity = lanes::capacity(sample_rate);
+    let mut reader_lanes = Vec::new();
+    let lanes = tracks_streaming
+        .iter()
+        .map(|&on| {
+            if !on {
+                return Lanes::default();
+            }
+            Lanes(
+                (0..LANES_PER_TRACK)
+                    .map(|_| {
+                        let (lane, feed) = lanes::pair(capacity);
+                        reader_lanes.push(feed);
+                        lane
+                    })
+                    .collect(),
+            )
+        })
+        .collect();
+    let reader = (!sources.is_empty()).then(|| StreamReader {
+        lanes: reader_lanes,
+        files: sources.iter().map(|_| None).collect(),
+        sources: sources.clone(),
+        bytes: vec![0u8; CHUNK * 8],
+    });
+    Ok(StreamWiring { slots, lanes, reader, sources })
 }

@@ -5,11 +5,80 @@
 //! the only difference between a resident clip (its decoded data) and a streamed one (its head
 //! and lane, copied into a scratch buffer per segment), so that is all a [`VoiceFrames`] source
 //! provides. A streamed clip whose frames arrive in time therefore sounds bit-identical to the
-//! resident one. Realtime: nothing here allocates, locks or blocks.
+//! resident one. Also the voice itself ([`AudioVoice`]) and its equal-power fades ([`Ramp`]).
+//!
+//! Audio thread. Realtime: nothing here allocates, locks or blocks.
 
-use crate::model::AudioData;
-use crate::signal::{AudioVoice, VoiceEnd};
+use crate::model::{AudioData, ClipId};
 use crate::time::{Beats, BlockClock};
+
+/// An equal-power gain ramp.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Ramp {
+    pub(crate) pos: u32,
+    pub(crate) len: u32,
+    pub(crate) fade_in: bool,
+}
+
+impl Ramp {
+    /// Gain at the current position; then advances.
+    #[inline]
+    pub(crate) fn next(&mut self) -> f32 {
+        let g = self.level();
+        if self.pos < self.len {
+            self.pos += 1;
+        }
+        g
+    }
+
+    #[inline]
+    pub(crate) fn done(&self) -> bool {
+        self.pos >= self.len
+    }
+
+    /// The gain the ramp is at now (without advancing).
+    #[inline]
+    pub(crate) fn level(&self) -> f32 {
+        if self.pos >= self.len {
+            // Exactly silent (or exactly unity) at the end: cos(pi/2) is not 0 in f32.
+            return if self.fade_in { 1.0 } else { 0.0 };
+        }
+        let t = self.pos as f32 / self.len as f32;
+        let angle = t * std::f32::consts::FRAC_PI_2;
+        if self.fade_in { angle.sin() } else { angle.cos() }
+    }
+}
+
+/// One playing instance of an audio clip.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct AudioVoice {
+    pub(crate) clip: ClipId,
+    /// Position in the content, in samples.
+    pub(crate) pos: i64,
+    /// Content sample where the loop (and playback) starts.
+    pub(crate) offset: i64,
+    pub(crate) anchor: Beats,
+    /// Loop iteration (0 = first pass).
+    pub(crate) iteration: i64,
+    pub(crate) length: Beats,
+    pub(crate) looping: bool,
+    pub(crate) gain: f32,
+    pub(crate) fade_in: Option<Ramp>,
+    pub(crate) fade_out: Option<Ramp>,
+    /// The track lane a streamed clip reads from (`NO_LANE`, `u8::MAX`, otherwise).
+    pub(crate) lane: u8,
+}
+
+pub(crate) enum VoiceEnd {
+    Playing,
+    /// A one-shot reached its end at this frame.
+    Ended(usize),
+    /// A fade-out finished.
+    Faded,
+}
+
+/// A voice with no lane.
+pub(crate) const NO_LANE: u8 = u8::MAX;
 
 /// Where a voice's sample frames come from.
 pub(crate) trait VoiceFrames {

@@ -4,6 +4,10 @@
 //!
 //! Pulse and Signal both import this module and never each other. Every type here is `Copy`,
 //! holds no heap data and is safe to move through an `rtrb` ring on the audio thread.
+//!
+//! [`lanes`] are the queues between the disk reader and Signal for clips streamed from disk.
+
+pub mod lanes;
 
 use crate::model::{ClipId, MidiMsg, TrackId};
 use crate::time::{Beats, SampleTime};
