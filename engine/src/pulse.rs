@@ -15,8 +15,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::model::{
-    ClipId, EmptySlot, FollowAction, FollowActions, FollowTarget, LaunchMode, Placement, PlaylistStep, SceneId,
-    Session, TempoChange, TrackId, db_to_gain,
+    ClipContent, ClipId, EmptySlot, FollowAction, FollowActions, FollowTarget, LaunchMode, Placement, PlaylistStep,
+    SceneId, Session, StreamSource, TempoChange, TrackId, db_to_gain,
 };
 use crate::queue::{Command, MixSettings, Op, Report, Scheduled, TriggerId};
 use crate::time::{Beats, Quantise, SampleTime, next_grid_point};
@@ -327,7 +327,7 @@ pub enum PulseEvent {
     /// clock owner (the renderer, the node's Link session) applies it at that beat.
     TempoChange(TempoChange),
     /// A start of a streamed clip was refused ahead of its beat because its audio could not be
-    /// ready in time (see [`crate::stream`]). Nothing changed on the track.
+    /// ready in time (see [`crate::model::StreamSettings`]). Nothing changed on the track.
     Refused {
         /// The id the trigger would have had.
         id: TriggerId,
@@ -559,9 +559,9 @@ pub struct Pulse {
     /// Tempo changes the clock owner has not taken yet.
     tempo_changes: Vec<TempoChange>,
     /// Disk streaming: the live reader thread (kept running while Pulse lives).
-    stream_reader: Option<crate::stream::ReaderThread>,
+    stream_reader: Option<Box<dyn Send>>,
     /// Per clip: how it streams, if it does.
-    stream_gates: Vec<Option<crate::stream::StreamGate>>,
+    stream_gates: Vec<Option<StreamGate>>,
     /// The beat of the last press or tick.
     now: Beats,
     /// The tempo last set (the session's, then scene and arrangement changes).
@@ -577,7 +577,7 @@ impl Pulse {
     ) -> Pulse {
         let tracks = session.tracks.len();
         let lanes = (0..tracks).map(|t| lane_events(&session, TrackId(t as u32))).collect();
-        let stream_gates = crate::stream::StreamGate::of(&session);
+        let stream_gates = StreamGate::of(&session);
         let tempo = session.tempo.0;
         Pulse {
             plans: (0..tracks).map(|_| TrackPlan::default()).collect(),
@@ -653,7 +653,7 @@ impl Pulse {
     }
 
     /// Keeps the live stream reader thread running as long as this Pulse.
-    pub(crate) fn keep_reader(&mut self, reader: crate::stream::ReaderThread) {
+    pub(crate) fn keep_reader(&mut self, reader: Box<dyn Send>) {
         self.stream_reader = Some(reader);
     }
 
@@ -1483,6 +1483,31 @@ impl Pulse {
             }
         }
         Ok(())
+    }
+}
+
+/// Pulse's view of a streamed clip: is it readable, and does a start at a frame need the lane.
+#[derive(Debug, Clone)]
+pub(crate) struct StreamGate {
+    pub source: Arc<StreamSource>,
+    pub head_start: i64,
+    pub head_end: i64,
+}
+
+impl StreamGate {
+    pub(crate) fn of(session: &Session) -> Vec<Option<StreamGate>> {
+        session
+            .clips
+            .iter()
+            .map(|c| match (&c.stream, &c.content) {
+                (Some(s), ClipContent::Audio(head)) => Some(StreamGate {
+                    source: s.source.clone(),
+                    head_start: s.head_start as i64,
+                    head_end: (s.head_start + head.frames() as u64) as i64,
+                }),
+                _ => None,
+            })
+            .collect()
     }
 }
 

@@ -2,7 +2,7 @@
 //!
 //! Beat 0 is sample 0. Scripted presses are made at their beats, and Pulse is ticked up to each
 //! press before it is made, so the schedule (and therefore the output) is bit-identical whatever
-//! block sizes the render is cut into. Clips streamed from disk ([`crate::stream`]) are read
+//! block sizes the render is cut into. Clips streamed from disk ([`crate::media::stream`]) are read
 //! synchronously before each block by the same reader the live node runs on a thread, so a render
 //! does not depend on disk timing and equals the fully resident render.
 
@@ -53,7 +53,7 @@ pub struct Renderer {
     /// What routed tracks sent so far, in sample order.
     midi_out: Vec<MidiOutEvent>,
     /// The disk reader of streamed clips, run synchronously before each block.
-    reader: Option<crate::stream::StreamReader>,
+    reader: Option<crate::media::reader::StreamReader>,
 }
 
 impl Renderer {

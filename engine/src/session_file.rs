@@ -57,12 +57,14 @@ use std::sync::Arc;
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::media::smf::decode_smf;
+use crate::media::wav::{decode_wav, read_wav_file};
 use crate::model::DeferredAudio;
 use crate::model::InstrumentSpec;
 use crate::model::{
     Arrangement, AudioData, Clip, ClipContent, ClipId, EmptySlot, FollowAction, FollowActions, FollowConstraints,
-    FollowTarget, LaunchMode, MidiData, MidiEvent, MidiMsg, MidiOutRoute, Placement, Playlist, PlaylistStep, Scene,
-    SceneId, Session, TempoChange, Track, TrackId, TrackKind, clip_kind,
+    FollowTarget, LaunchMode, MidiData, MidiOutRoute, Placement, Playlist, PlaylistStep, Scene, SceneId, Session,
+    TempoChange, Track, TrackId, TrackKind, clip_kind,
 };
 use crate::time::{Beats, Bpm, Quantise};
 
@@ -696,107 +698,6 @@ fn base_dir(file: &Path) -> PathBuf {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     }
-}
-
-/// Lowest sample rate a WAV file may have.
-pub const MIN_SAMPLE_RATE: u32 = 1_000;
-/// Highest sample rate a WAV file may have.
-pub const MAX_SAMPLE_RATE: u32 = 768_000;
-
-/// Decodes a WAV file held in memory: 8/16/24/32-bit integer or 32-bit float PCM, any channel
-/// count (mono is duplicated to both channels; of more than two channels the first two are
-/// kept). Audio stays at the file's sample rate. Non-finite float samples become silence.
-///
-/// The error says what is wrong, in words for the user.
-pub fn decode_wav(bytes: &[u8]) -> Result<AudioData, String> {
-    crate::audio_file::decode_wav_stream(std::io::Cursor::new(bytes), bytes.len())
-}
-
-/// Reads and decodes a WAV file from disk, streaming it (the file is never held in memory whole).
-/// Same formats and errors as [`decode_wav`].
-pub fn read_wav(path: &Path) -> Result<AudioData, String> {
-    crate::audio_file::read_wav_file(path)
-}
-
-/// Decodes a Standard MIDI File held in memory into clip events.
-///
-/// Ticks become beats through the file's ticks per quarter note (files with SMPTE timecode
-/// timing are refused). `track` picks one track (0-based, as stored in the file; in format-1
-/// files track 0 usually holds only the tempo map); `None` merges all tracks. Note-ons with
-/// velocity 0 become note-offs; control changes are kept, everything else (tempo, program
-/// changes, SysEx, ...) is dropped: the session's tempo rules. The result is sorted.
-pub fn decode_smf(bytes: &[u8], track: Option<usize>) -> Result<MidiData, String> {
-    use midly::{MidiMessage, Timing, TrackEventKind};
-    let smf = midly::Smf::parse(bytes).map_err(|e| format!("not a valid Standard MIDI File ({e})"))?;
-    let ticks_per_beat = match smf.header.timing {
-        Timing::Metrical(t) => t.as_int(),
-        Timing::Timecode(fps, sub) => {
-            return Err(format!(
-                "it uses SMPTE timecode timing ({} fps, {sub} ticks per frame), which has no beats; \
-                 export it with beat-based (PPQ) timing",
-                fps.as_int()
-            ));
-        }
-    };
-    if ticks_per_beat == 0 {
-        return Err("its header says 0 ticks per quarter note".into());
-    }
-    let n = smf.tracks.len();
-    let chosen: Vec<usize> = match track {
-        Some(i) if i < n => vec![i],
-        Some(i) => {
-            return Err(match n {
-                0 => format!("midi_track = {i}, but the file has no tracks"),
-                1 => format!("midi_track = {i}, but the file has one track (midi_track = 0)"),
-                _ => format!("midi_track = {i}, but the file has {n} tracks (0..={})", n - 1),
-            });
-        }
-        None if smf.header.format == midly::Format::Sequential && n > 1 => {
-            return Err(format!(
-                "it is a format-2 file with {n} independent sequences; pick one with midi_track = 0..={}",
-                n - 1
-            ));
-        }
-        None => (0..n).collect(),
-    };
-    let mut events = Vec::new();
-    for i in chosen {
-        let mut tick: u64 = 0;
-        for ev in &smf.tracks[i] {
-            tick += u64::from(ev.delta.as_int());
-            let TrackEventKind::Midi { channel, message } = ev.kind else { continue };
-            let channel = channel.as_int();
-            let msg = match message {
-                MidiMessage::NoteOn { key, vel } if vel.as_int() > 0 => {
-                    MidiMsg::NoteOn { channel, key: key.as_int(), velocity: vel.as_int() }
-                }
-                MidiMessage::NoteOn { key, .. } | MidiMessage::NoteOff { key, .. } => {
-                    MidiMsg::NoteOff { channel, key: key.as_int() }
-                }
-                MidiMessage::Controller { controller, value } => {
-                    MidiMsg::Cc { channel, controller: controller.as_int(), value: value.as_int() }
-                }
-                _ => continue,
-            };
-            events.push(MidiEvent { beat: Beats(tick as f64 / f64::from(ticks_per_beat)), msg });
-        }
-    }
-    let mut data = MidiData { events };
-    data.sort();
-    Ok(data)
-}
-
-/// Resamples audio to `to_rate` with a band-limited resampler (rubato's FFT resampler, whose
-/// anti-aliasing filter is flat to near the lower Nyquist frequency), feeding it the clip in fixed
-/// chunks ([`crate::audio_file::Converter`], the routine a streamed file is converted with, so
-/// both give the same samples). Not realtime-safe: it allocates.
-///
-/// The resampler's delay is removed exactly, so the output starts aligned with the input (an
-/// event at input time `t` is at output time `t` too), and the output has
-/// `round(frames * to_rate / from_rate)` frames. Equal rates return a clone. Rates outside
-/// [`MIN_SAMPLE_RATE`]`..=`[`MAX_SAMPLE_RATE`] fall back to linear interpolation.
-pub fn resample(data: &AudioData, to_rate: u32) -> AudioData {
-    crate::audio_file::resample(data, to_rate)
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -2048,7 +1949,7 @@ impl Ctx<'_> {
                         loop {
                             let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                             let Some(p) = paths.get(i) else { break };
-                            if let Ok(a) = read_wav(p) {
+                            if let Ok(a) = read_wav_file(p) {
                                 out.push((p.clone(), Arc::new(a)));
                             }
                         }
@@ -2089,7 +1990,7 @@ impl Ctx<'_> {
             )
         })?;
         let size = file.metadata().map(|m| m.len() as usize).unwrap_or(usize::MAX);
-        let header = crate::audio_file::WavFrames::new(std::io::BufReader::new(file), size)
+        let header = crate::media::wav::WavFrames::new(std::io::BufReader::new(file), size)
             .map_err(|problem| {
                 self.err(
                     &path.span(),
@@ -2208,7 +2109,9 @@ pub(crate) fn known_list<'a>(ids: impl Iterator<Item = &'a str>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::media::resample::resample;
     use crate::model::{EmptySlot, LaunchMode};
+    use crate::model::{MidiEvent, MidiMsg};
     use proptest::prelude::*;
 
     const FILE: &str = "sets/bad.toml";

@@ -9,12 +9,12 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use loophole_engine::media::stream::{self, StreamError};
 use loophole_engine::model::{ClipContent, ClipId, Session};
 use loophole_engine::pulse::{Action, PulseEvent};
 use loophole_engine::render::{RenderConfig, Renderer};
 use loophole_engine::script::{Script, ScriptAction};
 use loophole_engine::session_file::{LoadOptions, load_session, load_session_with};
-use loophole_engine::stream::{self, StreamError};
 use loophole_engine::time::Beats;
 
 /// Counts live heap bytes and their high-water mark.
@@ -192,7 +192,7 @@ fn loading_long_files_under_a_budget_peaks_near_the_budget_not_at_the_set_size()
         assert_eq!(audio_of(&budgeted, clip), audio_of(&whole, clip), "clip {clip}: heads differ");
     }
     // The whole-file path leaves the resident pad at the file's rate for the engine to resample.
-    let resampled = loophole_engine::session_file::resample(&audio_of(&whole, 3), rate);
+    let resampled = loophole_engine::media::resample::resample(&audio_of(&whole, 3), rate);
     assert_eq!(*pad, resampled, "the pad decoded at load time and resampled by the engine");
     drop((budgeted, whole));
     let _ = std::fs::remove_dir_all(&dir);

@@ -201,7 +201,7 @@ fn signal_with_streamed_clips_never_allocates_or_frees() {
     s.crossfade_ms = 5.0;
     s.streaming.memory_budget_mb = Some(0.0);
     s.streaming.head_seconds = 0.5;
-    let (s, notes) = loophole_engine::stream::prepare(&s, 48_000).unwrap();
+    let (s, notes) = loophole_engine::media::stream::prepare(&s, 48_000).unwrap();
     assert_eq!(notes.len(), 2);
     let (mut pulse, mut signal, reader) = loophole_engine::build_with_reader(
         Arc::new(s),

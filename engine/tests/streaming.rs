@@ -7,10 +7,10 @@ mod common;
 use std::sync::Arc;
 
 use common::*;
+use loophole_engine::media::stream;
 use loophole_engine::model::*;
 use loophole_engine::pulse::{Action, PulseEvent, Refusal};
 use loophole_engine::render::{RenderConfig, Renderer};
-use loophole_engine::stream;
 use loophole_engine::time::{Beats, Quantise};
 
 /// Deterministic noise: any misplaced frame shows.

@@ -1,5 +1,5 @@
 //! The node's side of disk streaming: applies the memory budget once the sample rate is known
-//! ([`loophole_engine::stream::prepare`]) and says which clips stream.
+//! ([`loophole_engine::media::stream::prepare`]) and says which clips stream.
 
 use std::sync::Arc;
 
@@ -17,11 +17,14 @@ pub fn prepare(perf: &mut Performance, sample_rate: u32) -> anyhow::Result<()> {
     if perf.session.streaming.memory_budget_mb.is_none() {
         return Ok(());
     }
-    let (session, notes) = loophole_engine::stream::prepare(&perf.session, sample_rate).map_err(|e| match e {
-        loophole_engine::stream::StreamError::Settings(why) => anyhow::Error::new(BadInput(why)),
-        e @ loophole_engine::stream::StreamError::Audio { .. } => anyhow::Error::new(BadInput(e.to_string())),
-        other => anyhow::Error::new(other),
-    })?;
+    let (session, notes) =
+        loophole_engine::media::stream::prepare(&perf.session, sample_rate).map_err(|e| match e {
+            loophole_engine::media::stream::StreamError::Settings(why) => anyhow::Error::new(BadInput(why)),
+            e @ loophole_engine::media::stream::StreamError::Audio { .. } => {
+                anyhow::Error::new(BadInput(e.to_string()))
+            }
+            other => anyhow::Error::new(other),
+        })?;
     for n in &notes {
         warn_line(format_args!(
             "loophole: streaming from disk: clip{} '{}' ({:.1} MiB decoded)",

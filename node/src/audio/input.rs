@@ -691,9 +691,9 @@ impl InputStream {
             InputSpec::Device(name) => return Err(NoDevice(format!("'{name}' is a device, not a null input source"))),
             InputSpec::Silence => NullSource::Silence,
             InputSpec::File(path) => {
-                let data = loophole_engine::session_file::read_wav(path)
+                let data = loophole_engine::media::wav::read_wav_file(path)
                     .map_err(|e| NoDevice(format!("cannot play {} into the null input ({e})", path.display())))?;
-                let data = loophole_engine::session_file::resample(&data, sample_rate);
+                let data = loophole_engine::media::resample::resample(&data, sample_rate);
                 NullSource::File { left: data.left, right: data.right, pos: 0 }
             }
             InputSpec::Loopback { .. } => {

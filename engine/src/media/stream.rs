@@ -24,16 +24,15 @@
 //! reader could not read ([`crate::pulse::PulseEvent::Refused`]).
 
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::audio_file::{Converter, ResampleFailed, Sink, WavFrames, open_deferred};
+use super::resample::{Converter, ResampleFailed, Sink};
+use super::wav::{WavFrames, advise_huge_pages, open_deferred};
 use crate::model::audio::MIN_HEAD_SECONDS;
 use crate::model::{AudioData, ClipContent, DeferredAudio, Session, StreamSource, StreamedClip};
-use crate::queue::lanes::{self, CHUNK, Chunk, Lanes, ReaderLane};
-use crate::signal::{LANES_PER_TRACK, StreamSlot};
 
 /// Why [`prepare`] failed.
 #[derive(Debug, thiserror::Error)]
@@ -101,7 +100,7 @@ struct FileUse {
 /// heads. So the peak memory of loading a session under a budget and preparing it is about the
 /// budget, plus the heads, plus a working set of about 2 MiB, whatever the files' lengths. The
 /// samples are the same, bit for bit, as those of the whole-file path
-/// ([`crate::session_file::resample`] through the same [`Converter`]).
+/// ([`super::resample::resample`] through the same [`Converter`]).
 ///
 /// Thread: control. Slow (decodes, resamples and writes the cache files); not realtime-safe.
 pub fn prepare(session: &Session, sample_rate: u32) -> Result<(Session, Vec<StreamedNote>), StreamError> {
@@ -251,14 +250,14 @@ impl<'a> FileInput<'a> {
 }
 
 /// Decodes a probed file that stays resident, converted to `sample_rate` on the way (the same
-/// samples as decoding it whole and resampling it with [`crate::session_file::resample`]).
+/// samples as decoding it whole and resampling it with [`super::resample::resample`]).
 fn decode_resident(d: &DeferredAudio, sample_rate: u32) -> Result<AudioData, StreamError> {
     let wav = open_deferred(d).map_err(|problem| StreamError::Audio { origin: d.origin.clone(), problem })?;
     let converter = Converter::new(d.header.sample_rate, sample_rate, d.header.frames);
     let n = converter.out_frames() as usize;
     let (mut left, mut right) = (Vec::with_capacity(n), Vec::with_capacity(n));
-    crate::audio_file::advise_huge_pages(&mut left);
-    crate::audio_file::advise_huge_pages(&mut right);
+    advise_huge_pages(&mut left);
+    advise_huge_pages(&mut right);
     let mut sink = |a: &[f32], b: &[f32]| -> Result<(), StreamError> {
         left.extend_from_slice(a);
         right.extend_from_slice(b);
@@ -444,121 +443,14 @@ fn process_alive(_pid: u32) -> bool {
     true
 }
 
-/// The non-realtime reader: fills every lane from the cache files. Live it runs on its own thread
-/// ([`StreamReader::spawn`]); offline the renderer calls [`StreamReader::service`] before each
-/// block, so renders are deterministic.
-pub struct StreamReader {
-    lanes: Vec<ReaderLane>,
-    sources: Vec<Arc<StreamSource>>,
-    files: Vec<Option<File>>,
-    bytes: Vec<u8>,
-}
-
-impl std::fmt::Debug for StreamReader {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StreamReader").field("lanes", &self.lanes.len()).field("sources", &self.sources).finish()
-    }
-}
-
-impl StreamReader {
-    /// Answers new requests and fills every lane as far as it has room. Returns whether it read
-    /// anything. Control or reader thread; does file I/O.
-    pub fn service(&mut self) -> bool {
-        let mut worked = false;
-        for li in 0..self.lanes.len() {
-            loop {
-                let lane = &mut self.lanes[li];
-                let tag = lane.request.tag.load(Ordering::Acquire);
-                if tag != lane.tag {
-                    lane.tag = tag;
-                    lane.pos = lane.request.pos.load(Ordering::Relaxed).max(0);
-                    lane.stream = match tag & 0xffff_ffff {
-                        0 => None,
-                        s => Some(s as usize - 1),
-                    };
-                    lane.failed = false;
-                }
-                let Some(s) = lane.stream else { break };
-                if lane.failed || lane.tx.slots() == 0 {
-                    break;
-                }
-                let source = &self.sources[s];
-                let frames = source.frames() as i64;
-                if lane.pos >= frames {
-                    break;
-                }
-                let n = (frames - lane.pos).min(CHUNK as i64) as usize;
-                let pos = lane.pos;
-                match read_frames(&mut self.files[s], source, pos, &mut self.bytes[..n * 8]) {
-                    Ok(()) => {
-                        let mut chunk =
-                            Chunk { generation: (tag >> 32) as u32, start: pos, len: n as u32, data: [0.0; CHUNK * 2] };
-                        for (d, b) in chunk.data.iter_mut().zip(self.bytes[..n * 8].chunks_exact(4)) {
-                            *d = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-                        }
-                        let lane = &mut self.lanes[li];
-                        let _ = lane.tx.push(chunk);
-                        lane.pos += n as i64;
-                        worked = true;
-                    }
-                    Err(e) => {
-                        source.fail(e.to_string());
-                        self.files[s] = None;
-                        self.lanes[li].failed = true;
-                    }
-                }
-            }
-        }
-        worked
-    }
-
-    /// Runs [`StreamReader::service`] on a thread of its own until the returned guard is dropped.
-    pub fn spawn(mut self) -> std::io::Result<ReaderThread> {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let handle = std::thread::Builder::new().name("loophole-stream".into()).spawn(move || {
-            while !flag.load(Ordering::Acquire) {
-                if !self.service() {
-                    std::thread::sleep(std::time::Duration::from_millis(1));
-                }
-            }
-        })?;
-        Ok(ReaderThread { stop, handle: Some(handle) })
-    }
-}
-
-/// Reads frames `[pos, pos + out.len() / 8)` of a cache file.
-fn read_frames(file: &mut Option<File>, source: &StreamSource, pos: i64, out: &mut [u8]) -> std::io::Result<()> {
-    if file.is_none() {
-        *file = Some(File::open(source.path())?);
-    }
-    let Some(f) = file.as_mut() else { return Ok(()) };
-    f.seek(SeekFrom::Start(pos as u64 * 8))?;
-    f.read_exact(out)
-}
-
-/// The live reader thread; dropping it stops and joins the thread.
-#[derive(Debug)]
-pub struct ReaderThread {
-    stop: Arc<AtomicBool>,
-    handle: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Drop for ReaderThread {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Release);
-        if let Some(h) = self.handle.take() {
-            let _ = h.join();
-        }
-    }
-}
-
 // --- Signal side (audio thread: no allocation, locks or I/O below). ---
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::build::wire;
     use crate::model::{Clip, Track, TrackKind};
+    use crate::pulse::StreamGate;
     use crate::queue::TriggerId;
     use crate::signal::streamed::{fetch, take_lane};
     use crate::signal::voice::NO_LANE;
@@ -584,7 +476,7 @@ mod tests {
         let mut w = wire(&s, rate).unwrap();
         let slot = w.slots[0].take().unwrap();
         let mut lanes = std::mem::take(&mut w.lanes[0]);
-        let mut reader = w.reader.take().unwrap();
+        let mut reader = crate::media::reader::StreamReader::new(std::mem::take(&mut w.feeds), w.sources.clone());
         let underruns = AtomicU64::new(0);
         let lane = take_lane(&mut lanes, &slot, TriggerId(1), 0);
         assert_ne!(lane, NO_LANE);
@@ -627,7 +519,7 @@ mod tests {
         let mut w = wire(&s, rate).unwrap();
         let slot = w.slots[0].take().unwrap();
         let mut lanes = std::mem::take(&mut w.lanes[0]);
-        let mut reader = w.reader.take().unwrap();
+        let mut reader = crate::media::reader::StreamReader::new(std::mem::take(&mut w.feeds), w.sources.clone());
         let lane = take_lane(&mut lanes, &slot, TriggerId(1), 0);
         reader.service();
         let e = gate.source.error().expect("the reader reports the failure");
@@ -716,109 +608,4 @@ mod tests {
         drop(p);
         assert!(!path.exists());
     }
-}
-
-/// Pulse's view of a streamed clip: is it readable, and does a start at a frame need the lane.
-#[derive(Debug, Clone)]
-pub(crate) struct StreamGate {
-    pub source: Arc<StreamSource>,
-    pub head_start: i64,
-    pub head_end: i64,
-}
-
-impl StreamGate {
-    pub(crate) fn of(session: &Session) -> Vec<Option<StreamGate>> {
-        session
-            .clips
-            .iter()
-            .map(|c| match (&c.stream, &c.content) {
-                (Some(s), ClipContent::Audio(head)) => Some(StreamGate {
-                    source: s.source.clone(),
-                    head_start: s.head_start as i64,
-                    head_end: (s.head_start + head.frames() as u64) as i64,
-                }),
-                _ => None,
-            })
-            .collect()
-    }
-}
-
-/// Everything [`crate::build`] needs to wire streaming in.
-pub(crate) struct StreamWiring {
-    /// Per clip: its Signal slot data, if it streams.
-    pub slots: Vec<Option<StreamSlot>>,
-    /// Per track: its lanes.
-    pub lanes: Vec<Lanes>,
-    pub reader: Option<StreamReader>,
-    pub sources: Vec<Arc<StreamSource>>,
-}
-
-/// Plans the lanes and the reader for a prepared session. Control thread; allocates.
-pub(crate) fn wire(session: &Session, sample_rate: u32) -> Result<StreamWiring, String> {
-    let mut sources: Vec<Arc<StreamSource>> = Vec::new();
-    let mut slots = Vec::with_capacity(session.clips.len());
-    let mut tracks_streaming = vec![false; session.tracks.len()];
-    let lead = (session.streaming.lead_ms.max(0.0) * 1e-3 * sample_rate as f64).ceil() as i64;
-    for c in &session.clips {
-        if c.deferred.is_some() {
-            return Err(format!(
-                "clip '{}': its audio file is not decoded yet (a session loaded under a memory budget goes through \
-                 stream::prepare first)",
-                c.id
-            ));
-        }
-        let (Some(s), ClipContent::Audio(head)) = (&c.stream, &c.content) else {
-            slots.push(None);
-            continue;
-        };
-        if s.source.sample_rate() != sample_rate {
-            return Err(format!(
-                "clip '{}' was prepared for streaming at {} Hz, the engine runs at {sample_rate} Hz",
-                c.id,
-                s.source.sample_rate()
-            ));
-        }
-        let idx = match sources.iter().position(|x| Arc::ptr_eq(x, &s.source)) {
-            Some(i) => i,
-            None => {
-                sources.push(s.source.clone());
-                sources.len() - 1
-            }
-        };
-        tracks_streaming[c.track.index()] = true;
-        slots.push(Some(StreamSlot {
-            head: head.clone(),
-            head_start: s.head_start as i64,
-            head_end: (s.head_start + head.frames() as u64) as i64,
-            frames: s.source.frames() as i64,
-            stream: idx as u32,
-            lead,
-        }));
-    }
-    let capacity = lanes::capacity(sample_rate);
-    let mut reader_lanes = Vec::new();
-    let lanes = tracks_streaming
-        .iter()
-        .map(|&on| {
-            if !on {
-                return Lanes::default();
-            }
-            Lanes(
-                (0..LANES_PER_TRACK)
-                    .map(|_| {
-                        let (lane, feed) = lanes::pair(capacity);
-                        reader_lanes.push(feed);
-                        lane
-                    })
-                    .collect(),
-            )
-        })
-        .collect();
-    let reader = (!sources.is_empty()).then(|| StreamReader {
-        lanes: reader_lanes,
-        files: sources.iter().map(|_| None).collect(),
-        sources: sources.clone(),
-        bytes: vec![0u8; CHUNK * 8],
-    });
-    Ok(StreamWiring { slots, lanes, reader, sources })
 }
