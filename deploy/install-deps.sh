@@ -3,7 +3,9 @@
 # Idempotent: packages already present are skipped, and it says what it installs.
 set -euo pipefail
 
-PKGS=(build-essential pkg-config cmake libasound2-dev libfontconfig1-dev libclang-dev sox iproute2)
+# libasound2-data: alsa.conf, which defines ALSA's `null` PCM that the unpaced-device and
+# unpaced-input tests open as `alsa:null` (under CI they fail without it).
+PKGS=(build-essential pkg-config cmake libasound2-dev libasound2-data libfontconfig1-dev libclang-dev sox iproute2)
 
 missing=()
 for p in "${PKGS[@]}"; do

@@ -1,8 +1,10 @@
 //! Proves that `Signal::process` never allocates or frees, across every kind of command.
 //!
 //! This test binary installs a global allocator that counts every allocation, reallocation and
-//! free made on a thread while that thread is inside `Signal::process`. Pulse (which may allocate)
-//! runs outside the counted region, exactly as on the node, where it runs on another thread.
+//! free made on a thread while that thread is inside `Signal::process`, per thread
+//! (`the_counter_counts_only_its_own_thread` shows that a count takes in nothing another thread
+//! does meanwhile). Pulse (which may allocate) runs outside the counted region, exactly as on the
+//! node, where it runs on another thread.
 
 mod common;
 
@@ -258,4 +260,45 @@ fn the_counter_sees_allocations() {
     drop(std::hint::black_box(v));
     COUNTING.with(|c| c.set(false));
     assert_eq!(allocs() - before, 2);
+}
+
+#[test]
+fn the_counter_counts_only_its_own_thread() {
+    // Tests run in parallel threads of one process, and the one above allocates on purpose: a
+    // count must take in nothing another thread does. Another thread allocates and frees, counted
+    // on its side, all the while this one counts a region that allocates nothing.
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let stop = Arc::new(AtomicBool::new(false));
+    let busy = Arc::new(AtomicUsize::new(0));
+    let count = |f: &dyn Fn()| {
+        let before = allocs();
+        COUNTING.with(|c| c.set(true));
+        f();
+        COUNTING.with(|c| c.set(false));
+        allocs() - before
+    };
+    let other = {
+        let (stop, busy) = (stop.clone(), busy.clone());
+        std::thread::spawn(move || {
+            count(&|| {
+                while !stop.load(Ordering::Acquire) {
+                    drop(std::hint::black_box(vec![1u8; 64]));
+                    busy.fetch_add(1, Ordering::Release);
+                }
+            })
+        })
+    };
+    while busy.load(Ordering::Acquire) < 100 {
+        std::thread::yield_now();
+    }
+    let mine = count(&|| {
+        let until = busy.load(Ordering::Acquire) + 1_000;
+        while busy.load(Ordering::Acquire) < until {
+            std::hint::spin_loop();
+        }
+    });
+    stop.store(true, Ordering::Release);
+    let theirs = other.join().unwrap();
+    assert!(theirs >= 2_000, "the other thread's allocations were counted on its side: {theirs}");
+    assert_eq!(mine, 0, "this thread's count took in another thread's allocations");
 }

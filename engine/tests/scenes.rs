@@ -587,8 +587,46 @@ fn clip_trigger_behaviours() {
     assert_eq!(executed(&ev)[1].0, "Legato:Some(ClipId(1))");
     let (audio, _) = render_session(&s, vec![(0.0, launch(0)), (1.0, trig(0, Behaviour::Stop))], 2.0);
     assert_eq!(level_at(&audio, 1.5), 0.0);
-    // Follow-action sources are reported for scenes too.
-    let _ = FollowSource::Scene(SceneId(0));
+}
+
+#[test]
+fn a_scene_follow_action_is_reported_with_the_scene_as_its_source_and_carried_out() {
+    // Two scenes of one 4-beat clip each; scene "a" follows to the next scene after one loop.
+    let mut s = grid(1, 2, 4);
+    s.add_scene(Scene::new("a", vec![ClipId(0)]));
+    s.add_scene(Scene::new("b", vec![ClipId(1)]));
+    s.scenes[0].follow = Some(follow(1, FollowTarget::Next, 1.0, None));
+    let (audio, ev) =
+        render_session(&s, vec![(0.0, Action::LaunchScene { scene: SceneId(0), quantise: Some(Quantise::None) })], 3.0);
+    let follows: Vec<(FollowSource, f64, u64, Choice, Option<FollowTarget>)> = ev
+        .iter()
+        .filter_map(|e| match e {
+            PulseEvent::Follow { source, beat, occurrence, choice, next } => {
+                Some((*source, beat.0, *occurrence, *choice, *next))
+            }
+            _ => None,
+        })
+        .collect();
+    // Exactly one decision, the scene's (its clips have no follow actions), at the end of its
+    // first loop.
+    assert_eq!(follows, vec![(FollowSource::Scene(SceneId(0)), 4.0, 0, Choice::A, Some(FollowTarget::Next))]);
+    // And it was carried out: scene "b" starts there, caused by scene "a"'s follow action.
+    let started: Vec<(Option<ClipId>, Option<SceneId>, Cause, i64)> = ev
+        .iter()
+        .filter_map(|e| match e {
+            PulseEvent::Executed { clip, scene, cause, sample, .. }
+                if matches!(cause, Cause::SceneFollow { .. } | Cause::ClipFollow { .. }) =>
+            {
+                Some((*clip, *scene, *cause, *sample))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        started,
+        vec![(Some(ClipId(1)), Some(SceneId(1)), Cause::SceneFollow { from: SceneId(0) }, 4 * SPB as i64)]
+    );
+    assert!((level_at(&audio, 4.5) - 0.11).abs() < 1e-6, "scene b's clip plays after the follow action");
 }
 
 #[test]

@@ -9,8 +9,10 @@
 //! Link's filtered clock, and the jitter of bridging to it, play no part. A recording one frame
 //! off differs from the capture at the first click, so an error of 2 frames or more fails.
 //!
-//! Needs root and `ip netns` (otherwise it prints `SKIP` and passes).
+//! Needs root and `ip netns`: without them it fails under CI (`CI=true`) and is skipped, loudly,
+//! elsewhere (`common::skip_or_fail`).
 
+mod common;
 mod link_support;
 
 use std::io::Write as _;

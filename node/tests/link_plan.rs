@@ -7,8 +7,10 @@
 //! `--stdin-commands` the app's (`tempo`, `play`, `stop`, `link on|off`), and a node restarted
 //! with another session file is "loading a new set".
 //!
-//! Needs root and `ip netns` (otherwise each test prints `SKIP` and passes).
+//! Needs root and `ip netns`: without them it fails under CI (`CI=true`) and is skipped, loudly,
+//! elsewhere (`common::skip_or_fail`).
 
+mod common;
 mod link_support;
 
 use std::io::Write as _;

@@ -76,6 +76,12 @@ fn demo_reports_load_and_xruns_live_in_the_summary_and_in_the_log_with_its_audio
         assert_eq!(policy, Some((1, 70)), "the null device's thread is not SCHED_FIFO 70:\n{stderr}");
         assert!(!rt_warning, "{stderr}");
     } else {
+        // The promotion itself cannot be checked without CAP_SYS_NICE: under CI that is a
+        // failure, elsewhere a loud skip of that part.
+        skip_or_fail(
+            "demo_reports_load_and_xruns_live_in_the_summary_and_in_the_log_with_its_audio_thread_realtime",
+            "this process lacks CAP_SYS_NICE, so SCHED_FIFO may be refused",
+        );
         // Maybe permitted by the rtprio limit: promoted, or warned, never both.
         assert_ne!(rt_warning, policy.is_some_and(|(p, _)| p == 1), "promoted and warned, or neither:\n{stderr}");
     }

@@ -16,7 +16,8 @@
 //! thread id).
 //!
 //! A global allocator counts allocations, reallocations and frees made on a thread while it is
-//! inside the callback. Pulse and the capture writer run outside the counted region, as live.
+//! inside the callback, per thread (`the_counter_counts_only_its_own_thread` shows that a count
+//! takes in nothing another thread does meanwhile). Pulse and the capture writer run outside the counted region, as live.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -31,16 +32,15 @@ use loophole_node::audio::{AudioCore, Transport};
 
 struct Counting;
 
-static ALLOCS: AtomicUsize = AtomicUsize::new(0);
 thread_local! {
     static COUNTING: Cell<bool> = const { Cell::new(false) };
-    /// What this thread's counted regions allocated (ALLOCS sums all threads).
+    /// What this thread's counted regions allocated. Per thread: tests run in parallel threads
+    /// of one process (one allocates on purpose) and must not add to each other's counts.
     static LOCAL: Cell<usize> = const { Cell::new(0) };
 }
 
 fn note() {
     if COUNTING.with(|c| c.get()) {
-        ALLOCS.fetch_add(1, Ordering::Relaxed);
         LOCAL.with(|l| l.set(l.get() + 1));
     }
 }
@@ -67,12 +67,13 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
+/// Runs `f` with counting on; returns what it allocated or freed on this thread.
 fn counted(f: impl FnOnce()) -> usize {
-    let before = ALLOCS.load(Ordering::Relaxed);
+    let before = LOCAL.with(|l| l.get());
     COUNTING.with(|c| c.set(true));
     f();
     COUNTING.with(|c| c.set(false));
-    ALLOCS.load(Ordering::Relaxed) - before
+    LOCAL.with(|l| l.get()) - before
 }
 
 #[test]
@@ -229,6 +230,41 @@ fn the_input_callback_never_allocates_or_frees() {
 fn the_counter_sees_allocations() {
     // The proof above is only as good as the counter: it must see an allocation and a free.
     assert_eq!(counted(|| drop(std::hint::black_box(vec![1u8; 10]))), 2);
+}
+
+#[test]
+fn the_counter_counts_only_its_own_thread() {
+    // Tests run in parallel threads of one process, and the one above allocates on purpose: a
+    // count must take in nothing another thread does. Another thread allocates and frees, counted
+    // on its side, all the while this one counts a region that allocates nothing.
+    use std::sync::Arc;
+    use std::sync::atomic::AtomicBool;
+    let stop = Arc::new(AtomicBool::new(false));
+    let busy = Arc::new(AtomicUsize::new(0));
+    let other = {
+        let (stop, busy) = (stop.clone(), busy.clone());
+        std::thread::spawn(move || {
+            counted(|| {
+                while !stop.load(Ordering::Acquire) {
+                    drop(std::hint::black_box(vec![1u8; 64]));
+                    busy.fetch_add(1, Ordering::Release);
+                }
+            })
+        })
+    };
+    while busy.load(Ordering::Acquire) < 100 {
+        std::thread::yield_now();
+    }
+    let mine = counted(|| {
+        let until = busy.load(Ordering::Acquire) + 1_000;
+        while busy.load(Ordering::Acquire) < until {
+            std::hint::spin_loop();
+        }
+    });
+    stop.store(true, Ordering::Release);
+    let theirs = other.join().unwrap();
+    assert!(theirs >= 2_000, "the other thread's allocations were counted on its side: {theirs}");
+    assert_eq!(mine, 0, "this thread's count took in another thread's allocations");
 }
 
 #[test]

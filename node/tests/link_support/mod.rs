@@ -5,7 +5,9 @@
 //! (10.240.x.y/24) only inside themselves, and are deleted when the [`Rig`] is dropped, on
 //! failure too. Namespaces left by a test process that no longer exists are deleted first.
 //!
-//! The tests need root and `ip netns`; without them they print `SKIP: <reason>` and pass.
+//! The tests need root and `ip netns`. Without them [`Rig::or_skip`] goes by the one rule of
+//! `common::skip_or_fail`: under CI (`CI=true`) the test fails; elsewhere it is skipped with a
+//! loud `SKIPPED` banner on stderr. (A test file that uses this module declares `mod common;`.)
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Write};
@@ -93,12 +95,14 @@ impl Rig {
         Ok(rig)
     }
 
-    /// The rig, or `None` after printing why the test is skipped.
+    /// The rig, or `None` when it cannot be built here: then the test fails under CI, and is
+    /// skipped loudly elsewhere ([`crate::common::skip_or_fail`]).
+    #[track_caller]
     pub fn or_skip(peers: usize, test: &str) -> Option<Rig> {
         match Rig::new(peers) {
             Ok(rig) => Some(rig),
             Err(why) => {
-                eprintln!("SKIP {test}: {why}");
+                crate::common::skip_or_fail(test, &why);
                 None
             }
         }
