@@ -3,21 +3,41 @@
 //! The music of Loophole, with no sockets, devices or Link: everything here runs offline and is
 //! deterministic.
 //!
+//! The engine is built in floors; each imports only the floors below it:
+//!
+//! ```text
+//! files      session files and scripts (TOML)                     [feature "files"]
+//! media      WAV/MIDI decoding, resampling, stream caches, reader [feature "media"]
+//! build, render   engine assembly; offline render                 [feature "media"]
+//! pulse      the scheduler (control thread)     signal  the realtime renderer (audio thread)
+//! queue      the messages and lanes between them (neither imports the other)
+//! instrument the built-in synth and drums (audio thread)
+//! model      pure data: session, tracks, clips, scenes, arrangement
+//! time       beats, tempo maps, quantisation, the BlockClock
+//! ```
+//!
 //! - [`time`]: beats, tempo mapping, quantisation grids and the [`time::BlockClock`].
-//! - [`model`]: the session: tracks, clips, scenes.
-//! - [`session_file`]: loading sessions from TOML, audio from WAV, MIDI from Standard MIDI Files.
-//! - [`audio_file`]: WAV files read, and audio resampled, a chunk at a time.
-//! - [`instrument`]: the built-in synth and drum sampler that play MIDI clips.
+//! - [`model`]: the session: tracks, clips, scenes, the arrangement. Pure data.
+//! - [`instrument`]: the built-in synth and drum kit that play MIDI clips.
+//! - [`queue`]: what Pulse and Signal send each other, and the stream lanes.
 //! - [`pulse`]: the scheduler. Turns presses into triggers at target beats. Never reads a clock.
 //! - [`signal`]: the realtime renderer. Executes triggers at the exact sample; never allocates.
-//! - [`render`]: offline rendering: the same Pulse and Signal driven by a simulated clock.
-//! - [`script`]: performance scripts (timed actions) for renders and tests.
+//! - [`script`]: performance scripts (timed actions) and the length of previews.
 //! - [`demo`]: the built-in demo set, generated in code.
+//! - `build` ([`build()`]): an engine for a session; [`render`]: offline rendering, the same
+//!   Pulse and Signal driven by a simulated clock (feature `media`).
+//! - [`media`]: audio and MIDI files, resampling, disk streaming (feature `media`).
+//! - [`files`]: session files and performance scripts (feature `files`).
+//!
+//! With `default-features = false` the engine is the model, time, Pulse and Signal, without
+//! `hound`, `rubato`, `midly`, `toml` or `toml_edit`.
 #![warn(missing_docs)]
 
 #[cfg(feature = "media")]
 mod build;
 pub mod demo;
+#[cfg(feature = "files")]
+pub mod files;
 pub mod instrument;
 #[cfg(feature = "media")]
 pub mod media;
@@ -27,8 +47,6 @@ pub mod queue;
 #[cfg(feature = "media")]
 pub mod render;
 pub mod script;
-#[cfg(feature = "media")]
-pub mod session_file;
 pub mod signal;
 pub mod time;
 

@@ -9,12 +9,12 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+use loophole_engine::files::session::{LoadOptions, load_session, load_session_with};
 use loophole_engine::media::stream::{self, StreamError};
 use loophole_engine::model::{ClipContent, ClipId, Session};
 use loophole_engine::pulse::{Action, PulseEvent};
 use loophole_engine::render::{RenderConfig, Renderer};
 use loophole_engine::script::{Script, ScriptAction};
-use loophole_engine::session_file::{LoadOptions, load_session, load_session_with};
 use loophole_engine::time::Beats;
 
 /// Counts live heap bytes and their high-water mark.

@@ -13,10 +13,10 @@ use std::sync::Arc;
 
 use anyhow::{Context, bail};
 use clap::Args;
+use loophole_engine::files::session::{load_session, save_arrangement};
 use loophole_engine::model::{SceneId, Session};
 use loophole_engine::render::{RenderConfig, Renderer};
 use loophole_engine::script::Script;
-use loophole_engine::session_file::{load_session, save_arrangement};
 use loophole_engine::time::Beats;
 
 use crate::{BadInput, say};

@@ -6,10 +6,10 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use loophole_engine::demo;
+use loophole_engine::files::session::{LoadOptions, load_session_with};
 use loophole_engine::model::{SceneId, Session};
 use loophole_engine::pulse::Action;
 use loophole_engine::script::{Script, ScriptAction, arrangement_length, playthrough_length};
-use loophole_engine::session_file::{LoadOptions, load_session_with};
 use loophole_engine::time::Beats;
 
 use crate::BadInput;

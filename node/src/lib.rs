@@ -85,8 +85,8 @@ impl std::error::Error for BadInput {}
 pub fn exit_code(err: &anyhow::Error) -> u8 {
     let bad_input = err.chain().any(|e| {
         e.is::<BadInput>()
-            || e.is::<loophole_engine::session_file::SessionError>()
-            || e.is::<loophole_engine::script::ScriptError>()
+            || e.is::<loophole_engine::files::session::SessionError>()
+            || e.is::<loophole_engine::files::script::ScriptError>()
     });
     if bad_input { 2 } else { 1 }
 }

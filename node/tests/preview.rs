@@ -6,9 +6,9 @@ mod common;
 use std::path::PathBuf;
 
 use common::*;
+use loophole_engine::files::session::load_session;
 use loophole_engine::model::SceneId;
 use loophole_engine::script::{arrangement_length, playthrough_length};
-use loophole_engine::session_file::load_session;
 
 fn band() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/band.toml")

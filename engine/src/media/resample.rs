@@ -470,4 +470,75 @@ mod tests {
             assert_eq!(same_bits(&pr, &wr), None);
         }
     }
+
+    /// Least-squares fit of a sine at `freq` Hz over `x[skip..len-skip]`: (amplitude, delay in
+    /// samples relative to `sin(2 pi f n / rate)`).
+    fn fit_sine(x: &[f32], rate: u32, freq: f64, skip: usize) -> (f64, f64) {
+        let w = std::f64::consts::TAU * freq / f64::from(rate);
+        let (mut ss, mut sc, mut cc, mut ys, mut yc) = (0.0, 0.0, 0.0, 0.0, 0.0);
+        for (i, &y) in x.iter().enumerate().take(x.len() - skip).skip(skip) {
+            let (s, c) = (w * i as f64).sin_cos();
+            let y = f64::from(y);
+            ss += s * s;
+            sc += s * c;
+            cc += c * c;
+            ys += y * s;
+            yc += y * c;
+        }
+        let det = ss * cc - sc * sc;
+        let a = (ys * cc - yc * sc) / det;
+        let b = (yc * ss - ys * sc) / det;
+        ((a * a + b * b).sqrt(), -b.atan2(a) / w)
+    }
+
+    fn sine(rate: u32, freq: f64, frames: usize) -> AudioData {
+        let left: Vec<f32> =
+            (0..frames).map(|i| (std::f64::consts::TAU * freq * i as f64 / f64::from(rate)).sin() as f32).collect();
+        AudioData { sample_rate: rate, right: left.iter().map(|v| v * 0.5).collect(), left }
+    }
+
+    #[test]
+    fn resampling_a_sine_keeps_frequency_level_and_timing() {
+        for (from, to, frames) in [(44_100, 48_000, 44_100), (48_000, 44_100, 48_001), (22_050, 48_000, 22_050 * 2 + 7)]
+        {
+            let input = sine(from, 1000.0, frames);
+            let out = resample(&input, to);
+            assert_eq!(out.sample_rate, to);
+            let expected_len = (frames as f64 * f64::from(to) / f64::from(from)).round() as usize;
+            assert_eq!((out.left.len(), out.right.len()), (expected_len, expected_len), "{from} -> {to}");
+            let (amp, delay) = fit_sine(&out.left, to, 1000.0, 2000);
+            assert!((amp - 1.0).abs() < 1e-3, "{from} -> {to}: level {amp}");
+            assert!(delay.abs() < 0.01, "{from} -> {to}: output is offset by {delay} samples");
+            let (amp_r, _) = fit_sine(&out.right, to, 1000.0, 2000);
+            assert!((amp_r - 0.5).abs() < 1e-3, "right channel level {amp_r}");
+            // The same fit at a neighbouring frequency finds (almost) nothing: the pitch is right.
+            let (wrong, _) = fit_sine(&out.left, to, 1010.0, 2000);
+            assert!(wrong < 0.05, "{from} -> {to}: energy at 1010 Hz: {wrong}");
+        }
+    }
+
+    #[test]
+    fn resampling_keeps_an_impulse_at_the_same_time() {
+        let mut left = vec![0.0f32; 44_100];
+        left[4_410] = 1.0; // 100 ms
+        let input = AudioData { sample_rate: 44_100, right: left.clone(), left };
+        let out = resample(&input, 48_000);
+        let peak =
+            out.left.iter().enumerate().fold((0, 0.0f32), |best, (i, &v)| if v > best.1 { (i, v) } else { best });
+        assert_eq!(peak.0, 4_800, "the impulse is at 100 ms in the output too");
+    }
+
+    #[test]
+    fn resampling_to_the_same_rate_is_a_copy_and_odd_rates_do_not_panic() {
+        let input = sine(48_000, 440.0, 1000);
+        assert_eq!(resample(&input, 48_000), input);
+        let out = resample(&input, 44_099);
+        assert_eq!(out.frames(), 919);
+        let tiny = AudioData { sample_rate: 100, left: vec![1.0; 10], right: vec![1.0; 10] };
+        assert_eq!(resample(&tiny, 48_000).frames(), 4_800);
+        let one = AudioData { sample_rate: 44_100, left: vec![1.0], right: vec![1.0] };
+        assert_eq!(resample(&one, 48_000).frames(), 1);
+        let empty = AudioData { sample_rate: 44_100, left: vec![], right: vec![] };
+        assert_eq!(resample(&empty, 48_000).frames(), 0);
+    }
 }

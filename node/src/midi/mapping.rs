@@ -15,8 +15,8 @@ use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
+use loophole_engine::files::diagnostics::{line_col, source_line};
 use loophole_engine::pulse::StopMode;
-use loophole_engine::session_file::{line_col, source_line};
 use loophole_engine::time::Beats;
 use serde::Deserialize;
 use toml::Spanned;
