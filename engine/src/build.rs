@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use crate::media::reader::StreamReader;
 use crate::media::resample::resample;
-use crate::model::{ClipContent, Session, StreamSource, TrackKind, db_to_gain};
-use crate::pulse::Pulse;
+use crate::model::{ClipContent, Session, StreamSource, TrackKind};
+use crate::pulse::{Pulse, PulseCore};
 use crate::queue::MixSettings;
 use crate::queue::lanes::{self, Lanes, ReaderLane};
 use crate::signal::{ClipSlot, LANES_PER_TRACK, Signal, SignalSizes, SlotContent, StreamSlot};
@@ -57,7 +57,7 @@ pub fn build(session: Arc<Session>, config: &EngineConfig) -> Result<(Pulse, Sig
     let (mut pulse, signal, reader) = build_with_reader(session, config)?;
     if let Some(reader) = reader {
         let thread = reader.spawn().map_err(|e| EngineError::Config(format!("cannot start the stream reader: {e}")))?;
-        pulse.keep_reader(Box::new(thread));
+        pulse.keep(Box::new(thread));
     }
     Ok((pulse, signal))
 }
@@ -95,11 +95,7 @@ pub fn build_with_reader(
             start_offset: c.start_offset,
         })
         .collect();
-    let mix: Vec<MixSettings> = session
-        .tracks
-        .iter()
-        .map(|t| MixSettings { gain: db_to_gain(t.gain_db) as f32, pan: t.pan as f32, mute: t.mute, solo: t.solo })
-        .collect();
+    let mix: Vec<MixSettings> = session.tracks.iter().map(MixSettings::of_track).collect();
     let tracks = session
         .tracks
         .iter()
@@ -136,7 +132,7 @@ pub fn build_with_reader(
         cmd_rx,
         rep_tx,
     );
-    let pulse = Pulse::new(session, cmd_tx, rep_rx, mix);
+    let pulse = Pulse::new(PulseCore::new(session), cmd_tx, rep_rx, None);
     let reader = reader(wiring.feeds, wiring.sources)?;
     Ok((pulse, signal, reader))
 }

@@ -450,7 +450,7 @@ mod tests {
     use super::*;
     use crate::build::wire;
     use crate::model::{Clip, Track, TrackKind};
-    use crate::pulse::StreamGate;
+    use crate::pulse::state::StreamGate;
     use crate::queue::TriggerId;
     use crate::signal::streamed::{fetch, take_lane};
     use crate::signal::voice::NO_LANE;

@@ -9,7 +9,7 @@
 
 pub mod lanes;
 
-use crate::model::{ClipId, MidiMsg, TrackId};
+use crate::model::{ClipId, MidiMsg, Track, TrackId, db_to_gain};
 use crate::time::{Beats, SampleTime};
 /// Identifies one scheduled trigger from the press that made it to the report of its execution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
@@ -60,6 +60,13 @@ pub struct MixSettings {
     pub mute: bool,
     /// Soloed.
     pub solo: bool,
+}
+
+impl MixSettings {
+    /// A track's mixer settings as the session gives them.
+    pub fn of_track(t: &Track) -> MixSettings {
+        MixSettings { gain: db_to_gain(t.gain_db) as f32, pan: t.pan as f32, mute: t.mute, solo: t.solo }
+    }
 }
 
 /// A command from Pulse (control thread) to Signal (audio thread).
