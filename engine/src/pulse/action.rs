@@ -3,11 +3,14 @@
 //! serialisable form that crosses threads and the network is [`crate::control::ControlCommand`].
 //! Pure data; any thread.
 
+use serde::{Deserialize, Serialize};
+
 use crate::model::{ClipId, SceneId, TrackId};
-use crate::time::{Beats, Quantise};
+use crate::time::{Beats, Bpm, Quantise};
 
 /// How a clip stops.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum StopMode {
     /// At the beat of the press, with the declicking crossfade.
     Immediate,
@@ -85,10 +88,65 @@ pub enum Action {
         /// When (default: the global quantisation).
         quantise: Option<Quantise>,
     },
+    /// Change the tempo at the beat of the press (the clock owner applies it: the render's tempo
+    /// map, the node's timeline or its Link session).
+    SetTempo {
+        /// The new tempo (`Bpm::MIN..=Bpm::MAX`).
+        bpm: Bpm,
+    },
+    /// Change the global launch quantisation (the seed's `launcher.quantise.update`): what
+    /// clips and scenes set to `global` wait for.
+    SetQuantise {
+        /// The new setting (not `Global`).
+        quantise: Quantise,
+    },
+    /// Change a track's mixer settings (the fields given; the others stay).
+    Mix {
+        /// The track.
+        track: TrackId,
+        /// What changes.
+        change: MixChange,
+    },
+}
+
+/// A change of a track's mixer settings: each field given replaces the current one.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct MixChange {
+    /// Fader gain in dB (-96..=24).
+    pub gain_db: Option<f64>,
+    /// Balance, -1 (left) ..=1 (right).
+    pub pan: Option<f64>,
+    /// Muted.
+    pub mute: Option<bool>,
+    /// Soloed.
+    pub solo: Option<bool>,
+}
+
+/// The id a caller gives a press (the conductor's sequence id; a UI's request id). Every trigger
+/// the press schedules reports it ([`super::PulseEvent::Executed::command`]), so the caller sees
+/// exactly what its press did and when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct CommandId(pub u64);
+
+/// When a press takes effect.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub enum When {
+    /// Pressed at the beat the caller gives (`now`), and quantised as a press is.
+    Pressed,
+    /// Already resolved to this target beat (by the conductor): it executes exactly there,
+    /// whatever the clip's, scene's or global quantisation, on every node. Quantised and
+    /// section-end stops become stops at that beat.
+    At {
+        /// The target beat.
+        beat: Beats,
+        /// The id every trigger of the press reports.
+        id: CommandId,
+    },
 }
 
 /// How a clip trigger treats the clip it launches.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Behaviour {
     /// Start the clip from its beginning, unless it is already playing (then nothing changes).
     Start,
@@ -114,7 +172,8 @@ pub struct ClipTrigger {
 }
 
 /// How a scene trigger launches its scene.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum SceneMode {
     /// Launch every clip of the scene; other tracks stop (unless set to keep playing, or the
     /// scene's empty slots continue).

@@ -8,11 +8,11 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
-use crate::model::{ClipId, LaunchMode, PlaylistStep, SceneId, Session, TempoChange, TrackId};
+use crate::model::{ClipId, LaunchMode, PlaylistStep, SceneId, Session, TempoChange, TrackId, db_to_gain};
 use crate::queue::{Command, MixSettings, Op, Report, Scheduled, TriggerId};
-use crate::time::{Beats, Quantise, next_grid_point};
+use crate::time::{Beats, Bpm, Quantise, next_grid_point};
 
-use super::action::{Action, ClipTrigger, SceneMode, SceneTrigger};
+use super::action::{Action, ClipTrigger, CommandId, SceneMode, SceneTrigger, StopMode, When};
 use super::event::{Cause, PulseError, PulseEvent, TriggerKind};
 use super::state::{
     ArrEvent, ClipFollowPending, Meta, Repeating, SceneFollowPending, Sequence, StartSpec, StreamGate, TrackPlan,
@@ -30,6 +30,10 @@ pub struct PulseCore {
     pub(super) outbox: VecDeque<Command>,
     /// The global launch quantisation (the session's, until `launcher.quantise.update`).
     pub(super) quantise: Quantise,
+    /// The press being performed executes exactly at its beat ([`When::At`]).
+    pub(super) exact: bool,
+    /// The id of the press being performed.
+    pub(super) command: Option<CommandId>,
     pub(super) next_id: u64,
     pub(super) plans: Vec<TrackPlan>,
     pub(super) meta: HashMap<TriggerId, Meta>,
@@ -77,6 +81,8 @@ impl PulseCore {
         let tempo = session.tempo.0;
         PulseCore {
             quantise: session.quantise,
+            exact: false,
+            command: None,
             outbox: VecDeque::new(),
             plans: (0..tracks).map(|_| TrackPlan::default()).collect(),
             clip_follow: vec![None; tracks],
@@ -150,7 +156,33 @@ impl PulseCore {
     /// Performs an action pressed at beat `now`. Returns the ids of the triggers it scheduled
     /// (none when the action changes nothing, e.g. stopping a silent track).
     pub fn press(&mut self, action: Action, now: Beats) -> Result<Vec<TriggerId>, PulseError> {
-        self.fold(now);
+        self.press_when(action, When::Pressed, now)
+    }
+
+    /// Performs an action at beat `now` ([`When::Pressed`]: quantised as a press), or exactly at
+    /// the target beat the conductor resolved ([`When::At`]), whatever the quantisation; the
+    /// triggers it schedules report the press's [`CommandId`].
+    ///
+    /// An `At` press is made at its target beat: tick up to that beat first
+    /// (`tick(now, target)`), as for any press, so that every node makes the same decisions
+    /// before it. A target already passed is scheduled anyway; Signal starts it phase-aligned and
+    /// reports it late.
+    pub fn press_when(&mut self, action: Action, when: When, now: Beats) -> Result<Vec<TriggerId>, PulseError> {
+        let (beat, exact, command) = match when {
+            When::Pressed => (now, false, None),
+            When::At { beat, id } => (beat, true, Some(id)),
+        };
+        self.fold(now.min(beat));
+        self.exact = exact;
+        self.command = command;
+        let action = if exact { exact_stops(action) } else { action };
+        let result = self.perform(action, beat);
+        self.exact = false;
+        self.command = None;
+        result
+    }
+
+    fn perform(&mut self, action: Action, now: Beats) -> Result<Vec<TriggerId>, PulseError> {
         let mut ids = Vec::new();
         match action {
             Action::Launch { clip, quantise, velocity } => {
@@ -241,6 +273,36 @@ impl PulseCore {
                         }
                     }
                 }
+            }
+            Action::SetTempo { bpm } => {
+                if !(Bpm::MIN..=Bpm::MAX).contains(&bpm.0) {
+                    return Err(PulseError::TempoOutOfRange);
+                }
+                self.tempo_change(TempoChange { beat: now, tempo: Some(bpm), beats_per_bar: None });
+            }
+            Action::SetQuantise { quantise } => {
+                if quantise == Quantise::Global {
+                    return Err(PulseError::GlobalQuantise);
+                }
+                self.quantise = quantise;
+            }
+            Action::Mix { track, change } => {
+                let mut m = self.mix(track).ok_or(PulseError::NoSuchTrack(track.0))?;
+                if let Some(db) = change.gain_db {
+                    if !(db.is_finite() && (-96.0..=24.0).contains(&db)) {
+                        return Err(PulseError::MixOutOfRange);
+                    }
+                    m.gain = db_to_gain(db) as f32;
+                }
+                if let Some(pan) = change.pan {
+                    if !(pan.is_finite() && (-1.0..=1.0).contains(&pan)) {
+                        return Err(PulseError::MixOutOfRange);
+                    }
+                    m.pan = pan as f32;
+                }
+                m.mute = change.mute.unwrap_or(m.mute);
+                m.solo = change.solo.unwrap_or(m.solo);
+                self.set_mix(track, m)?;
             }
         }
         Ok(ids)
@@ -369,6 +431,7 @@ impl PulseCore {
                     clip: None,
                     scene: None,
                     cause: Cause::Press,
+                    command: None,
                 });
                 PulseEvent::Executed {
                     id: event.id,
@@ -377,6 +440,7 @@ impl PulseCore {
                     clip: meta.clip,
                     scene: meta.scene,
                     cause: meta.cause,
+                    command: meta.command,
                     anchor: match event.op {
                         Op::Start { anchor, .. } => Some(anchor),
                         Op::Stop { .. } => None,
@@ -419,6 +483,10 @@ impl PulseCore {
     /// The beat a press at `now` with quantisation `q` executes at. Bar grids are anchored at
     /// the last time-signature change.
     pub fn quantised(&self, now: Beats, q: Quantise) -> Beats {
+        if self.exact {
+            // A press the conductor already resolved to its beat.
+            return now;
+        }
         let (origin, bpb) = self.meter_at(now);
         let on_grid = |spacing: f64| Beats(origin.0 + next_grid_point(Beats(now.0 - origin.0), spacing).0);
         match q {
@@ -442,7 +510,8 @@ impl PulseCore {
         id
     }
 
-    pub(super) fn send(&mut self, ev: Scheduled, meta: Meta) {
+    pub(super) fn send(&mut self, ev: Scheduled, mut meta: Meta) {
+        meta.command = self.command;
         self.outbox.push_back(Command::Schedule(ev));
         self.meta.insert(ev.id, meta);
     }
@@ -478,5 +547,18 @@ impl PulseCore {
     /// apply at their beats.
     pub fn take_tempo_changes(&mut self) -> Vec<TempoChange> {
         std::mem::take(&mut self.tempo_changes)
+    }
+}
+
+/// A stop resolved to an exact beat: quantised and section-end stops stop at that beat.
+fn exact_stops(action: Action) -> Action {
+    let exact = |mode: StopMode| match mode {
+        StopMode::Quantised | StopMode::SectionEnd => StopMode::Immediate,
+        other => other,
+    };
+    match action {
+        Action::StopTrack { track, mode } => Action::StopTrack { track, mode: exact(mode) },
+        Action::StopAll { mode } => Action::StopAll { mode: exact(mode) },
+        other => other,
     }
 }

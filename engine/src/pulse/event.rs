@@ -5,6 +5,8 @@
 
 use crate::model::{ClipId, FollowTarget, SceneId, Session, TempoChange, TrackId};
 use crate::queue::TriggerId;
+
+use super::action::CommandId;
 use crate::time::{Beats, SampleTime};
 
 /// What kind of trigger an executed event was (the `kind` field of the log).
@@ -124,6 +126,8 @@ pub enum PulseEvent {
         scene: Option<SceneId>,
         /// Why it was scheduled.
         cause: Cause,
+        /// The id of the press that scheduled it ([`super::When::At`]), if the caller gave one.
+        command: Option<CommandId>,
         /// For a start: the beat at which the clip is at its start offset (the target, or
         /// earlier for a legato start). Lets a recorded performance be committed exactly.
         anchor: Option<Beats>,
@@ -238,12 +242,34 @@ pub enum PulseError {
     /// The playlist index is not in the session, or the step is past its end.
     #[error("no playlist {0} (or no such step)")]
     NoSuchPlaylist(usize),
+    /// A tempo outside `Bpm::MIN..=Bpm::MAX` (20..=999 BPM). Give a tempo in range.
+    #[error("the tempo must be 20..=999 BPM")]
+    TempoOutOfRange,
+    /// `global` is not a global quantisation (it means "use the global one"). Give a grid.
+    #[error("the global quantisation cannot be `global`; give none, bar, beat, 1/16, ...")]
+    GlobalQuantise,
+    /// A mixer value out of range: gain -96..=24 dB, pan -1..=1.
+    #[error("mixer values: gain -96..=24 dB, pan -1..=1")]
+    MixOutOfRange,
     /// The queue to Signal is full: Signal is not running (or is far behind). Retry once audio runs.
     #[error("the command queue to the audio thread is full")]
     QueueFull,
 }
 
 impl PulseEvent {
+    /// The beat the event happens at, for those that carry one (decisions, steps, tempo changes,
+    /// refusals, executed triggers); `None` for clip ends and drops, which carry samples.
+    pub fn beat(&self) -> Option<Beats> {
+        match self {
+            PulseEvent::Executed { beat, .. } | PulseEvent::Follow { beat, .. } | PulseEvent::Step { beat, .. } => {
+                Some(*beat)
+            }
+            PulseEvent::TempoChange(c) => Some(c.beat),
+            PulseEvent::Refused { target, .. } => Some(*target),
+            PulseEvent::ClipEnded { .. } | PulseEvent::Dropped { .. } => None,
+        }
+    }
+
     /// The event as one JSON object for the `--log` file, with ids spelled as in the session
     /// file. Executed triggers: `event: "trigger"`, `id`, `kind`, `target`, `track`, `clip`,
     /// `scene`, `cause`, `beat`, `sample`, `tempo`, `late`. Also `clip-end`, `dropped`,
@@ -256,8 +282,22 @@ impl PulseEvent {
         let clip_name = |c: Option<ClipId>| c.and_then(|c| session.clips.get(c.index())).map(|c| c.id.clone());
         let scene_name = |s: Option<SceneId>| s.and_then(|s| session.scenes.get(s.index())).map(|s| s.id.clone());
         match self {
-            PulseEvent::Executed { id, kind, track, clip, scene, cause, target, beat, sample, tempo, late, .. } => {
-                json!({
+            PulseEvent::Executed {
+                id,
+                kind,
+                track,
+                clip,
+                scene,
+                cause,
+                target,
+                beat,
+                sample,
+                tempo,
+                late,
+                command,
+                ..
+            } => {
+                let mut v = json!({
                     "event": "trigger",
                     "id": id.0,
                     "kind": kind.name(),
@@ -270,7 +310,11 @@ impl PulseEvent {
                     "sample": sample,
                     "tempo": tempo,
                     "late": late,
-                })
+                });
+                if let Some(c) = command {
+                    v["command"] = json!(c.0);
+                }
+                v
             }
             PulseEvent::ClipEnded { track, clip, sample } => json!({
                 "event": "clip-end",

@@ -18,6 +18,7 @@
 //! - [`core`]: the state machine; `triggers`, `follow`, `sequence`: its parts (launches and
 //!   stops; follow-action decisions; playlists, playthroughs and the arrangement).
 //! - [`handle`]: the wrapper with Signal's queues. [`commit`]: a performance to the arrangement.
+//! - [`replay`]: fast-forward through a log of presses, and resume a fresh Signal there.
 //!
 //! Thread: control thread. Not realtime-safe (it may allocate); it never blocks.
 
@@ -27,11 +28,13 @@ pub mod core;
 pub mod event;
 mod follow;
 pub mod handle;
+pub mod replay;
 mod sequence;
 pub(crate) mod state;
 mod triggers;
 
-pub use action::{Action, Behaviour, ClipTrigger, SceneMode, SceneTrigger, StopMode};
+pub use action::{Action, Behaviour, ClipTrigger, CommandId, MixChange, SceneMode, SceneTrigger, StopMode, When};
 pub use core::{METER_MEMORY, PulseCore};
 pub use event::{Cause, Choice, FollowSource, PulseError, PulseEvent, Refusal, TriggerKind};
 pub use handle::Pulse;
+pub use replay::{FastForward, Press};

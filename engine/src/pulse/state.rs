@@ -6,18 +6,23 @@
 use std::sync::Arc;
 
 use crate::model::{ClipContent, ClipId, Placement, PlaylistStep, SceneId, Session, StreamSource, TrackId};
-use crate::queue::TriggerId;
+use crate::queue::{Scheduled, TriggerId};
 use crate::time::Beats;
 
+use super::action::CommandId;
 use super::event::{Cause, TriggerKind};
 
 /// A clip planned to be playing on a track.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(super) struct Playing {
+    /// The trigger that started it.
+    pub(super) id: TriggerId,
     pub(super) clip: ClipId,
     pub(super) anchor: Beats,
     pub(super) length: Beats,
     pub(super) looping: bool,
+    /// The launch gain it started with.
+    pub(super) gain: f32,
 }
 
 impl Playing {
@@ -37,37 +42,37 @@ impl Playing {
 pub(super) struct TrackPlan {
     /// What plays after every folded (past) event.
     pub(super) base: Option<Playing>,
-    /// Future events in target order: (target, id, new state).
-    pub(super) events: Vec<(Beats, TriggerId, Option<Playing>)>,
+    /// Future events in target order, with the state each leaves the track in.
+    pub(super) events: Vec<(Scheduled, Option<Playing>)>,
 }
 
 impl TrackPlan {
     pub(super) fn state_at(&self, b: Beats) -> Option<Playing> {
         let mut s = self.base;
-        for (t, _, st) in &self.events {
-            if t.0 <= b.0 + 1e-9 {
+        for (ev, st) in &self.events {
+            if ev.target.0 <= b.0 + 1e-9 {
                 s = *st;
             }
         }
         s.filter(|p| p.sounding_at(b))
     }
 
-    pub(super) fn insert(&mut self, target: Beats, id: TriggerId, st: Option<Playing>) {
-        let i = self.events.partition_point(|(t, i, _)| (t.0, *i) <= (target.0, id));
-        self.events.insert(i, (target, id, st));
+    pub(super) fn insert(&mut self, ev: Scheduled, st: Option<Playing>) {
+        let i = self.events.partition_point(|(e, _)| (e.target.0, e.id) <= (ev.target.0, ev.id));
+        self.events.insert(i, (ev, st));
     }
 
     /// Removes (and returns the ids of) events after `target`: a new trigger on a track replaces
     /// whatever was queued after it.
     pub(super) fn cancel_after(&mut self, target: Beats) -> Vec<TriggerId> {
-        let i = self.events.partition_point(|(t, _, _)| t.0 <= target.0 + 1e-9);
-        self.events.drain(i..).map(|(_, id, _)| id).collect()
+        let i = self.events.partition_point(|(e, _)| e.target.0 <= target.0 + 1e-9);
+        self.events.drain(i..).map(|(e, _)| e.id).collect()
     }
 
     /// Folds events at or before `now` into `base`.
     pub(super) fn fold(&mut self, now: Beats) {
-        let n = self.events.partition_point(|(t, _, _)| t.0 <= now.0);
-        for (_, _, st) in self.events.drain(..n) {
+        let n = self.events.partition_point(|(e, _)| e.target.0 <= now.0);
+        for (_, st) in self.events.drain(..n) {
             self.base = st;
         }
     }
@@ -79,6 +84,8 @@ pub(super) struct Meta {
     pub(super) clip: Option<ClipId>,
     pub(super) scene: Option<SceneId>,
     pub(super) cause: Cause,
+    /// The id of the press that scheduled it, if the caller gave one.
+    pub(super) command: Option<CommandId>,
 }
 
 /// A held pad in repeat launch mode.

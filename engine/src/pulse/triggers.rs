@@ -222,9 +222,9 @@ impl PulseCore {
         let gain = (db_to_gain(c.gain_db) * (1.0 - amount + amount * v)) as f32;
         let id = self.next_id();
         let ev = Scheduled { id, track: c.track, target, op: Op::Start { clip, anchor, gain } };
-        self.send(ev, Meta { kind, clip: Some(clip), scene: spec.scene, cause: spec.cause });
-        let playing = Playing { clip, anchor, length: c.length, looping: c.looping };
-        self.plans[t].insert(target, id, Some(playing));
+        self.send(ev, Meta { kind, clip: Some(clip), scene: spec.scene, cause: spec.cause, command: None });
+        let playing = Playing { id, clip, anchor, length: c.length, looping: c.looping, gain };
+        self.plans[t].insert(ev, Some(playing));
         self.clip_follow[t] = match (&c.follow, spec.follow && spec.cause != Cause::Arrangement) {
             (Some(f), true) => {
                 let every = c.length.0 * f.after_loops.max(1) as f64;
@@ -254,8 +254,8 @@ impl PulseCore {
         let Some(playing) = self.plans[track.index()].state_at(target) else { return Ok(None) };
         let id = self.next_id();
         let ev = Scheduled { id, track, target, op: Op::Stop { fade } };
-        self.send(ev, Meta { kind: TriggerKind::Stop, clip: Some(playing.clip), scene, cause });
-        self.plans[track.index()].insert(target, id, None);
+        self.send(ev, Meta { kind: TriggerKind::Stop, clip: Some(playing.clip), scene, cause, command: None });
+        self.plans[track.index()].insert(ev, None);
         Ok(Some(id))
     }
 
