@@ -9,6 +9,7 @@
 //! files      session files and scripts (TOML)                     [feature "files"]
 //! media      WAV/MIDI decoding, resampling, stream caches, reader [feature "media"]
 //! build, render   engine assembly; offline render                 [feature "media"]
+//! control    ControlCommand in, Snapshot out (the boundary every input and display uses)
 //! pulse      the scheduler (control thread)     signal  the realtime renderer (audio thread)
 //! queue      the messages and lanes between them (neither imports the other)
 //! instrument the built-in synth and drums (audio thread)
@@ -22,6 +23,7 @@
 //! - [`queue`]: what Pulse and Signal send each other, and the stream lanes.
 //! - [`pulse`]: the scheduler. Turns presses into triggers at target beats. Never reads a clock.
 //! - [`signal`]: the realtime renderer. Executes triggers at the exact sample; never allocates.
+//! - [`control`]: the control boundary: [`control::ControlCommand`] in, [`control::Snapshot`] out.
 //! - [`script`]: performance scripts (timed actions) and the length of previews.
 //! - [`demo`]: the built-in demo set, generated in code.
 //! - `build` ([`build()`]): an engine for a session; [`render`]: offline rendering, the same
@@ -35,6 +37,7 @@
 
 #[cfg(feature = "media")]
 mod build;
+pub mod control;
 pub mod demo;
 #[cfg(feature = "files")]
 pub mod files;

@@ -1,6 +1,6 @@
 //! What a performer (a script, a controller, the UI, the conductor) can ask Pulse to do, in
 //! session indices: [`Action`] and the seed's `ClipTrigger` / `SceneTrigger`. The named,
-//! serialisable form that crosses threads and the network is [`crate::control::ControlCommand`].
+//! serialisable form that crosses threads and the network is `control::ControlCommand`.
 //! Pure data; any thread.
 
 use serde::{Deserialize, Serialize};

@@ -39,6 +39,9 @@ pub struct PulseCore {
     pub(super) meta: HashMap<TriggerId, Meta>,
     /// The last scene launched and the beat it launched at.
     pub(super) scene: Option<(SceneId, Beats)>,
+    /// Which scene plays from which beat: the last entry at or before `now`, then what is
+    /// queued (for displays).
+    pub(super) scene_timeline: Vec<(Beats, Option<SceneId>)>,
     pub(super) repeating: Vec<Repeating>,
     pub(super) mix: Vec<MixSettings>,
     pub(super) clip_follow: Vec<Option<ClipFollowPending>>,
@@ -96,6 +99,7 @@ impl PulseCore {
             next_id: 1,
             meta: HashMap::new(),
             scene: None,
+            scene_timeline: Vec::new(),
             repeating: Vec::new(),
             mix,
             scene_follow: None,
@@ -215,6 +219,7 @@ impl PulseCore {
                 self.repeating.clear();
                 self.scene_follow = None;
                 self.sequence = None;
+                self.note_scene(None, now);
             }
             Action::LaunchScene { scene, quantise } => {
                 let t = SceneTrigger { scene, quantise, mode: SceneMode::Full };
@@ -462,6 +467,10 @@ impl PulseCore {
 
     pub(super) fn fold(&mut self, now: Beats) {
         self.now = now;
+        let past = self.scene_timeline.partition_point(|(b, _)| b.0 <= now.0 + 1e-9);
+        if past > 1 {
+            self.scene_timeline.drain(..past - 1);
+        }
         for p in &mut self.plans {
             p.fold(now);
         }
@@ -508,6 +517,20 @@ impl PulseCore {
         let id = TriggerId(self.next_id);
         self.next_id += 1;
         id
+    }
+
+    /// The scene launched last (`None`: the sequence or a follow action stopped every track) and
+    /// the beat it takes effect at; later entries of the display timeline it replaces go.
+    pub(super) fn set_scene(&mut self, scene: Option<SceneId>, at: Beats) {
+        self.scene = scene.map(|s| (s, at));
+        self.note_scene(scene, at);
+    }
+
+    /// Notes for displays that `scene` plays from `at` (`None`: no scene).
+    pub(super) fn note_scene(&mut self, scene: Option<SceneId>, at: Beats) {
+        let keep = self.scene_timeline.partition_point(|(b, _)| b.0 < at.0 - 1e-9);
+        self.scene_timeline.truncate(keep);
+        self.scene_timeline.push((at, scene));
     }
 
     pub(super) fn send(&mut self, ev: Scheduled, mut meta: Meta) {

@@ -101,7 +101,7 @@ pub enum Choice {
 }
 
 /// What a follow action decided, and for which clip or scene.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum FollowSource {
     /// A clip's follow action.
     Clip(ClipId),

@@ -160,7 +160,7 @@ impl PulseCore {
                 for t in 0..session.tracks.len() {
                     self.schedule_stop(TrackId(t as u32), at, None, None, cause)?;
                 }
-                self.scene = None;
+                self.set_scene(None, at);
                 return Ok(());
             }
             FollowTarget::Repeat => Some(pending.scene),

@@ -18,6 +18,7 @@
 //! - [`core`]: the state machine; `triggers`, `follow`, `sequence`: its parts (launches and
 //!   stops; follow-action decisions; playlists, playthroughs and the arrangement).
 //! - [`handle`]: the wrapper with Signal's queues. [`commit`]: a performance to the arrangement.
+//! - [`view`]: the launcher as planned at a beat, for displays.
 //! - [`replay`]: fast-forward through a log of presses, and resume a fresh Signal there.
 //!
 //! Thread: control thread. Not realtime-safe (it may allocate); it never blocks.
@@ -32,9 +33,11 @@ pub mod replay;
 mod sequence;
 pub(crate) mod state;
 mod triggers;
+pub mod view;
 
 pub use action::{Action, Behaviour, ClipTrigger, CommandId, MixChange, SceneMode, SceneTrigger, StopMode, When};
 pub use core::{METER_MEMORY, PulseCore};
 pub use event::{Cause, Choice, FollowSource, PulseError, PulseEvent, Refusal, TriggerKind};
 pub use handle::Pulse;
 pub use replay::{FastForward, Press};
+pub use view::{LauncherView, PlayingView, SequenceView, TrackView};

@@ -36,7 +36,7 @@ impl PulseCore {
                 for t in 0..self.session.tracks.len() {
                     self.schedule_stop(TrackId(t as u32), at, None, None, cause)?;
                 }
-                self.scene = None;
+                self.set_scene(None, at);
                 return Ok(());
             }
         }

@@ -141,7 +141,7 @@ impl PulseCore {
                 None => {}
             }
         }
-        self.scene = Some((scene, target));
+        self.set_scene(Some(scene), target);
         if s.tempo.is_some() || s.beats_per_bar.is_some() {
             self.tempo_change(TempoChange { beat: target, tempo: s.tempo, beats_per_bar: s.beats_per_bar });
         }
