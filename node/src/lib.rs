@@ -53,6 +53,7 @@
 pub mod arrange;
 pub mod audio;
 pub mod cli;
+pub mod clock;
 pub mod devices;
 pub mod eventlog;
 pub mod health;

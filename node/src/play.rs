@@ -44,7 +44,8 @@ use crate::audio::capture::Capture;
 use crate::audio::device::{self, NoDevice, StartError};
 use crate::audio::record::{InputSummary, LiveInput};
 use crate::audio::switchback::{self, CpalOpener, Decision, DeviceOpener, Handover, SwitchBack, TestDevice};
-use crate::audio::{AlsaMessages, AudioBackend, AudioCore, ClockSnapshot, EngineSwap, Transport};
+use crate::audio::{AlsaMessages, AudioBackend, AudioCore, EngineSwap};
+use crate::clock::{ClockSnapshot, Transport};
 use crate::eventlog::{EventLog, LogSource};
 use crate::health::{Health, HealthFigures};
 use crate::input::{InputArgs, Performance};
@@ -130,7 +131,7 @@ pub struct PlaySummary {
     /// Script actions Pulse refused.
     pub refused: usize,
     /// Tempo and time-signature changes the audio thread could not hold
-    /// ([`crate::audio::Transport::refused_tempo_changes`]).
+    /// ([`crate::clock::Transport::refused_tempo_changes`]).
     pub refused_tempo_changes: u64,
     /// Stopped by Ctrl-C.
     pub interrupted: bool,

@@ -40,7 +40,8 @@ use loophole_engine::pulse::Pulse;
 use loophole_engine::script::Script;
 use loophole_engine::time::{Beats, Bpm};
 use loophole_node::audio::capture::Capture;
-use loophole_node::audio::{AudioBackend, AudioCore, CallbackTiming, ClockSnapshot, EngineSwap, Transport};
+use loophole_node::audio::{AudioBackend, AudioCore, EngineSwap};
+use loophole_node::clock::{CallbackTiming, ClockSnapshot, Transport};
 use loophole_node::link::control::LinkControl;
 use loophole_node::link::{LinkClock, Request};
 

@@ -26,9 +26,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use loophole_engine::EngineConfig;
 use loophole_engine::model::TempoChange;
 use loophole_engine::time::{Beats, Bpm, TempoMap};
+use loophole_node::audio::AudioCore;
 use loophole_node::audio::capture::Capture;
 use loophole_node::audio::input::{InputCore, InputSlot};
-use loophole_node::audio::{AudioCore, Transport};
+use loophole_node::clock::Transport;
 
 struct Counting;
 
@@ -308,10 +309,10 @@ fn the_null_device_loop_with_its_load_meter_never_allocates_between_or_in_callba
             }
             // The timing `AudioBackend::start_null` gives its callback: the deadline on the host
             // clock (the exact heard-time line, not the smoothing filter) and a block of latency.
-            let timing = loophole_node::audio::CallbackTiming {
+            let timing = loophole_node::clock::CallbackTiming {
                 late_us: info.started.saturating_duration_since(info.deadline).as_secs_f64() * 1e6,
                 latency_us: 64.0 * 1e6 / rate as f64,
-                due_us: loophole_node::audio::host::us_of(info.deadline),
+                due_us: loophole_node::clock::host::us_of(info.deadline),
             };
             core.render_stereo_timed(buf, timing);
         })

@@ -14,9 +14,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use loophole_engine::EngineConfig;
 use loophole_engine::model::Session;
 use loophole_engine::time::{Bpm, TempoMap};
+use loophole_node::audio::AudioCore;
 use loophole_node::audio::input::InputCore;
 use loophole_node::audio::record::{RecordConfig, Recorder, SILENCE_CHUNK};
-use loophole_node::audio::{AudioCore, CallbackTiming, Transport};
+use loophole_node::clock::{CallbackTiming, Transport};
 
 struct Peak;
 

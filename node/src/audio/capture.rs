@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
-use super::core::BlockTiming;
+use crate::clock::BlockTiming;
 use crate::wav::FloatWavWriter;
 
 /// Seconds of audio the capture ring holds.

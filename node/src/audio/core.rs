@@ -29,15 +29,15 @@
 //! and a [`ClockSnapshot`] under a sequence lock (the audio thread never waits for it).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering, fence};
 
 use cpal::{FromSample, Sample};
 use loophole_engine::model::TempoChange;
 use loophole_engine::signal::Signal;
 use loophole_engine::time::{Beats, Bpm, SampleTime, TempoMap};
 
+use crate::clock::filter::HostTimeFilter;
+use crate::clock::{BlockTiming, CallbackTiming, ClockSnapshot, Transport};
 use crate::link::LinkAudio;
-use crate::link::filter::HostTimeFilter;
 
 /// Frames of the core's stereo scratch buffer: device buffers that need a format or channel
 /// conversion are rendered in pieces of at most this many frames.
@@ -48,194 +48,6 @@ pub const TEMPO_RING: usize = 256;
 
 /// Length of the fade to silence when the transport stops (Link).
 pub const GATE_MS: f64 = 5.0;
-
-/// When a callback's first sample will be heard, as the backend knows it.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
-pub struct CallbackTiming {
-    /// How late the callback started after the moment it was due, in µs (the null device knows
-    /// its deadlines; cpal callbacks report 0).
-    pub late_us: f64,
-    /// Output latency in µs: from the moment the callback was due to the moment its first sample
-    /// is heard (cpal: `playback - callback`; the null device: one block period).
-    pub latency_us: f64,
-    /// Host time ([`crate::audio::host`], µs) at which the callback was due, when the backend
-    /// knows it exactly (the null device's deadline); 0: the callback's entry minus `late_us`.
-    pub due_us: f64,
-}
-
-/// The timing of one block, for the capture's timing sidecar (and the loopback tap).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct BlockTiming {
-    /// The block's first sample.
-    pub sample: SampleTime,
-    /// Host time (µs) at which that sample is heard: Link's clock in the capture sidecar, the
-    /// node's host clock in the loopback tap.
-    pub host_us: f64,
-    /// The beat at that sample.
-    pub beat: f64,
-    /// Frames in the block.
-    pub frames: u32,
-}
-
-/// The audio position as the control thread reads it ([`Transport::snapshot`]): the sample the
-/// next block starts at and everything needed to map samples to beats and host time near it.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
-pub struct ClockSnapshot {
-    /// The sample the next block starts at.
-    pub sample: SampleTime,
-    /// The beat at that sample.
-    pub beat: f64,
-    /// Beats per sample in force at `sample` (after any tempo change there).
-    pub beats_per_sample: f64,
-    /// Host time at which that sample is heard, in µs: Link's clock with Link, else the node's
-    /// host clock ([`crate::audio::host`]); 0 before the first block.
-    pub host_us: f64,
-    /// Host µs per sample; 0 before the first block.
-    pub us_per_sample: f64,
-    /// The transport plays (always true without Link).
-    pub playing: bool,
-    /// Starts so far (1 from the start without Link).
-    pub epoch: u64,
-    /// Tempo (BPM) in force at `sample`.
-    pub tempo: f64,
-    /// Alone on its own timeline (no Link peers).
-    pub solo: bool,
-    /// Beats per bar (the quantum) in force at `sample`.
-    pub quantum: f64,
-    /// Host time at which `sample` is heard on the node's host clock ([`crate::audio::host`]),
-    /// with or without Link, as the output backend reports it (exact on the null device,
-    /// smoothed for cpal); 0 before the first block. The input recorder aligns with it: input
-    /// blocks are stamped on the same clock.
-    pub local_us: f64,
-    /// Host-clock µs per sample of that line; 0 before the first block.
-    pub local_us_per_sample: f64,
-}
-
-impl ClockSnapshot {
-    /// The host time (Link µs) at which `sample` is heard, extrapolated from the snapshot.
-    pub fn host_of(&self, sample: SampleTime) -> f64 {
-        self.host_us + (sample - self.sample) as f64 * self.us_per_sample
-    }
-}
-
-/// Words of a [`ClockSnapshot`] under the sequence lock.
-const SNAP_WORDS: usize = 12;
-
-/// What the audio thread publishes for the control thread (lock-free, any thread).
-#[derive(Debug, Default)]
-pub struct Transport {
-    /// Frames rendered so far: the sample the next block starts at. Beat 0 is sample 0.
-    rendered: AtomicU64,
-    /// The beat the next block starts at, as `f64` bits.
-    beat: AtomicU64,
-    /// Callbacks (blocks) rendered.
-    blocks: AtomicU64,
-    /// The largest block a callback has asked for.
-    max_block: AtomicU64,
-    /// Frames that did not fit into the capture ring and were dropped from the capture.
-    dropped_capture: AtomicU64,
-    /// Tempo changes the audio thread could not hold (its tempo map or Link's pending list was
-    /// full).
-    refused_tempo: AtomicU64,
-    /// Sequence number of `snap` (odd while the audio thread writes it).
-    seq: AtomicU64,
-    snap: [AtomicU64; SNAP_WORDS],
-}
-
-impl Transport {
-    /// A transport at sample 0.
-    pub fn new() -> Arc<Transport> {
-        Arc::new(Transport::default())
-    }
-
-    /// Frames rendered so far (the sample the next block starts at).
-    pub fn rendered(&self) -> u64 {
-        self.rendered.load(Ordering::Acquire)
-    }
-
-    /// The beat the next block starts at (the beat of [`Transport::rendered`]).
-    pub fn beat(&self) -> Beats {
-        Beats(f64::from_bits(self.beat.load(Ordering::Acquire)))
-    }
-
-    /// Blocks rendered so far.
-    pub fn blocks(&self) -> u64 {
-        self.blocks.load(Ordering::Relaxed)
-    }
-
-    /// The largest block asked for so far (0 before the first).
-    pub fn max_block(&self) -> u64 {
-        self.max_block.load(Ordering::Relaxed)
-    }
-
-    /// Frames dropped from the capture because its ring was full.
-    pub fn dropped_capture(&self) -> u64 {
-        self.dropped_capture.load(Ordering::Relaxed)
-    }
-
-    /// Tempo changes the audio thread refused because its tempo map (or Link's list of pending
-    /// changes) was full.
-    pub fn refused_tempo_changes(&self) -> u64 {
-        self.refused_tempo.load(Ordering::Relaxed)
-    }
-
-    /// A consistent copy of the clock the audio thread published last. Any thread; retries
-    /// (without blocking the writer) while the audio thread is writing.
-    pub fn snapshot(&self) -> ClockSnapshot {
-        loop {
-            let s1 = self.seq.load(Ordering::Acquire);
-            if s1 & 1 == 1 {
-                std::hint::spin_loop();
-                continue;
-            }
-            let w: [u64; SNAP_WORDS] = std::array::from_fn(|i| self.snap[i].load(Ordering::Relaxed));
-            fence(Ordering::Acquire);
-            if self.seq.load(Ordering::Relaxed) == s1 {
-                return ClockSnapshot {
-                    sample: w[0] as i64,
-                    beat: f64::from_bits(w[1]),
-                    beats_per_sample: f64::from_bits(w[2]),
-                    host_us: f64::from_bits(w[3]),
-                    us_per_sample: f64::from_bits(w[4]),
-                    playing: w[5] != 0,
-                    epoch: w[6],
-                    tempo: f64::from_bits(w[7]),
-                    solo: w[8] != 0,
-                    quantum: f64::from_bits(w[9]),
-                    local_us: f64::from_bits(w[10]),
-                    local_us_per_sample: f64::from_bits(w[11]),
-                };
-            }
-        }
-    }
-
-    /// Publishes a snapshot. Single writer (the thread that owns the core). Realtime-safe.
-    fn publish(&self, s: &ClockSnapshot) {
-        let seq = self.seq.load(Ordering::Relaxed);
-        self.seq.store(seq.wrapping_add(1), Ordering::Relaxed);
-        fence(Ordering::Release);
-        let w = [
-            s.sample as u64,
-            s.beat.to_bits(),
-            s.beats_per_sample.to_bits(),
-            s.host_us.to_bits(),
-            s.us_per_sample.to_bits(),
-            s.playing as u64,
-            s.epoch,
-            s.tempo.to_bits(),
-            s.solo as u64,
-            s.quantum.to_bits(),
-            s.local_us.to_bits(),
-            s.local_us_per_sample.to_bits(),
-        ];
-        for (slot, v) in self.snap.iter().zip(w) {
-            slot.store(v, Ordering::Relaxed);
-        }
-        self.seq.store(seq.wrapping_add(2), Ordering::Release);
-        self.rendered.store(s.sample.max(0) as u64, Ordering::Release);
-        self.beat.store(s.beat.to_bits(), Ordering::Release);
-    }
-}
 
 /// The control thread's end of an engine swap: send a fresh Signal to the audio core (it takes it
 /// once the gate has closed, after a stop) and free the ones it hands back.
@@ -312,7 +124,7 @@ impl AudioCore {
     /// Thread: control. Not realtime-safe (allocates the scratch buffer).
     pub fn new(signal: Signal, clock: TempoMap, start: SampleTime, transport: Arc<Transport>) -> AudioCore {
         // Fix the host clock's origin here, on the control thread, not in the callback.
-        super::host::origin();
+        crate::clock::host::origin();
         let first = clock.block(start, 0);
         let core = AudioCore {
             signal,
@@ -474,7 +286,7 @@ impl AudioCore {
             let heard = timing.due_us + timing.latency_us;
             (heard, heard, 1e6 / self.sample_rate.max(1) as f64)
         } else {
-            let heard = super::host::now_us() - timing.late_us + timing.latency_us;
+            let heard = crate::clock::host::now_us() - timing.late_us + timing.latency_us;
             let line = self.host_filter.update(self.sample, heard);
             (heard, line, self.host_filter.micros_per_sample())
         };
@@ -560,7 +372,7 @@ impl AudioCore {
                     chunk.fill_from_iter(out.iter().copied());
                 }
                 Err(_) => {
-                    self.transport.dropped_capture.fetch_add(frames as u64, Ordering::Relaxed);
+                    self.transport.drop_capture(frames as u64);
                 }
             }
         }
@@ -569,13 +381,12 @@ impl AudioCore {
             && let Ok(chunk) = ring.write_chunk_uninit(out.len())
         {
             chunk.fill_from_iter(out.iter().copied());
-            let beat = f64::from_bits(self.transport.beat.load(Ordering::Relaxed));
+            let beat = self.transport.beat().0;
             // Cannot fail: a slot was checked free above, and only this thread pushes.
             let _ = blocks.push(BlockTiming { sample: self.sample, host_us: heard_us, beat, frames: frames as u32 });
         }
         self.sample += frames as SampleTime;
-        self.transport.max_block.fetch_max(frames as u64, Ordering::Relaxed);
-        self.transport.blocks.fetch_add(1, Ordering::Relaxed);
+        self.transport.count_block(frames as u64);
         self.transport.publish(&snap);
     }
 
@@ -595,7 +406,7 @@ impl AudioCore {
                 }
             };
             if !held {
-                self.transport.refused_tempo.fetch_add(1, Ordering::Relaxed);
+                self.transport.refuse_tempo_change();
             }
         }
     }

@@ -25,8 +25,9 @@ use std::time::{Duration, Instant};
 use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
 use cpal::{ErrorKind, FromSample, SampleFormat, SizedSample, StreamConfig};
 
-use super::core::{AudioCore, CallbackTiming};
+use super::core::AudioCore;
 use super::load::{CallbackTimer, LoadMeter, block_period};
+use crate::clock::CallbackTiming;
 
 /// A callback more than this many periods (of the previous block) after the previous one is a gap.
 pub const GAP_PERIODS: f64 = 1.5;

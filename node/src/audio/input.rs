@@ -34,11 +34,11 @@ use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use cpal::traits::{DeviceTrait, StreamTrait};
 use cpal::{ErrorKind, FromSample, SampleFormat, SizedSample, StreamConfig};
 
-use super::core::BlockTiming;
 use super::device::{NoDevice, by_name, device_label, format_rank};
-use super::host;
 use super::null::{NullConfig, NullStream};
-use crate::link::filter::HostTimeFilter;
+use crate::clock::BlockTiming;
+use crate::clock::filter::HostTimeFilter;
+use crate::clock::host;
 
 /// Seconds of input the rings hold.
 pub const RING_SECONDS: usize = 4;

@@ -19,7 +19,6 @@
 pub mod capture;
 pub mod core;
 pub mod device;
-pub mod host;
 pub mod input;
 pub mod load;
 pub mod null;
@@ -27,10 +26,11 @@ pub mod record;
 pub mod rt;
 pub mod switchback;
 
-pub use self::core::{AudioCore, BlockTiming, CallbackTiming, ClockSnapshot, EngineSwap, Transport};
+pub use self::core::{AudioCore, EngineSwap};
 use self::device::{CoreSlot, DeviceStream};
 use self::load::LoadMeter;
 use self::null::{NullConfig, NullStats, NullStream};
+use crate::clock::{CallbackTiming, host};
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -40,10 +40,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 
-use super::core::{AudioCore, ClockSnapshot, Transport};
+use super::core::AudioCore;
 use super::device::NoDevice;
-use super::host;
 use super::input::{InputBlock, InputCore, InputPlan, InputReceiver, InputSpec, InputStats, InputStream};
+use crate::clock::host;
+use crate::clock::{ClockSnapshot, Transport};
 use crate::wav::FloatWavWriter;
 
 /// Blocks whose offsets are estimated before the median is taken.
@@ -862,7 +863,7 @@ mod tests {
                 .unwrap();
         let transport = Transport::new();
         let mut core = AudioCore::new(signal, TempoMap::new(48_000, Bpm(120.0), 4.0), 0, transport.clone());
-        let timing = crate::audio::CallbackTiming { late_us: 0.0, latency_us: 10_000.0, due_us: 990_000.0 };
+        let timing = crate::clock::CallbackTiming { late_us: 0.0, latency_us: 10_000.0, due_us: 990_000.0 };
         core.render_stereo_timed(&mut vec![0f32; 960], timing);
         (core, transport)
     }

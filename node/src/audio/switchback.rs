@@ -350,7 +350,7 @@ mod tests {
         use loophole_engine::model::Session;
         use loophole_engine::time::{Bpm, TempoMap};
 
-        use crate::audio::Transport;
+        use crate::clock::Transport;
 
         let session = Arc::new(Session::new("empty", Bpm(120.0)));
         let (_pulse, signal) =

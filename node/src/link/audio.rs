@@ -46,8 +46,8 @@ use loophole_engine::model::TempoChange;
 use loophole_engine::time::{BlockClock, Bpm, SAMPLE_EPSILON, SampleTime};
 use rusty_link::{AblLink, SessionState};
 
-use super::filter::HostTimeFilter;
-use crate::audio::core::CallbackTiming;
+use crate::clock::CallbackTiming;
+use crate::clock::filter::HostTimeFilter;
 
 /// Alone, Link's timeline is re-forced onto the node's when they differ by more than this (µs).
 pub const SYNC_MICROS: f64 = 20.0;

@@ -17,7 +17,7 @@ use std::sync::mpsc;
 use serde_json::json;
 
 use super::{ClockEvent, LinkClock, Request};
-use crate::audio::ClockSnapshot;
+use crate::clock::ClockSnapshot;
 
 /// How far ahead of the request a `play` command starts (so the first triggers are pressed
 /// before beat 0): with peers, the start is the session's next bar line after this.

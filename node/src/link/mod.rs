@@ -27,7 +27,6 @@
 
 pub mod audio;
 pub mod control;
-pub mod filter;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

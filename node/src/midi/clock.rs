@@ -23,7 +23,7 @@
 //!    at host time `t` is `(t − origin − latency) × sample_rate`. `play` measures the latency
 //!    every tick from where the audio core says the next sample is heard
 //!    ([`AudioClock::set_heard`]); the host clock is the audio host clock
-//!    ([`crate::audio::host`]), so the two agree.
+//!    ([`crate::clock::host`]), so the two agree.
 //! 3. **Sample → beat**: from the last observed position's beat at the current tempo.
 //!
 //! A press is performed at the beat the performer heard when pressing. When that beat lies in
@@ -50,19 +50,19 @@ pub struct HostTime(pub u64);
 impl HostTime {
     /// The host clock now. Any thread.
     pub fn now() -> HostTime {
-        let origin = crate::audio::host::origin();
+        let origin = crate::clock::host::origin();
         HostTime(origin.elapsed().as_micros() as u64)
     }
 
     /// The host time of an `Instant`.
     pub fn from_instant(at: Instant) -> HostTime {
-        let origin = crate::audio::host::origin();
+        let origin = crate::clock::host::origin();
         HostTime(at.saturating_duration_since(origin).as_micros() as u64)
     }
 
     /// The `Instant` of this host time.
     pub fn to_instant(self) -> Instant {
-        crate::audio::host::origin() + Duration::from_micros(self.0)
+        crate::clock::host::origin() + Duration::from_micros(self.0)
     }
 
     /// Seconds since the clock's origin.
@@ -146,7 +146,7 @@ impl AudioClock {
     }
 
     /// Sets the output latency from where the output backend says `sample` is heard:
-    /// `heard_us` on the host clock ([`crate::audio::host`], the [`HostTime`] clock), as the
+    /// `heard_us` on the host clock ([`crate::clock::host`], the [`HostTime`] clock), as the
     /// audio core publishes it (`ClockSnapshot::local_us`). The latency is the time from the
     /// position passing `sample` (this clock's line) to `sample` being heard. Ignored (false)
     /// before the first observation, or when the result is outside 0..=2 s (a line that has
@@ -354,7 +354,7 @@ mod tests {
     fn host_time_is_the_audio_host_clock() {
         // MIDI timestamps and the audio core's heard times are on one clock.
         let at = Instant::now();
-        let us = crate::audio::host::us_of(at);
+        let us = crate::clock::host::us_of(at);
         assert!((HostTime::from_instant(at).0 as f64 - us).abs() <= 1.0);
     }
 

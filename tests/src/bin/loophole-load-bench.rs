@@ -34,7 +34,8 @@ use loophole_engine::time::{Beats, Bpm, Quantise, TempoMap};
 use loophole_node::audio::load::{LoadMeter, percent};
 use loophole_node::audio::null::{NullConfig, NullStats, NullStream};
 use loophole_node::audio::rt::RealtimeRequest;
-use loophole_node::audio::{AudioBackend, AudioCore, Transport};
+use loophole_node::audio::{AudioBackend, AudioCore};
+use loophole_node::clock::Transport;
 
 const RATE: u32 = 48_000;
 const TEMPO: f64 = 120.0;
