@@ -14,10 +14,16 @@ use crate::queue::lanes::{self, Lanes, ReaderLane};
 use crate::signal::{ClipSlot, LANES_PER_TRACK, Signal, SignalSizes, SlotContent, StreamSlot};
 use crate::{instrument, model};
 
+/// Lowest sample rate an engine runs at, in Hz ([`EngineConfig::sample_rate`]).
+pub const MIN_ENGINE_SAMPLE_RATE: u32 = 8_000;
+/// Highest sample rate an engine runs at, in Hz ([`EngineConfig::sample_rate`]).
+pub const MAX_ENGINE_SAMPLE_RATE: u32 = 384_000;
+
 /// Sizes and rates an engine is built with.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct EngineConfig {
-    /// Sample rate of the audio device (or render).
+    /// Sample rate of the audio device (or render):
+    /// [`MIN_ENGINE_SAMPLE_RATE`]`..=`[`MAX_ENGINE_SAMPLE_RATE`].
     pub sample_rate: u32,
     /// Largest block Signal renders in one piece (longer blocks are split, with identical output).
     pub max_block: usize,
@@ -38,7 +44,8 @@ pub enum EngineError {
     /// The session breaks an invariant (see [`Session::validate`]); fix the session.
     #[error("invalid session: {0}")]
     InvalidSession(String),
-    /// A sample rate of zero or above 384 kHz, or a zero block size. Use a real device setting.
+    /// A sample rate outside [`MIN_ENGINE_SAMPLE_RATE`]`..=`[`MAX_ENGINE_SAMPLE_RATE`], or a zero
+    /// block size. Use a real device setting.
     #[error("unsupported configuration: {0}")]
     Config(String),
 }
@@ -72,8 +79,11 @@ pub fn build_with_reader(
     config: &EngineConfig,
 ) -> Result<(Pulse, Signal, Option<StreamReader>), EngineError> {
     session.validate().map_err(EngineError::InvalidSession)?;
-    if config.sample_rate == 0 || config.sample_rate > 384_000 {
-        return Err(EngineError::Config(format!("sample rate {} Hz", config.sample_rate)));
+    if !(MIN_ENGINE_SAMPLE_RATE..=MAX_ENGINE_SAMPLE_RATE).contains(&config.sample_rate) {
+        return Err(EngineError::Config(format!(
+            "sample rate {} Hz (the engine runs at {MIN_ENGINE_SAMPLE_RATE}..={MAX_ENGINE_SAMPLE_RATE} Hz)",
+            config.sample_rate
+        )));
     }
     if config.max_block == 0 || config.queue_capacity == 0 {
         return Err(EngineError::Config("block size and queue capacity must be at least 1".into()));
@@ -222,4 +232,24 @@ pub(crate) fn wire(session: &Session, sample_rate: u32) -> Result<StreamWiring, 
         })
         .collect();
     Ok(StreamWiring { slots, lanes, feeds: reader_lanes, sources })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_engine_runs_only_at_the_supported_sample_rates() {
+        let session = Arc::new(Session::new("empty", crate::time::Bpm(120.0)));
+        let at = |sample_rate| build(session.clone(), &EngineConfig { sample_rate, ..EngineConfig::default() });
+        for rate in [MIN_ENGINE_SAMPLE_RATE, 44_100, MAX_ENGINE_SAMPLE_RATE] {
+            assert!(at(rate).is_ok(), "{rate} Hz is supported");
+        }
+        for rate in [0, 1, MIN_ENGINE_SAMPLE_RATE - 1, MAX_ENGINE_SAMPLE_RATE + 1, u32::MAX] {
+            match at(rate) {
+                Err(EngineError::Config(why)) => assert!(why.contains(&format!("sample rate {rate} Hz")), "{why}"),
+                other => panic!("{rate} Hz: {:?}", other.map(|_| ())),
+            }
+        }
+    }
 }
