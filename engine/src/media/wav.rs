@@ -161,20 +161,18 @@ impl<R: Read> WavFrames<R> {
                     bytes.resize(m * frame_bytes, 0);
                     input.read_exact(bytes).map_err(|e| corrupt(&e))?;
                     let frames = bytes.chunks_exact(frame_bytes);
-                    // One monomorphic loop per format and channel, so each compiles to a tight loop.
+                    // One monomorphic loop per format and channel, and one pass per channel: an
+                    // `extend` from an iterator of known length reserves once and stores without
+                    // a capacity check per sample, so each compiles to a tight (vector) loop.
                     match (*float, channels == 2) {
                         (true, true) => {
-                            for f in frames {
-                                left.push(le_f32(&f[..4]));
-                                right.push(le_f32(&f[4..8]));
-                            }
+                            left.extend(frames.clone().map(|f| le_f32(&f[..4])));
+                            right.extend(frames.map(|f| le_f32(&f[4..8])));
                         }
                         (true, false) => left.extend(frames.map(|f| le_f32(&f[..4]))),
                         (false, true) => {
-                            for f in frames {
-                                left.push(le_i16(&f[..2]));
-                                right.push(le_i16(&f[2..4]));
-                            }
+                            left.extend(frames.clone().map(|f| le_i16(&f[..2])));
+                            right.extend(frames.map(|f| le_i16(&f[2..4])));
                         }
                         (false, false) => left.extend(frames.map(|f| le_i16(&f[..2]))),
                     }
