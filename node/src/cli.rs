@@ -71,6 +71,10 @@ pub struct SourceArgs {
     /// clips beyond it stream from disk.
     #[arg(long, value_name = "MB")]
     pub memory_budget: Option<f64>,
+    /// Threads that decode the session's audio files while it loads. Default: one per core the
+    /// node may run on (so `taskset -c 0` gives one). 1 decodes on the main thread.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub decode_threads: Option<u16>,
 }
 
 impl SourceArgs {
@@ -83,6 +87,7 @@ impl SourceArgs {
             script: self.script.clone(),
             seed: self.seed,
             memory_budget_mb: self.memory_budget,
+            decode_threads: self.decode_threads.map(usize::from),
             preview: if self.playthrough {
                 Some(Preview::Playthrough { from: self.from.clone(), to: self.to.clone() })
             } else if self.arrangement {
@@ -296,6 +301,7 @@ impl DemoArgs {
             seed: self.seed,
             preview: None,
             memory_budget_mb: self.memory_budget,
+            decode_threads: None,
         };
         // The demo starts at once and joins a Link session whenever one shows up.
         let mut o = self.live.options(input, false)?;
@@ -454,6 +460,25 @@ mod tests {
             };
             assert_eq!(a.live.sample_rate.map(|r| r.to_string()).as_deref(), Some(sr));
         }
+    }
+
+    #[test]
+    fn decode_threads_are_passed_to_the_loader_and_zero_is_refused() {
+        let Command::Render(a) =
+            Cli::try_parse_from(["loophole-node", "render", "s.toml", "--out", "x.wav", "--decode-threads", "1"])
+                .unwrap()
+                .command
+        else {
+            panic!("not render")
+        };
+        assert_eq!(a.into_options().unwrap().input.decode_threads, Some(1));
+        let Command::Play(a) = Cli::try_parse_from(["loophole-node", "play", "s.toml"]).unwrap().command else {
+            panic!("not play")
+        };
+        assert_eq!(a.into_options().unwrap().input.decode_threads, None, "default: one per core");
+        let e = Cli::try_parse_from(["loophole-node", "render", "s.toml", "--out", "x.wav", "--decode-threads", "0"])
+            .unwrap_err();
+        assert_eq!(e.exit_code(), 2);
     }
 
     #[test]
