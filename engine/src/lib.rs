@@ -54,4 +54,4 @@ pub mod signal;
 pub mod time;
 
 #[cfg(feature = "media")]
-pub use build::{EngineConfig, EngineError, build, build_with_reader};
+pub use build::{EngineConfig, EngineError, MAX_ENGINE_SAMPLE_RATE, MIN_ENGINE_SAMPLE_RATE, build, build_with_reader};

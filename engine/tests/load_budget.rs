@@ -159,7 +159,9 @@ fn loading_long_files_under_a_budget_peaks_near_the_budget_not_at_the_set_size()
 
     // Under the budget: the loader only probes the files, prepare converts them a chunk at a time.
     let ((budgeted, notes), peak) = peak_of(|| {
-        let loaded = load_session_with(&path, LoadOptions { memory_budget_mb: Some(budget_mb) }).unwrap();
+        let loaded =
+            load_session_with(&path, LoadOptions { memory_budget_mb: Some(budget_mb), ..LoadOptions::default() })
+                .unwrap();
         assert!(loaded.clips.iter().all(|c| c.deferred.is_some()), "nothing is decoded at load");
         assert!((0..loaded.clips.len()).all(|i| audio_of(&loaded, i).frames() == 0));
         assert_eq!(loaded.clips[0].length, Beats(8.0));
@@ -230,7 +232,8 @@ fn a_set_loaded_under_a_budget_renders_bit_for_bit_as_the_whole_file_load() {
     assert!(want.iter().any(|&x| x != 0.0));
     // 0: everything streams; 0.5: the pad (0.37 MiB at 48 kHz) is decoded resident by prepare.
     for budget in [0.0, 0.5] {
-        let loaded = load_session_with(&path, LoadOptions { memory_budget_mb: Some(budget) }).unwrap();
+        let loaded =
+            load_session_with(&path, LoadOptions { memory_budget_mb: Some(budget), ..LoadOptions::default() }).unwrap();
         let (prepared, notes) = stream::prepare(&loaded, 48_000).unwrap();
         assert_eq!(notes.len(), if budget == 0.0 { 4 } else { 3 });
         for block in [64, 1000] {
@@ -249,7 +252,8 @@ fn a_deferred_file_that_changes_before_prepare_is_a_clear_error_and_unprepared_s
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = scratch("changed");
     let path = write_set(&dir, &[("a", 2.0)], 1.0);
-    let loaded = load_session_with(&path, LoadOptions { memory_budget_mb: Some(0.0) }).unwrap();
+    let loaded =
+        load_session_with(&path, LoadOptions { memory_budget_mb: Some(0.0), ..LoadOptions::default() }).unwrap();
     // Built without prepare, the engine refuses the session instead of playing silence.
     let e = Renderer::new(
         Arc::new(loaded.clone()),
@@ -267,7 +271,8 @@ fn a_deferred_file_that_changes_before_prepare_is_a_clear_error_and_unprepared_s
     assert!(text.contains("set.toml:") && text.contains("clip 'a'") && text.contains("changed"), "{text}");
     // A file that went away.
     std::fs::remove_file(dir.join("pad.wav")).unwrap();
-    let loaded = load_session_with(&path, LoadOptions { memory_budget_mb: Some(0.0) }).expect_err("missing file");
+    let loaded = load_session_with(&path, LoadOptions { memory_budget_mb: Some(0.0), ..LoadOptions::default() })
+        .expect_err("missing file");
     assert!(loaded.to_string().contains("pad.wav"), "{loaded}");
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -314,7 +319,7 @@ fn probing_under_a_budget_finds_every_bad_file_the_full_decode_finds_with_the_sa
         );
         std::fs::write(&session, &text).unwrap();
         let whole = load_session(&session).expect_err("a bad file").to_string();
-        let probed = load_session_with(&session, LoadOptions { memory_budget_mb: Some(1.0) })
+        let probed = load_session_with(&session, LoadOptions { memory_budget_mb: Some(1.0), ..LoadOptions::default() })
             .expect_err("a bad file under a budget")
             .to_string();
         assert!(whole.contains(phrase) && whole.contains("set.toml:11:8:"), "{file}: {whole}");

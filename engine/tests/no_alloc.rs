@@ -252,6 +252,70 @@ fn signal_with_streamed_clips_never_allocates_or_frees() {
 }
 
 #[test]
+fn signal_with_mapped_clips_never_allocates_or_frees() {
+    // Two 32-bit float WAV files mapped in place (an offline render's load), one mono, one legato.
+    let dir = std::env::temp_dir().join(format!("loophole-no-alloc-mapped-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, channels, hz) in [("a.wav", 2u16, 220.0), ("b.wav", 1, 330.0)] {
+        let spec = hound::WavSpec {
+            channels,
+            sample_rate: 48_000,
+            bits_per_sample: 32,
+            sample_format: hound::SampleFormat::Float,
+        };
+        let mut w = hound::WavWriter::create(dir.join(name), spec).unwrap();
+        for i in 0..48_000 * 3 * channels as usize {
+            w.write_sample((i as f32 * hz / 48_000.0).sin() * 0.3).unwrap();
+        }
+        w.finalize().unwrap();
+    }
+    let toml = "[session]\nname = \"m\"\ntempo = 120\ncrossfade_ms = 5.0\n[[track]]\nid = \"t\"\nkind = \"audio\"\n\
+        [[clip]]\nid = \"a\"\ntrack = \"t\"\nfile = \"a.wav\"\nlength_beats = 4\n\
+        [[clip]]\nid = \"b\"\ntrack = \"t\"\nfile = \"b.wav\"\nlegato = true\nloop = false\n";
+    std::fs::write(dir.join("m.toml"), toml).unwrap();
+    let options = loophole_engine::files::session::LoadOptions { map_audio: true, ..Default::default() };
+    let s = loophole_engine::files::session::load_session_with(&dir.join("m.toml"), options).unwrap();
+    assert!(
+        s.clips.iter().all(|c| c.deferred.as_ref().is_some_and(|d| d.deferral == Deferral::InPlace)),
+        "both files left to be read in place"
+    );
+    let (mut pulse, mut signal, _) = loophole_engine::build_with_reader(
+        Arc::new(s),
+        &EngineConfig { sample_rate: 48_000, max_block: 128, queue_capacity: 64 },
+    )
+    .unwrap();
+    let clock = SimClock { sample_rate: 48_000, tempo: Bpm(120.0), quantum: 4.0 };
+    let mut out = vec![0f32; 512 * 2];
+    let mut t = 0i64;
+    let mut total = 0usize;
+    let mut step = |pulse: &mut loophole_engine::pulse::Pulse, signal: &mut Signal, blocks: usize, t: &mut i64| {
+        let mut n = 0;
+        for k in 0..blocks {
+            let frames = [64usize, 1, 128, 333, 512][k % 5];
+            let c = clock.block(*t, frames);
+            n += counted(signal, &c, &mut out[..frames * 2]);
+            *t += frames as i64;
+            while pulse.poll_event().is_some() {}
+        }
+        n
+    };
+    let now = |t: i64| Beats(t as f64 / 24_000.0);
+    // Play through a loop wrap (2 s), then a legato switch to the mono one-shot, which plays past
+    // its file's end; then a retrigger and a fade-out.
+    pulse.press(Action::Launch { clip: ClipId(0), quantise: Some(Quantise::None), velocity: None }, now(t)).unwrap();
+    total += step(&mut pulse, &mut signal, 1000, &mut t);
+    pulse.press(Action::Launch { clip: ClipId(1), quantise: Some(Quantise::Beat), velocity: None }, now(t)).unwrap();
+    total += step(&mut pulse, &mut signal, 1000, &mut t);
+    pulse.press(Action::Launch { clip: ClipId(0), quantise: Some(Quantise::None), velocity: None }, now(t)).unwrap();
+    total += step(&mut pulse, &mut signal, 300, &mut t);
+    assert!(signal.meters().take_master()[0] > 0.0);
+    pulse.press(Action::StopTrack { track: TrackId(0), mode: StopMode::FadeOut(Beats(1.0)) }, now(t)).unwrap();
+    total += step(&mut pulse, &mut signal, 300, &mut t);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(total, 0, "Signal::process allocated or freed {total} times with mapped clips");
+}
+
+#[test]
 fn the_counter_sees_allocations() {
     // Guards the guard: an allocation inside the counted region is counted.
     let before = allocs();

@@ -6,7 +6,6 @@ mod common;
 use std::sync::Arc;
 
 use common::*;
-use loophole_engine::EngineConfig;
 use loophole_engine::model::*;
 use loophole_engine::pulse::{
     Action, Behaviour, Cause, Choice, ClipTrigger, FollowSource, Pulse, PulseEvent, SceneMode, SceneTrigger,
@@ -14,6 +13,7 @@ use loophole_engine::pulse::{
 use loophole_engine::render::{RenderConfig, Renderer};
 use loophole_engine::signal::Signal;
 use loophole_engine::time::{Beats, Bpm, Quantise, SimClock};
+use loophole_engine::{EngineConfig, MIN_ENGINE_SAMPLE_RATE};
 
 /// 120 BPM at 48 kHz: 24 000 samples per beat.
 const SPB: usize = 24_000;
@@ -277,7 +277,7 @@ fn decision_counts(seed: u64, ca: f64, cb: f64, steps: usize) -> (Vec<Choice>, [
     s.seed = seed;
     s.tempo = Bpm(999.0);
     s.clips[0].follow = Some(follow(1, FollowTarget::Repeat, ca, Some((FollowTarget::Repeat, cb))));
-    let choices = drive_pulse(&s, steps as f64 + 0.5, 1000).0;
+    let choices = drive_pulse(&s, steps as f64 + 0.5, MIN_ENGINE_SAMPLE_RATE).0;
     let mut counts = [0; 3];
     for c in &choices {
         counts[match c {
@@ -289,13 +289,15 @@ fn decision_counts(seed: u64, ca: f64, cb: f64, steps: usize) -> (Vec<Choice>, [
     (choices, counts)
 }
 
-/// Runs Pulse and Signal directly (a low sample rate keeps it fast) and returns every follow
-/// decision in order (with the source and target), starting everything at beat 0.
+/// Runs Pulse and Signal directly (the lowest sample rate and blocks of 64 ms keep it fast)
+/// and returns every follow decision in order (with the source and target), starting everything
+/// at beat 0.
 fn drive_pulse(s: &Session, beats: f64, rate: u32) -> (Vec<Choice>, Vec<String>) {
     let session = Arc::new(s.clone());
+    let frames = rate as usize * 64 / 1000;
     let (mut pulse, mut signal): (Pulse, Signal) = loophole_engine::build(
         session.clone(),
-        &EngineConfig { sample_rate: rate, max_block: 64, queue_capacity: 1 << 14 },
+        &EngineConfig { sample_rate: rate, max_block: frames, queue_capacity: 1 << 14 },
     )
     .unwrap();
     let clock = SimClock { sample_rate: rate, tempo: s.tempo, quantum: s.beats_per_bar };
@@ -307,18 +309,18 @@ fn drive_pulse(s: &Session, beats: f64, rate: u32) -> (Vec<Choice>, Vec<String>)
     } else {
         pulse.press(Action::LaunchScene { scene: SceneId(0), quantise: Some(Quantise::None) }, Beats(0.0)).unwrap();
     }
-    let mut out = vec![0f32; 128];
+    let mut out = vec![0f32; frames * 2];
     let mut t = 0i64;
     let mut choices = Vec::new();
     let mut trace = Vec::new();
     loop {
-        let b = clock.block(t, 64);
+        let b = clock.block(t, frames);
         if b.beat_at_first_sample.0 > beats {
             break;
         }
         pulse.tick(b.beat_at_first_sample, Beats(b.end_beat().0 + 0.5)).unwrap();
         signal.process(&b, &mut out);
-        t += 64;
+        t += frames as i64;
         while let Some(e) = pulse.poll_event() {
             if let PulseEvent::Follow { choice, source, next, beat, occurrence } = e {
                 choices.push(choice);
@@ -359,7 +361,7 @@ fn random_targets_are_uniform_over_the_candidates() {
         f.a.constraints.exclude = vec![4];
         s.clips[c].follow = Some(f);
     }
-    let (_, trace) = drive_pulse(&s, 4000.5, 1000);
+    let (_, trace) = drive_pulse(&s, 4000.5, MIN_ENGINE_SAMPLE_RATE);
     // The clip each decision came from is the one the previous decision chose.
     let mut counts = [0usize; 5];
     for line in &trace {
@@ -399,11 +401,11 @@ fn busy_set(seed: u64) -> Session {
 
 #[test]
 fn two_pulses_agree_on_ten_thousand_follow_decisions_and_a_new_seed_changes_them() {
-    let a = drive_pulse(&busy_set(1), 7000.0, 1000).1;
-    let b = drive_pulse(&busy_set(1), 7000.0, 1000).1;
+    let a = drive_pulse(&busy_set(1), 7000.0, MIN_ENGINE_SAMPLE_RATE).1;
+    let b = drive_pulse(&busy_set(1), 7000.0, MIN_ENGINE_SAMPLE_RATE).1;
     assert!(a.len() >= 10_000, "{} decisions", a.len());
     assert_eq!(a, b, "same seed, same decisions");
-    let c = drive_pulse(&busy_set(2), 7000.0, 1000).1;
+    let c = drive_pulse(&busy_set(2), 7000.0, MIN_ENGINE_SAMPLE_RATE).1;
     let same = a.iter().zip(&c).filter(|(x, y)| x == y).count();
     assert!(same < a.len() / 2, "a different seed gives different choices ({same} of {} equal)", a.len());
 }

@@ -71,6 +71,10 @@ pub struct SourceArgs {
     /// clips beyond it stream from disk.
     #[arg(long, value_name = "MB")]
     pub memory_budget: Option<f64>,
+    /// Threads that decode the session's audio files while it loads. Default: one per core the
+    /// node may run on (so `taskset -c 0` gives one). 1 decodes on the main thread.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub decode_threads: Option<u16>,
 }
 
 impl SourceArgs {
@@ -83,6 +87,7 @@ impl SourceArgs {
             script: self.script.clone(),
             seed: self.seed,
             memory_budget_mb: self.memory_budget,
+            decode_threads: self.decode_threads.map(usize::from),
             preview: if self.playthrough {
                 Some(Preview::Playthrough { from: self.from.clone(), to: self.to.clone() })
             } else if self.arrangement {
@@ -106,8 +111,8 @@ pub struct RenderArgs {
     /// Frames per block (the output does not depend on it).
     #[arg(long, value_name = "N", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=1_048_576))]
     pub block: u32,
-    /// Sample rate in Hz.
-    #[arg(long, value_name = "SR", default_value_t = 48_000, value_parser = clap::value_parser!(u32).range(1..=384_000))]
+    /// Sample rate in Hz (8000 to 384000).
+    #[arg(long, value_name = "SR", default_value_t = 48_000, value_parser = parse_sample_rate)]
     pub sample_rate: u32,
     /// Length in seconds. Default: the demo's length with `--demo`; with a script, its last action
     /// plus two bars; with --playthrough or --arrangement, their length plus one bar; otherwise
@@ -144,8 +149,8 @@ pub struct LiveArgs {
     /// the clock, no sound). Default: the system's default output device.
     #[arg(long, value_name = "NAME")]
     pub audio: Option<String>,
-    /// Sample rate in Hz. Default: the device's (48000 on the null device).
-    #[arg(long, value_name = "SR", value_parser = clap::value_parser!(u32).range(1..=384_000))]
+    /// Sample rate in Hz (8000 to 384000). Default: the device's (48000 on the null device).
+    #[arg(long, value_name = "SR", value_parser = parse_sample_rate)]
     pub sample_rate: Option<u32>,
     /// Frames per device buffer. Default: the device's (256 on the null device).
     #[arg(long, value_name = "FRAMES", value_parser = clap::value_parser!(u32).range(16..=65_536))]
@@ -296,6 +301,7 @@ impl DemoArgs {
             seed: self.seed,
             preview: None,
             memory_budget_mb: self.memory_budget,
+            decode_threads: None,
         };
         // The demo starts at once and joins a Link session whenever one shows up.
         let mut o = self.live.options(input, false)?;
@@ -306,6 +312,18 @@ impl DemoArgs {
 
 fn parse_input(s: &str) -> Result<crate::audio::input::InputSpec, String> {
     crate::audio::input::InputSpec::parse(s)
+}
+
+/// `--sample-rate`: a whole number of Hz the engine runs at
+/// ([`loophole_engine::MIN_ENGINE_SAMPLE_RATE`]`..=`[`loophole_engine::MAX_ENGINE_SAMPLE_RATE`]).
+/// clap reports a refusal as a usage error: exit code 2, like [`BadInput`].
+fn parse_sample_rate(s: &str) -> Result<u32, String> {
+    use loophole_engine::{MAX_ENGINE_SAMPLE_RATE as MAX, MIN_ENGINE_SAMPLE_RATE as MIN};
+    let rate: u32 = s.trim().parse().map_err(|_| format!("give a whole number of Hz from {MIN} to {MAX}"))?;
+    if !(MIN..=MAX).contains(&rate) {
+        return Err(format!("{rate} Hz is not supported: the engine runs at {MIN} to {MAX} Hz"));
+    }
+    Ok(rate)
 }
 
 fn check_seconds(seconds: Option<f64>) -> anyhow::Result<Option<f64>> {
@@ -414,6 +432,53 @@ mod tests {
         let Command::Render(args) = cli.command else { panic!("not render") };
         let err = args.into_options().unwrap_err();
         assert_eq!(crate::exit_code(&err), 2);
+    }
+
+    #[test]
+    fn sample_rates_outside_the_engines_range_are_refused() {
+        let rate = |args: &[&str]| Cli::try_parse_from(args).map_err(|e| (e.exit_code(), e.to_string()));
+        for sr in ["1", "7999", "384001", "0", "48k"] {
+            for cmd in [
+                &["loophole-node", "render", "--demo", "--out", "x.wav", "--sample-rate", sr][..],
+                &["loophole-node", "play", "--demo", "--sample-rate", sr],
+                &["loophole-node", "demo", "--sample-rate", sr],
+            ] {
+                let (code, msg) = rate(cmd).expect_err(sr);
+                assert_eq!(code, 2, "{cmd:?}: {msg}");
+                assert!(msg.contains("--sample-rate") && msg.contains("8000 to 384000"), "{cmd:?}: {msg}");
+            }
+        }
+        for sr in ["8000", "384000"] {
+            let Command::Render(a) =
+                rate(&["loophole-node", "render", "--demo", "--out", "x.wav", "--sample-rate", sr]).unwrap().command
+            else {
+                panic!("not render")
+            };
+            assert_eq!(a.sample_rate.to_string(), sr);
+            let Command::Demo(a) = rate(&["loophole-node", "demo", "--sample-rate", sr]).unwrap().command else {
+                panic!("not demo")
+            };
+            assert_eq!(a.live.sample_rate.map(|r| r.to_string()).as_deref(), Some(sr));
+        }
+    }
+
+    #[test]
+    fn decode_threads_are_passed_to_the_loader_and_zero_is_refused() {
+        let Command::Render(a) =
+            Cli::try_parse_from(["loophole-node", "render", "s.toml", "--out", "x.wav", "--decode-threads", "1"])
+                .unwrap()
+                .command
+        else {
+            panic!("not render")
+        };
+        assert_eq!(a.into_options().unwrap().input.decode_threads, Some(1));
+        let Command::Play(a) = Cli::try_parse_from(["loophole-node", "play", "s.toml"]).unwrap().command else {
+            panic!("not play")
+        };
+        assert_eq!(a.into_options().unwrap().input.decode_threads, None, "default: one per core");
+        let e = Cli::try_parse_from(["loophole-node", "render", "s.toml", "--out", "x.wav", "--decode-threads", "0"])
+            .unwrap_err();
+        assert_eq!(e.exit_code(), 2);
     }
 
     #[test]

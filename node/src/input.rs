@@ -37,6 +37,8 @@ pub struct InputArgs {
     pub preview: Option<Preview>,
     /// Overrides the session's memory budget for decoded audio (MiB).
     pub memory_budget_mb: Option<f64>,
+    /// Threads that decode the session's audio files (`--decode-threads`); `None`: one per core.
+    pub decode_threads: Option<usize>,
 }
 
 /// A performance made from the session itself instead of a script (`--playthrough`,
@@ -74,6 +76,19 @@ impl Performance {
     ///
     /// Thread: control. Not realtime-safe.
     pub fn load(args: &InputArgs) -> anyhow::Result<Performance> {
+        Performance::load_with(args, false)
+    }
+
+    /// [`Performance::load`] for an offline render: audio files of 32-bit float mono or stereo
+    /// samples are only probed, and the render maps them and reads them in place instead of
+    /// decoding them into memory (`LoadOptions::map_audio`; the same samples, bit for bit). A live
+    /// engine would decode them when it is built, but live playback loads with
+    /// [`Performance::load`].
+    pub fn load_for_render(args: &InputArgs) -> anyhow::Result<Performance> {
+        Performance::load_with(args, true)
+    }
+
+    fn load_with(args: &InputArgs, map_audio: bool) -> anyhow::Result<Performance> {
         if let Some(mb) = args.memory_budget_mb
             && !(mb.is_finite() && mb >= 0.0)
         {
@@ -81,7 +96,8 @@ impl Performance {
         }
         // Under a budget the loader only probes the audio files; `streaming::prepare` decodes them
         // once the engine's rate is known.
-        let options = LoadOptions { memory_budget_mb: args.memory_budget_mb };
+        let options =
+            LoadOptions { memory_budget_mb: args.memory_budget_mb, map_audio, decode_threads: args.decode_threads };
         let mut session = match &args.source {
             Source::File(path) => load_session_with(path, options).context("cannot load the session")?,
             Source::Demo => demo::session(),

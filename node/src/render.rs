@@ -59,7 +59,7 @@ pub struct RenderSummary {
 
 /// Runs a render and prints its summary line. Thread: main thread.
 pub fn run(opts: &RenderOptions) -> anyhow::Result<RenderSummary> {
-    let mut perf = Performance::load(&opts.input)?;
+    let mut perf = Performance::load_for_render(&opts.input)?;
     crate::streaming::prepare(&mut perf, opts.sample_rate)?;
     let seconds = opts.seconds.or(perf.natural_seconds).unwrap_or(DEFAULT_SECONDS);
     let started = Instant::now();

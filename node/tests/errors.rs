@@ -46,3 +46,24 @@ fn impossible_options_are_exit_code_2() {
     let out = run_in(&dir, &["render", "--demo", "--out", "x.wav", "--block", "0"]);
     assert_bad_input(&out, "--block");
 }
+
+#[test]
+fn sample_rates_the_engine_does_not_run_at_are_exit_code_2() {
+    let dir = scratch("bad-sample-rate");
+    for rate in ["1", "7999", "384001"] {
+        let out = run_in(&dir, &["render", "--demo", "--out", "x.wav", "--sample-rate", rate]);
+        assert_bad_input(&out, "--sample-rate");
+        assert!(texts(&out).1.contains("8000 to 384000 Hz"), "{}", texts(&out).1);
+        assert!(!dir.join("x.wav").exists(), "nothing rendered at {rate} Hz");
+        let out =
+            run_in(&dir, &["play", "--demo", "--no-link", "--audio", "null", "--seconds", "1", "--sample-rate", rate]);
+        assert_bad_input(&out, "--sample-rate");
+        let out = run_in(&dir, &["demo", "--audio", "null", "--seconds", "1", "--sample-rate", rate]);
+        assert_bad_input(&out, "--sample-rate");
+    }
+    // The range's ends are accepted.
+    let out = run_in(&dir, &["render", "--demo", "--out", "low.wav", "--sample-rate", "8000", "--seconds", "0.5"]);
+    assert_ok(&out);
+    let out = run_in(&dir, &["render", "--demo", "--out", "high.wav", "--sample-rate", "384000", "--seconds", "0.1"]);
+    assert_ok(&out);
+}

@@ -91,7 +91,9 @@ struct FileUse {
 /// Applies the session's memory budget for an engine at `sample_rate`: returns the session with
 /// every streamed clip's content cut to its head (and [`crate::model::Clip::stream`] set), and
 /// what streams. Without a budget, or when everything fits, the session is returned unchanged,
-/// except that files the loader only probed ([`crate::model::Clip::deferred`]) are decoded.
+/// except that files the loader only probed ([`crate::model::Clip::deferred`]) are decoded: after
+/// `prepare` no clip is deferred (files left to be read in place,
+/// [`crate::model::Deferral::InPlace`], are decoded too, as a live engine build would).
 ///
 /// Which files stay resident is decided from their sizes alone (a probed file's header), before
 /// anything is decoded. A probed file that stays resident is decoded and resampled to
@@ -250,8 +252,10 @@ impl<'a> FileInput<'a> {
 }
 
 /// Decodes a probed file that stays resident, converted to `sample_rate` on the way (the same
-/// samples as decoding it whole and resampling it with [`super::resample::resample`]).
-fn decode_resident(d: &DeferredAudio, sample_rate: u32) -> Result<AudioData, StreamError> {
+/// samples as decoding it whole and resampling it with [`super::resample::resample`]). Also how a
+/// live engine build decodes a file the loader left to be read in place
+/// ([`crate::model::Deferral::InPlace`]).
+pub(crate) fn decode_resident(d: &DeferredAudio, sample_rate: u32) -> Result<AudioData, StreamError> {
     let wav = open_deferred(d).map_err(|problem| StreamError::Audio { origin: d.origin.clone(), problem })?;
     let converter = Converter::new(d.header.sample_rate, sample_rate, d.header.frames);
     let n = converter.out_frames() as usize;

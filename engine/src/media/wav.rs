@@ -11,13 +11,21 @@
 //! [`super::stream::prepare`], which decodes a file once the engine's rate is known and it knows
 //! whether the file stays resident or streams ([`open_deferred`]).
 //!
-//! Control thread (or the loader's threads); does file I/O; never on the audio thread.
+//! For an offline render, files of 32-bit float mono or stereo samples are not decoded either:
+//! the loader checks that they can be read in place ([`MappedWav::probe`]) and the offline engine
+//! build maps them ([`MappedWav::open`]), handing Signal the mapping as plain bytes to convert a
+//! block at a time. Both conversions of such a sample, here and in Signal, are
+//! [`crate::model::le_f32`], so the samples read in place are the ones a decode gives.
+//!
+//! Control thread (or the loader's threads); does file I/O; never on the audio thread (a mapping
+//! is made here, and only read by an offline render's Signal).
 
 use std::fs::File;
 use std::io::{BufReader, Read};
 use std::path::Path;
+use std::sync::Arc;
 
-use crate::model::{AudioData, DeferredAudio, WavHeader};
+use crate::model::{AudioData, DeferredAudio, WavHeader, le_f32};
 
 /// Lowest sample rate a WAV file may have.
 pub const MIN_SAMPLE_RATE: u32 = 1_000;
@@ -161,20 +169,18 @@ impl<R: Read> WavFrames<R> {
                     bytes.resize(m * frame_bytes, 0);
                     input.read_exact(bytes).map_err(|e| corrupt(&e))?;
                     let frames = bytes.chunks_exact(frame_bytes);
-                    // One monomorphic loop per format and channel, so each compiles to a tight loop.
+                    // One monomorphic loop per format and channel, and one pass per channel: an
+                    // `extend` from an iterator of known length reserves once and stores without
+                    // a capacity check per sample, so each compiles to a tight (vector) loop.
                     match (*float, channels == 2) {
                         (true, true) => {
-                            for f in frames {
-                                left.push(le_f32(&f[..4]));
-                                right.push(le_f32(&f[4..8]));
-                            }
+                            left.extend(frames.clone().map(|f| le_f32(&f[..4])));
+                            right.extend(frames.map(|f| le_f32(&f[4..8])));
                         }
                         (true, false) => left.extend(frames.map(|f| le_f32(&f[..4]))),
                         (false, true) => {
-                            for f in frames {
-                                left.push(le_i16(&f[..2]));
-                                right.push(le_i16(&f[2..4]));
-                            }
+                            left.extend(frames.clone().map(|f| le_i16(&f[..2])));
+                            right.extend(frames.map(|f| le_i16(&f[2..4])));
                         }
                         (false, false) => left.extend(frames.map(|f| le_i16(&f[..2]))),
                     }
@@ -209,6 +215,85 @@ impl<R: Read> WavFrames<R> {
         }
         self.remaining -= n as u64;
         Ok(n)
+    }
+}
+
+/// A WAV file of 32-bit float samples, one or two channels, mapped into memory so that an offline
+/// render reads its samples in place instead of decoding them: a decode is a planar copy of every
+/// file in fresh memory, whose page faults cost more than the whole mix; the page cache already
+/// holds the file. The engine build hands the mapping to Signal as plain bytes
+/// ([`MappedWav::into_bytes`], [`MappedWav::start`]), and Signal converts each block it plays with
+/// [`le_f32`], the decoder's own conversion, so the samples are the ones [`read_wav_file`] gives,
+/// bit for bit (non-finite samples are silence; mono is duplicated).
+///
+/// Only offline renders play from a mapping: a page that is not in memory is read from disk when
+/// it is touched, which a live audio thread must never wait for (a live engine decodes the file).
+pub struct MappedWav {
+    map: memmap2::Mmap,
+    /// Byte offset of the first sample.
+    start: usize,
+    header: WavHeader,
+}
+
+impl std::fmt::Debug for MappedWav {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MappedWav").field("header", &self.header).field("start", &self.start).finish()
+    }
+}
+
+impl MappedWav {
+    /// Maps `path` if it is a WAV file of 32-bit float mono or stereo samples whose header passes
+    /// every check a decode makes and whose samples are all in the file. `None` otherwise (another
+    /// format, or a problem): decode the file instead, which reports any problem in the usual
+    /// words.
+    pub fn open(path: &Path) -> Option<MappedWav> {
+        let file = File::open(path).ok()?;
+        // SAFETY: `Mmap::map` is unsafe because the mapping reflects later changes to the file:
+        // if another program rewrites the file while it is mapped, the samples read change, and if
+        // it truncates the file, reading past the new end raises SIGBUS. The mapping is
+        // read-only and private to this process, every byte pattern is a valid sample (read with
+        // `f32::from_le_bytes`, never as a reference to `f32`), and only offline renders read it:
+        // a file changed under a running render gives that render wrong samples or ends it, as it
+        // would any program that maps its input (git, ripgrep); live playback decodes instead.
+        let map = unsafe { memmap2::MmapOptions::new().map_copy_read_only(&file) }.ok()?;
+        let mut cursor = std::io::Cursor::new(&map[..]);
+        let wav = WavFrames::new(&mut cursor, map.len()).ok()?;
+        let header = wav.header();
+        if !matches!(wav.body, Body::Raw { float: true, .. }) {
+            return None;
+        }
+        drop(wav);
+        // hound has read the header and left the cursor at the first sample.
+        let start = usize::try_from(cursor.position()).ok()?;
+        let bytes = usize::try_from(header.frames).ok()?.checked_mul(4 * header.channels as usize)?;
+        if start.checked_add(bytes)? > map.len() {
+            return None;
+        }
+        Some(MappedWav { map, start, header })
+    }
+
+    /// The header of `path` if an engine can read it in place ([`MappedWav::open`] maps it), for
+    /// the loader, which probes files without decoding them; the mapping is not kept.
+    pub fn probe(path: &Path) -> Option<WavHeader> {
+        MappedWav::open(path).map(|m| m.header)
+    }
+
+    /// The file's header.
+    pub fn header(&self) -> WavHeader {
+        self.header
+    }
+
+    /// Byte offset of the first sample in the mapping ([`MappedWav::into_bytes`]); the samples
+    /// follow as interleaved little-endian 32-bit floats, `header().frames` frames of
+    /// `header().channels` channels, all within the mapping.
+    pub fn start(&self) -> usize {
+        self.start
+    }
+
+    /// The mapping as a shared owner of the file's bytes, for Signal, which knows nothing of
+    /// files. It is unmapped when the last owner drops it.
+    pub fn into_bytes(self) -> Arc<dyn AsRef<[u8]> + Send + Sync> {
+        Arc::new(self.map)
     }
 }
 
@@ -263,13 +348,6 @@ pub(crate) fn advise_huge_pages(buf: &mut Vec<f32>) {
     let _ = buf;
 }
 
-/// A little-endian 32-bit float sample; NaN and infinities become silence.
-#[inline(always)]
-fn le_f32(b: &[u8]) -> f32 {
-    let v = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-    if v.is_finite() { v } else { 0.0 }
-}
-
 /// A little-endian 16-bit integer sample scaled to -1..1.
 #[inline(always)]
 fn le_i16(b: &[u8]) -> f32 {
@@ -314,12 +392,48 @@ mod tests {
                 assert_eq!(whole.left, whole.right);
             }
         }
+        // Of these, only 32-bit float mono or stereo files can be read in place.
+        assert!(MappedWav::probe(&dir.join("2-16.wav")).is_none());
+        assert!(MappedWav::probe(&dir.join("3-32.wav")).is_none(), "three channels");
         // A header promising more than the file holds is refused before any sample is read.
         let path = dir.join("2-16.wav");
         let bytes = std::fs::read(&path).unwrap();
         std::fs::write(&path, &bytes[..bytes.len() - 100]).unwrap();
         let e = WavFrames::open(&path).unwrap_err();
         assert!(e.contains("truncated"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn float_files_are_mapped_with_their_header_and_first_sample_only_when_whole() {
+        let dir = std::env::temp_dir().join(format!("loophole-mapped-wav-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for channels in [1u16, 2] {
+            let spec = hound::WavSpec {
+                channels,
+                sample_rate: 44_100,
+                bits_per_sample: 32,
+                sample_format: hound::SampleFormat::Float,
+            };
+            let path = dir.join(format!("{channels}.wav"));
+            let mut w = hound::WavWriter::create(&path, spec).unwrap();
+            let samples: Vec<f32> = (0..1000 * channels as usize).map(|i| (i as f32 * 0.37).sin() * 0.5).collect();
+            for s in &samples {
+                w.write_sample(*s).unwrap();
+            }
+            w.finalize().unwrap();
+            let wav = MappedWav::open(&path).unwrap();
+            assert_eq!(wav.header(), WavHeader { sample_rate: 44_100, frames: 1000, channels });
+            assert_eq!(MappedWav::probe(&path), Some(wav.header()));
+            let start = wav.start();
+            let bytes = wav.into_bytes();
+            let first: Vec<f32> = (*bytes).as_ref()[start..].chunks_exact(4).map(le_f32).take(samples.len()).collect();
+            assert_eq!(first, samples);
+            // A file cut short by a few bytes passes the decoder's size check but is not mapped.
+            let whole = std::fs::read(&path).unwrap();
+            std::fs::write(&path, &whole[..whole.len() - 3]).unwrap();
+            assert!(MappedWav::open(&path).is_none());
+        }
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

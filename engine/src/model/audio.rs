@@ -1,6 +1,8 @@
 //! Clip content: decoded audio, MIDI events and messages, and the descriptions the media layer
 //! attaches to clips whose audio is not (all) in memory: a probed file not yet decoded, or a
-//! stream from a cache file. Pure data (the stream's read status is two atomics); any thread.
+//! stream from a cache file. Also the one conversion of a 32-bit float WAV sample ([`le_f32`]),
+//! shared by the decoder and Signal's in-place reader. Pure data (the stream's read status is two
+//! atomics) and pure functions; any thread.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -120,9 +122,19 @@ pub struct WavHeader {
     pub channels: u16,
 }
 
-/// An audio file a session uses that the loader has not decoded yet (a memory budget is set):
-/// the media layer's `stream::prepare` decodes it once the engine's rate is known. Clips sharing
-/// a file share one.
+/// A little-endian 32-bit float WAV sample as the engine plays it: NaN and infinities become
+/// silence. The one conversion of such samples: the WAV decoder (the media layer's `wav`) and
+/// Signal's in-place reader of mapped files (`signal::mapped`) both call it, so a clip read in
+/// place can never sound different from the same clip decoded. `b` holds at least 4 bytes.
+/// Pure; any thread, realtime-safe.
+#[inline(always)]
+pub fn le_f32(b: &[u8]) -> f32 {
+    let v = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+    if v.is_finite() { v } else { 0.0 }
+}
+
+/// An audio file a session uses that the loader has not decoded yet, and why (which says who
+/// decodes it). Clips sharing a file share one.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DeferredAudio {
     /// The file.
@@ -131,6 +143,22 @@ pub struct DeferredAudio {
     pub header: WavHeader,
     /// Where the session names it, for messages: `session.toml:12:8: clip 'x': file 'x.wav'`.
     pub origin: String,
+    /// Why the loader left it undecoded.
+    pub deferral: Deferral,
+}
+
+/// Why the loader left an audio file undecoded ([`DeferredAudio::deferral`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Deferral {
+    /// A memory budget is set: the media layer's `stream::prepare` decodes the file (or converts
+    /// it to a stream cache file) once the engine's rate is known. An engine refuses a clip whose
+    /// file is still deferred this way: it would play silence.
+    Budget,
+    /// The session was loaded for an offline render (the files layer's `LoadOptions::map_audio`)
+    /// and the file holds 32-bit float mono or stereo samples that can be read in place: an
+    /// offline engine (`build_with_reader`) maps the file and Signal reads the samples from the
+    /// mapping; a live engine (`build`) decodes it, so the audio thread never touches a file.
+    InPlace,
 }
 
 /// Streaming settings of a session (`[session]` keys `memory_budget_mb`, `stream_head_s`,

@@ -56,9 +56,11 @@ pub struct Clip {
     /// Set when the clip streams from disk (the media layer's `stream::prepare`): `content` then holds only
     /// its head.
     pub stream: Option<Arc<StreamedClip>>,
-    /// Set when the loader left the clip's audio file undecoded because a memory budget is set
-    /// (the files layer's `LoadOptions`): `content` then holds no frames (only the file's rate)
-    /// until the media layer's `stream::prepare` decodes the file. Clips sharing a file share it.
+    /// Set when the loader left the clip's audio file undecoded (the files layer's
+    /// `LoadOptions`): `content` then holds no frames (only the file's rate). Under a memory
+    /// budget ([`crate::model::Deferral::Budget`]) the media layer's `stream::prepare` decodes the
+    /// file; for an offline render ([`crate::model::Deferral::InPlace`]) the engine build reads it
+    /// in place or decodes it. Clips sharing a file share it.
     pub deferred: Option<Arc<DeferredAudio>>,
 }
 

@@ -21,8 +21,8 @@ pub mod track;
 
 pub use arrangement::{Arrangement, PlaceError, Placement, TempoChange};
 pub use audio::{
-    AudioData, DeferredAudio, MidiData, MidiEvent, MidiMsg, StreamSettings, StreamSource, StreamedClip, WavHeader,
-    db_to_gain,
+    AudioData, Deferral, DeferredAudio, MidiData, MidiEvent, MidiMsg, StreamSettings, StreamSource, StreamedClip,
+    WavHeader, db_to_gain, le_f32,
 };
 pub use clip::{Clip, ClipContent, LaunchMode, clip_kind};
 pub use ids::{ClipId, SceneId, TrackId};

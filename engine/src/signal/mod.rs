@@ -17,11 +17,14 @@
 //! Clips streamed from disk (the media layer's `stream`) play their in-memory head and then the frames a
 //! reader thread has put in the voice's lane; pending starts of streamed clips pre-warm a lane as
 //! soon as they arrive. Missing frames are silence, counted in [`Meters::stream_underruns`].
+//! In an offline render, clips of 32-bit float WAV files are read in place ([`mapped`]): each
+//! segment a voice plays is converted out of the file's mapped bytes.
 //!
 //! `process` never allocates, frees, locks, blocks or does I/O (proved by
 //! `engine/tests/no_alloc.rs`). All state evolves per sample, so the same timeline cut into any
 //! block sizes gives bit-identical output.
 
+pub(crate) mod mapped;
 mod meters;
 pub(crate) mod streamed;
 mod track;
@@ -183,6 +186,12 @@ impl Signal {
         if let Some(r) = self.midi_out.as_mut() {
             r.open = false;
         }
+    }
+
+    /// What clip `clip` plays, as the build resolved it (for the build's tests).
+    #[cfg(test)]
+    pub(crate) fn slot(&self, clip: crate::model::ClipId) -> &ClipSlot {
+        &self.clips[clip.index()]
     }
 
     /// The meters this Signal writes. Any thread.
@@ -456,6 +465,14 @@ impl Signal {
                             clock,
                             (from, to),
                             (&mut track.left, &mut track.right),
+                        ),
+                        Some(SlotContent::Mapped(m)) => mapped::render_voice(
+                            &mut v,
+                            m,
+                            clock,
+                            (from, to),
+                            (&mut track.left, &mut track.right),
+                            &mut self.scratch,
                         ),
                         Some(SlotContent::Streamed(s)) => streamed::render_voice(
                             &mut v,

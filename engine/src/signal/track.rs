@@ -7,6 +7,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use super::mapped::MappedAudio;
 use super::streamed::{StreamSlot, release_lane, take_lane};
 use super::voice::{AudioVoice, NO_LANE, Ramp};
 use crate::instrument::Instrument;
@@ -31,6 +32,9 @@ pub(crate) enum SlotContent {
     Midi(Arc<MidiData>),
     /// Audio streamed from disk: a head in memory, the rest through the track's lanes.
     Streamed(StreamSlot),
+    /// Audio at the engine's sample rate read in place, a segment at a time (an offline render's
+    /// mapped 32-bit float WAV file: the engine build for offline renders, `build_with_reader`).
+    Mapped(MappedAudio),
 }
 
 /// The MIDI clip a MIDI track is playing.
@@ -224,7 +228,7 @@ pub(super) fn start_clip(
     }
     let into = elapsed - iteration as f64 * length;
     match &slot.content {
-        SlotContent::Audio(_) | SlotContent::Streamed(_) => {
+        SlotContent::Audio(_) | SlotContent::Streamed(_) | SlotContent::Mapped(_) => {
             end_voices(track, clock, frame, declick);
             let spb = 1.0 / clock.beats_per_sample;
             let offset = (slot.start_offset.0 * spb).round() as i64;

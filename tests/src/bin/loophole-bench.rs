@@ -3,6 +3,13 @@
 //! difference. It also turns criterion's `signal` bench estimates (if present) into fractions of
 //! the block deadline.
 //!
+//! Each stem count is timed two ways, interleaved run by run so both meet the same machine:
+//! on ONE thread (both commands pinned to CPU 0 with `taskset -c 0`, and the node told
+//! `--decode-threads 1`; sox is single-threaded) and with EVERY core (no pinning; the node decodes
+//! on one thread per core). It prints the medians, the ratios, and the machine's load average.
+//! It fails (non-zero exit) if a render differs from `sox -m` by more than [`MAX_DIFF`] in any
+//! sample, or if the one-thread and all-core renders are not bit-identical.
+//!
 //! Usage: `loophole-bench --node PATH [--stems 8,64] [--seconds 60] [--dir DIR] [--runs 3]
 //! [--criterion DIR]`. `deploy/bench.sh` builds everything and runs it.
 
@@ -14,6 +21,9 @@ use anyhow::{Context, Result, bail};
 
 const RATE: u32 = 48_000;
 const TEMPO: f64 = 120.0;
+/// The largest sample difference from `sox -m` the runner accepts (both sum the same float
+/// samples; only the order of the additions may differ).
+const MAX_DIFF: f32 = 1e-6;
 
 struct Args {
     node: PathBuf,
@@ -128,19 +138,55 @@ fn median(mut v: Vec<f64>) -> f64 {
     v[v.len() / 2]
 }
 
-fn time_runs(runs: usize, mut cmd: impl FnMut() -> Command) -> Result<f64> {
-    let mut times = Vec::new();
-    for _ in 0..runs {
-        let mut c = cmd();
-        let start = Instant::now();
-        let out = c.output().context("running the command")?;
-        let t = start.elapsed().as_secs_f64();
-        if !out.status.success() {
-            bail!("{:?} failed: {}", c, String::from_utf8_lossy(&out.stderr));
-        }
-        times.push(t);
+/// Runs `cmd` once; returns its wall-clock seconds.
+fn time_run(mut c: Command) -> Result<f64> {
+    let start = Instant::now();
+    let out = c.output().with_context(|| format!("running {c:?}"))?;
+    let t = start.elapsed().as_secs_f64();
+    if !out.status.success() {
+        bail!("{:?} failed: {}", c, String::from_utf8_lossy(&out.stderr));
     }
-    Ok(median(times))
+    Ok(t)
+}
+
+/// The machine's 1-minute load average (`/proc/loadavg`), for the record.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_string))
+        .unwrap_or_else(|| "?".into())
+}
+
+/// One way of running both sides: pinned to one CPU, or free on every core.
+#[derive(Clone, Copy, PartialEq)]
+enum Threads {
+    One,
+    All,
+}
+
+/// `program` as a command, pinned to CPU 0 with `taskset` for [`Threads::One`].
+fn command(program: &Path, threads: Threads) -> Command {
+    match threads {
+        Threads::One => {
+            let mut c = Command::new("taskset");
+            c.arg("-c").arg("0").arg(program);
+            c
+        }
+        Threads::All => Command::new(program),
+    }
+}
+
+/// The largest absolute sample difference between `ours` and `reference` (infinite where either
+/// is not a number).
+fn compare(ours: &[f32], reference: &[f32]) -> Result<f32> {
+    if ours.len() != reference.len() {
+        bail!("length differs: loophole {} samples, sox {} samples", ours.len(), reference.len());
+    }
+    let diff = |(x, y): (&f32, &f32)| {
+        let d = (x - y).abs();
+        if d.is_nan() { f32::INFINITY } else { d }
+    };
+    Ok(ours.iter().zip(reference).map(diff).fold(0f32, f32::max))
 }
 
 fn criterion_median_ns(dir: &Path, id: &str) -> Option<f64> {
@@ -184,49 +230,95 @@ fn criterion_summary(dir: &Path) {
 
 fn main() -> Result<()> {
     let args = parse_args()?;
+    if args.runs == 0 {
+        bail!("--runs must be at least 1");
+    }
     if let Some(dir) = &args.criterion {
         criterion_summary(dir);
     }
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let sox = PathBuf::from("sox");
+    let mut failures = Vec::new();
     for &n in &args.stems {
         let (session, script, stems) = prepare(&args.dir, n, args.seconds)?;
         // Warm the page cache so both tools read from memory.
         for s in &stems {
             std::fs::read(s)?;
         }
-        let ours = args.dir.join(format!("mix-{n}-loophole.wav"));
+        let ours =
+            |t: Threads| args.dir.join(format!("mix-{n}-loophole-{}.wav", if t == Threads::One { 1 } else { cores }));
         let theirs = args.dir.join(format!("mix-{n}-sox.wav"));
-        let t_ours = time_runs(args.runs, || {
-            let mut c = Command::new(&args.node);
-            c.arg("render").arg(&session).arg("--script").arg(&script).arg("--out").arg(&ours);
+        let node = |t: Threads| {
+            let mut c = command(&args.node, t);
+            c.arg("render").arg(&session).arg("--script").arg(&script).arg("--out").arg(ours(t));
             c.arg("--seconds").arg(args.seconds.to_string()).arg("--block").arg("1024");
+            if t == Threads::One {
+                c.arg("--decode-threads").arg("1");
+            }
             c
-        })?;
-        let t_sox = time_runs(args.runs, || {
-            let mut c = Command::new("sox");
+        };
+        let sox_mix = |t: Threads| {
+            let mut c = command(&sox, t);
             c.arg("-m");
             for s in &stems {
                 c.arg("-v").arg("1").arg(s);
             }
             c.args(["-b", "32", "-e", "floating-point"]).arg(&theirs);
             c
-        })?;
-        let a = read_wav(&ours)?;
-        let b = read_wav(&theirs)?;
-        if a.len() != b.len() {
-            bail!("length differs: loophole {} samples, sox {} samples", a.len(), b.len());
+        };
+        let load_before = load_average();
+        // Interleaved, run by run, so a change in the machine's load meets every configuration.
+        let (mut node_1, mut sox_1, mut node_all, mut sox_all) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..args.runs {
+            node_1.push(time_run(node(Threads::One))?);
+            sox_1.push(time_run(sox_mix(Threads::One))?);
+            node_all.push(time_run(node(Threads::All))?);
+            sox_all.push(time_run(sox_mix(Threads::All))?);
         }
-        let max_diff = a.iter().zip(&b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
-        let peak = a.iter().fold(0f32, |m, x| m.max(x.abs()));
+        let load_after = load_average();
+        let reference = read_wav(&theirs)?;
+        let one = read_wav(&ours(Threads::One))?;
+        let all = read_wav(&ours(Threads::All))?;
+        let max_diff = compare(&one, &reference)?;
+        let peak = one.iter().fold(0f32, |m, x| m.max(x.abs()));
+        let identical = one.len() == all.len() && one.iter().zip(&all).all(|(a, b)| a.to_bits() == b.to_bits());
         println!(
-            "{n} stereo stems x {}s: loophole-node render {:.3}s, sox -m {:.3}s (medians of {}): loophole is {:.2}x sox's speed; largest sample difference {:.2e} (peak {:.3})",
-            args.seconds,
-            t_ours,
-            t_sox,
-            args.runs,
-            t_sox / t_ours,
-            max_diff,
-            peak
+            "{n} stereo stems x {}s, medians of {} runs, load average {load_before} before, {load_after} after:",
+            args.seconds, args.runs
         );
+        for (what, ours, theirs) in [
+            (
+                "1 thread (both pinned to CPU 0; node --decode-threads 1, sox single-threaded)".to_string(),
+                median(node_1),
+                median(sox_1),
+            ),
+            (
+                format!(
+                    "all {cores} cores (node: {cores} decode threads, then one render thread; sox single-threaded)"
+                ),
+                median(node_all),
+                median(sox_all),
+            ),
+        ] {
+            println!(
+                "  {what}: loophole-node render {ours:.3}s, sox -m {theirs:.3}s: loophole is {:.2}x sox's speed",
+                theirs / ours
+            );
+        }
+        println!(
+            "  largest sample difference from sox {max_diff:.2e} (limit {MAX_DIFF:.0e}, peak {peak:.3}); 1-thread and \
+             {cores}-core renders {}",
+            if identical { "bit-identical" } else { "DIFFER" }
+        );
+        if max_diff > MAX_DIFF {
+            failures.push(format!("{n} stems: largest difference from sox {max_diff:.2e} > {MAX_DIFF:.0e}"));
+        }
+        if !identical {
+            failures.push(format!("{n} stems: the 1-thread and {cores}-core renders differ"));
+        }
+    }
+    if !failures.is_empty() {
+        bail!("{}", failures.join("; "));
     }
     Ok(())
 }

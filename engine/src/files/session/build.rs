@@ -1,6 +1,7 @@
 //! Checking a parsed session file and building the [`Session`] from it: ids resolved, ranges
-//! checked, audio and MIDI files read (or only probed under a memory budget), every problem
-//! reported with its line. Control thread; does file I/O.
+//! checked, audio and MIDI files read (or only probed: under a memory budget, and for an offline
+//! render the 32-bit float WAV files it reads in place), every problem reported with its line.
+//! Control thread (audio files are decoded on threads of its own); does file I/O.
 
 use std::collections::HashMap;
 use std::ops::Range;
@@ -13,11 +14,11 @@ use super::error::{SessionError, SessionErrorKind};
 use super::raw::*;
 use crate::files::diagnostics::{TomlProblem, known_list, line_col, parse_toml};
 use crate::media::smf::decode_smf;
-use crate::media::wav::{decode_wav, read_wav_file};
+use crate::media::wav::{MappedWav, decode_wav, read_wav_file};
 use crate::model::{
-    Arrangement, AudioData, Clip, ClipContent, ClipId, DeferredAudio, FollowAction, FollowActions, FollowConstraints,
-    FollowTarget, MidiData, MidiOutRoute, Placement, Playlist, PlaylistStep, Scene, SceneId, Session, TempoChange,
-    Track, TrackId, TrackKind, clip_kind,
+    Arrangement, AudioData, Clip, ClipContent, ClipId, Deferral, DeferredAudio, FollowAction, FollowActions,
+    FollowConstraints, FollowTarget, MidiData, MidiOutRoute, Placement, Playlist, PlaylistStep, Scene, SceneId,
+    Session, TempoChange, Track, TrackId, TrackKind, clip_kind,
 };
 use crate::time::{Beats, Bpm, Quantise};
 
@@ -26,6 +27,16 @@ use crate::time::{Beats, Bpm, Quantise};
 pub struct LoadOptions {
     /// Overrides the session's `memory_budget_mb` (the node's `--memory-budget`; 0 or more).
     pub memory_budget_mb: Option<f64>,
+    /// For an offline render (the node's `render` sets it, nothing else should): audio files of
+    /// 32-bit float mono or stereo samples are only probed, not decoded, as under a memory
+    /// budget, and left for the engine to read in place ([`crate::model::Deferral::InPlace`]:
+    /// the clip's [`crate::model::Clip::deferred`] holds the file and its content no frames).
+    /// An offline engine (`build_with_reader`) then maps them and Signal reads the samples from
+    /// the page cache; a live one (`build`) decodes them. Ignored under a memory budget.
+    pub map_audio: bool,
+    /// Threads that decode (or probe) the audio files; `None` or 0: one per core the process may
+    /// run on. 1 decodes on the calling thread.
+    pub decode_threads: Option<usize>,
 }
 
 /// Parses session-file text into a checked [`Session`] (see [`super::parse_session_with`]).
@@ -278,8 +289,8 @@ impl Ctx<'_> {
         let mut clip_ids = HashMap::new();
         // Under a memory budget, audio files are only probed here (`stream::prepare` decodes them).
         let defer = session.streaming.memory_budget_mb.is_some();
-        let mut audio_cache = if defer { HashMap::new() } else { self.prefetch_audio(&raw.clips) };
         let mut deferred = HashMap::new();
+        let mut audio_cache = if defer { HashMap::new() } else { self.prefetch_audio(&raw.clips, &mut deferred) };
         let mut midi_cache: HashMap<(PathBuf, Option<usize>), Arc<MidiData>> = HashMap::new();
         for c in &raw.clips {
             let header = c.span();
@@ -1051,39 +1062,93 @@ impl Ctx<'_> {
         Ok(clip)
     }
 
-    /// Reads and decodes every distinct audio file the clips reference, on all cores. Files that
-    /// fail are left out: the clip pass reads them again and reports the error with its line.
-    fn prefetch_audio(&self, clips: &[Spanned<RawClip>]) -> HashMap<PathBuf, Arc<AudioData>> {
-        let mut paths: Vec<PathBuf> = Vec::new();
+    /// Reads and decodes every distinct audio file the clips reference, on
+    /// [`LoadOptions::decode_threads`] threads (default: one per core). Files that fail are left
+    /// out: the clip pass reads them again and reports the error with its line. With
+    /// [`LoadOptions::map_audio`], files an engine can read in place (32-bit float, mono or
+    /// stereo: [`MappedWav::probe`]) are only probed: their clips get no frames (the file's rate)
+    /// and the file in `deferred` ([`Deferral::InPlace`]).
+    fn prefetch_audio(
+        &self,
+        clips: &[Spanned<RawClip>],
+        deferred: &mut HashMap<PathBuf, Arc<DeferredAudio>>,
+    ) -> HashMap<PathBuf, Arc<AudioData>> {
+        // Each distinct file, and where its first clip names it (for messages).
+        let mut paths: Vec<(PathBuf, String)> = Vec::new();
         for c in clips {
             if let Some(f) = &c.get_ref().file {
                 let p = self.base_dir.join(f.get_ref());
-                if !f.get_ref().trim().is_empty() && !paths.contains(&p) {
-                    paths.push(p);
+                if !f.get_ref().trim().is_empty() && !paths.iter().any(|(q, _)| *q == p) {
+                    let origin = self.audio_origin(c.get_ref().id.get_ref().trim(), f);
+                    paths.push((p, origin));
                 }
             }
         }
-        let workers = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(paths.len()).max(1);
-        let next = std::sync::atomic::AtomicUsize::new(0);
-        let decoded: Vec<(PathBuf, Arc<AudioData>)> = std::thread::scope(|scope| {
-            let handles: Vec<_> = (0..workers)
-                .map(|_| {
-                    scope.spawn(|| {
-                        let mut out = Vec::new();
-                        loop {
-                            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                            let Some(p) = paths.get(i) else { break };
-                            if let Ok(a) = read_wav_file(p) {
-                                out.push((p.clone(), Arc::new(a)));
+        enum Loaded {
+            Decoded(AudioData),
+            Probed(crate::model::WavHeader),
+        }
+        let in_place = self.options.map_audio;
+        let load = |(p, _): &(PathBuf, String)| -> Option<Loaded> {
+            match in_place.then(|| MappedWav::probe(p)).flatten() {
+                Some(header) => Some(Loaded::Probed(header)),
+                None => read_wav_file(p).ok().map(Loaded::Decoded),
+            }
+        };
+        let threads = match self.options.decode_threads {
+            Some(n) if n > 0 => n,
+            _ => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        };
+        let workers = threads.min(paths.len()).max(1);
+        let loaded: Vec<(usize, Loaded)> = if workers == 1 {
+            paths.iter().enumerate().filter_map(|(i, p)| Some((i, load(p)?))).collect()
+        } else {
+            let next = std::sync::atomic::AtomicUsize::new(0);
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = (0..workers)
+                    .map(|_| {
+                        scope.spawn(|| {
+                            let mut out = Vec::new();
+                            loop {
+                                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                                let Some(p) = paths.get(i) else { break };
+                                if let Some(l) = load(p) {
+                                    out.push((i, l));
+                                }
                             }
-                        }
-                        out
+                            out
+                        })
                     })
-                })
-                .collect();
-            handles.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
-        });
-        decoded.into_iter().collect()
+                    .collect();
+                handles.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
+            })
+        };
+        let mut audio = HashMap::new();
+        for (i, l) in loaded {
+            let (path, origin) = &paths[i];
+            let data = match l {
+                Loaded::Decoded(a) => a,
+                Loaded::Probed(header) => {
+                    let file = DeferredAudio {
+                        path: path.clone(),
+                        header,
+                        origin: origin.clone(),
+                        deferral: Deferral::InPlace,
+                    };
+                    deferred.insert(path.clone(), Arc::new(file));
+                    AudioData { sample_rate: header.sample_rate, left: Vec::new(), right: Vec::new() }
+                }
+            };
+            audio.insert(path.clone(), Arc::new(data));
+        }
+        audio
+    }
+
+    /// Where clip `clip` names its audio file `path`, for messages about the file:
+    /// `session.toml:12:8: clip 'x': audio file 'x.wav'`.
+    fn audio_origin(&self, clip: &str, path: &Spanned<String>) -> String {
+        let (line, column) = line_col(self.text, path.span().start);
+        format!("{}:{line}:{column}: clip '{clip}': audio file '{}'", self.file.display(), path.get_ref())
     }
 
     /// Probes the audio file a clip references without decoding it: its header is read and checked
@@ -1122,10 +1187,10 @@ impl Ctx<'_> {
                 )
             })?
             .header();
-        let (line, column) = line_col(self.text, path.span().start);
-        let origin = format!("{}:{line}:{column}: clip '{clip}': audio file '{}'", self.file.display(), path.get_ref());
+        let origin = self.audio_origin(clip, path);
         let audio = Arc::new(AudioData { sample_rate: header.sample_rate, left: Vec::new(), right: Vec::new() });
-        Ok((audio, Arc::new(DeferredAudio { path: resolved.to_path_buf(), header, origin })))
+        let file = DeferredAudio { path: resolved.to_path_buf(), header, origin, deferral: Deferral::Budget };
+        Ok((audio, Arc::new(file)))
     }
 
     /// Reads a file a clip references, with a clear error if it is missing.
