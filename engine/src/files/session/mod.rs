@@ -79,7 +79,7 @@ pub fn load_session(path: &Path) -> Result<Session, SessionError> {
 
 /// [`load_session`] with options. When a memory budget is set (in the file or in `options`), audio
 /// files are not decoded: only their headers are read and checked, and each clip keeps its file
-/// as [`crate::model::Clip::deferred`] for [`crate::stream::prepare`], which decodes the files
+/// as [`crate::model::Clip::deferred`] for `media::stream::prepare`, which decodes the files
 /// that stay resident and converts the others to their cache files a chunk at a time, so the
 /// peak memory while loading stays near the budget.
 pub fn load_session_with(path: &Path, options: LoadOptions) -> Result<Session, SessionError> {
