@@ -46,10 +46,14 @@ pub mod instrument;
 pub mod media;
 pub mod model;
 pub mod pulse;
+// Without the `media` feature the engine is the model, time, Pulse and control (what the conductor
+// needs): Signal and its queues are compiled, but nothing assembles them (`build.rs` needs media).
+#[cfg_attr(not(feature = "media"), allow(dead_code, unused_imports))]
 pub mod queue;
 #[cfg(feature = "media")]
 pub mod render;
 pub mod script;
+#[cfg_attr(not(feature = "media"), allow(dead_code, unused_imports))]
 pub mod signal;
 pub mod time;
 

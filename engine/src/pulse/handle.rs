@@ -8,7 +8,7 @@ use crate::model::{ClipId, SceneId, Session, TempoChange, TrackId};
 use crate::queue::{Command, MixSettings, Report, TriggerId};
 use crate::time::{Beats, Quantise};
 
-use super::action::Action;
+use super::action::{Action, When};
 use super::core::PulseCore;
 use super::event::{PulseError, PulseEvent};
 
@@ -21,6 +21,9 @@ pub struct Pulse {
     _keep: Option<Box<dyn Send>>,
 }
 
+// Without the `media` feature nothing assembles a Pulse with its Signal (`build.rs` does); the
+// conductor uses `PulseCore` alone.
+#[cfg_attr(not(feature = "media"), allow(dead_code))]
 impl Pulse {
     /// Wraps `core` with the queues to its Signal. `keep` lives as long as the Pulse (the stream
     /// reader thread). Control thread.
@@ -48,6 +51,14 @@ impl Pulse {
     /// rest is delivered, in order, by the next call that finds room.
     pub fn press(&mut self, action: Action, now: Beats) -> Result<Vec<TriggerId>, PulseError> {
         let ids = self.core.press(action, now)?;
+        self.flush()?;
+        Ok(ids)
+    }
+
+    /// Performs an action pressed at `now`, or exactly at the conductor's beat
+    /// ([`PulseCore::press_when`]), and hands what it scheduled to Signal.
+    pub fn press_when(&mut self, action: Action, when: When, now: Beats) -> Result<Vec<TriggerId>, PulseError> {
+        let ids = self.core.press_when(action, when, now)?;
         self.flush()?;
         Ok(ids)
     }

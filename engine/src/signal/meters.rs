@@ -47,7 +47,7 @@ impl Meters {
     }
 
     /// Stream underruns so far: frames of streamed clips played as silence because the disk
-    /// reader had not delivered them in time (see [`crate::stream`]).
+    /// reader had not delivered them in time (see `media::stream`).
     pub fn stream_underruns(&self) -> u64 {
         self.stream_underruns.load(Ordering::Relaxed)
     }
