@@ -2,9 +2,9 @@
 //! misses, and realtime scheduling.
 //!
 //! The control loop calls [`Health::tick`] every tick. It promotes a new audio thread to
-//! realtime scheduling once its id is known (see [`crate::audio::rt`]), prints a status line to
-//! stderr every [`STATUS_EVERY`] (smoothed and held-peak DSP load and the xruns so far) and writes
-//! the same as a `load` record to the `--log` file; at the end [`Health::finish`] writes a final
+//! realtime scheduling once its id is known (see [`crate::audio::rt`]), and every [`STATUS_EVERY`]
+//! writes a `load` record to the `--log` file (smoothed and held-peak DSP load and the xruns so
+//! far) and has the status line printed (from the snapshot, which carries the same figures); at the end [`Health::finish`] writes a final
 //! record with the load percentiles, and [`summary`] phrases them for the status line.
 //!
 //! Load figures are fractions of the block period (1.0 = the callback took its whole period).
@@ -71,24 +71,24 @@ impl Health {
     }
 
     /// Promotes the audio thread if needed (returning the warning to print if that is refused),
-    /// and every [`STATUS_EVERY`] returns the status line and writes a `load` record to `log`.
-    /// Thread: control.
+    /// and every [`STATUS_EVERY`] writes a `load` record to `log` and says that the status line
+    /// is due (the caller prints it from the snapshot). Thread: control.
     pub fn tick(
         &mut self,
         backend: &AudioBackend,
         log: Option<&mut EventLog>,
         host_time: f64,
-    ) -> anyhow::Result<(Option<String>, Option<String>)> {
+    ) -> anyhow::Result<(Option<String>, bool)> {
         let warning = self.rt.poll(backend.audio_thread_id());
         if self.last.elapsed() < STATUS_EVERY {
-            return Ok((warning, None));
+            return Ok((warning, false));
         }
         self.last = Instant::now();
         let f = self.figures(backend);
         if let Some(log) = log {
             log.write_value(record(&f, false), Some(host_time))?;
         }
-        Ok((warning, Some(status_line(&f))))
+        Ok((warning, true))
     }
 
     /// Writes the final `load` record. Thread: control.
@@ -98,11 +98,6 @@ impl Health {
         }
         Ok(())
     }
-}
-
-/// The live status line, e.g. `DSP 3.1% (peak 7.9%), xruns 0`.
-pub fn status_line(f: &HealthFigures) -> String {
-    format!("DSP {} (peak {}), xruns {}", percent(f.load.smoothed), percent(f.load.peak), f.xruns)
 }
 
 /// The end-of-play phrase, e.g. `DSP load p50 2.1%, p99 5.3%, max 12.0% (realtime)`.
@@ -155,7 +150,6 @@ mod tests {
             late_starts: 1,
             realtime: true,
         };
-        assert_eq!(status_line(&f), "DSP 3.1% (peak 7.9%), xruns 2");
         assert_eq!(summary(&f), "DSP load p50 2.1%, p99 5.3%, max 12.0% (realtime priority)");
         let r = record(&f, true);
         assert_eq!(

@@ -7,7 +7,16 @@
 //!   script, the seed, and how long a performance lasts by default.
 //! - [`render`]: `loophole-node render`: the engine's offline [`Renderer`] streamed to a WAV file.
 //! - [`play`]: `loophole-node play` and `demo`: the same engine live, on an audio device or on the
-//!   null device, with the control thread that presses the script's actions and logs what happens.
+//!   null device, with the control thread that drains the inbox into Pulse (the only caller of
+//!   Pulse), logs what happens and publishes the snapshot.
+//! - [`inbox`]: the one inbox every input sends to (script actions, MIDI pads, the terminal; the UI
+//!   and the conductor client later), each request tagged with its source.
+//! - [`board`]: where the control thread publishes the latest
+//!   [`Snapshot`](loophole_engine::control::Snapshot), lock-free, for every display.
+//! - [`stdin`]: the terminal as an input (`--stdin-commands`).
+//! - [`clock`]: host time, callback timing, the published audio position and the host-time
+//!   filter, below both [`audio`] and [`link`].
+//! - [`health`]: DSP load and xrun reporting.
 //! - [`audio`]: audio output: the realtime callback ([`audio::AudioCore`]), cpal devices, the null
 //!   device (paced by the clock, for machines with no sound card) and the capture writer; audio
 //!   input (a cpal device or the null input) recorded aligned with the output (docs/audio.md).
@@ -52,17 +61,20 @@
 
 pub mod arrange;
 pub mod audio;
+pub mod board;
 pub mod cli;
 pub mod clock;
 pub mod devices;
 pub mod eventlog;
 pub mod health;
+pub mod inbox;
 pub mod input;
 pub mod link;
 pub mod midi;
 pub mod play;
 pub mod render;
 pub mod smf;
+pub mod stdin;
 pub mod streaming;
 pub mod wav;
 

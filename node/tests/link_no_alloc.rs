@@ -466,7 +466,7 @@ fn the_audio_thread_never_allocates_or_frees_with_a_peer_joining_changing_tempo_
     // on its own timeline at the first block (as `play` does with no peers).
     let clock = in_namespace(&rig.ns[0], move || LinkClock::new(tempo, quantum, false));
     let (audio, requests, events) = clock.audio_side(rate, 0, Some(tempo), None);
-    let link = LinkControl::new(clock, requests, events, rate, tempo, true, false);
+    let link = LinkControl::new(clock, requests, events, rate, tempo, true);
     let config = EngineConfig { sample_rate: rate, max_block: 1024, queue_capacity: 8192 };
     let (pulse, signal) = loophole_engine::build(session.clone(), &config).unwrap();
     let transport = Transport::new();

@@ -116,13 +116,23 @@ impl Node {
             let now = Beats(self.beat());
             let pos = AudioPosition { sample: self.sample, beat: now, beats_per_sample: 1.0 / SPB };
             let seen = HostTime(Node::host_of_sample(self.sample as f64) + SEEN_LATE);
-            let warnings = self.rig.step(&mut self.pulse, pos, seen);
+            // What the node's control thread does with the rig: presses at the beat played (as
+            // requests through its inbox), then the LEDs for the launcher at the beat heard.
+            let (presses, warnings) = self.rig.poll_presses(pos, seen);
             assert!(warnings.is_empty(), "{warnings:?}");
+            for p in presses {
+                self.pulse.tick(p.beat, p.beat).unwrap();
+                if self.pulse.press(p.action, p.beat).is_err() {
+                    self.rig.note_refused();
+                }
+            }
             self.pulse.tick(now, Beats(now.0 + 2.0 * BLOCK as f64 / SPB)).unwrap();
+            let heard = self.rig.heard_beat(seen);
+            let view = self.pulse.core().view(heard);
+            assert_eq!(self.rig.update_leds(heard, Some(&view)), None);
             self.signal.process(&self.clock.block(self.sample as i64, BLOCK), &mut self.buf);
             self.sample += BLOCK as u64;
             while let Some(e) = self.pulse.poll_event() {
-                self.rig.event(&e);
                 self.events.push(e);
             }
         }
@@ -354,8 +364,7 @@ fn leds_the_node_blinks_toggle_on_the_beat_while_queued() {
             [0x90, 0, 0],
             [0x90, 0, 9],
             [0x90, 0, 0],
-            [0x90, 0, 9], // beat 4.0, polled before the block that executes the start
-            [0x90, 0, 3], // playing
+            [0x90, 0, 3], // beat 4.0: playing (the view at the beat heard)
         ]
     );
 }
@@ -365,20 +374,20 @@ fn feedback_states_for_scene_and_arm_controls_without_pulse() {
     let session = session();
     let mapping = Mapping::load(&example("apc.toml")).unwrap();
     let mut fb = loophole_node::midi::feedback::Feedback::new(&mapping, Grid::new(&session));
-    assert_eq!(fb.state(&Control::Clip { track: 2, scene: 0 }), LedState::Off);
+    assert_eq!(fb.state(&Control::Clip { track: 2, scene: 0 }, None), LedState::Off);
     fb.set_armed(2, true);
-    assert_eq!(fb.state(&Control::Clip { track: 2, scene: 0 }), LedState::Armed);
-    assert_eq!(fb.state(&Control::Clip { track: 2, scene: 1 }), LedState::Stopped, "a clip: not armed-empty");
-    assert_eq!(fb.state(&Control::TrackArm { track: 2 }), LedState::Armed);
-    assert_eq!(fb.state(&Control::TrackArm { track: 7 }), LedState::Off, "beyond the session");
+    assert_eq!(fb.state(&Control::Clip { track: 2, scene: 0 }, None), LedState::Armed);
+    assert_eq!(fb.state(&Control::Clip { track: 2, scene: 1 }, None), LedState::Stopped, "a clip: not armed-empty");
+    assert_eq!(fb.state(&Control::TrackArm { track: 2 }, None), LedState::Armed);
+    assert_eq!(fb.state(&Control::TrackArm { track: 7 }, None), LedState::Off, "beyond the session");
     fb.set_armed(7, true); // ignored, no panic
-    assert_eq!(fb.state(&Control::SceneLaunch { scene: 4 }), LedState::Off);
-    assert_eq!(fb.state(&Control::StopAll), LedState::Off);
+    assert_eq!(fb.state(&Control::SceneLaunch { scene: 4 }, None), LedState::Off);
+    assert_eq!(fb.state(&Control::StopAll, None), LedState::Off);
     // APC40 pads: yellow for a clip, red for an armed empty slot.
-    let msgs = fb.poll(Beats(0.0));
+    let msgs = fb.poll(Beats(0.0), None);
     assert!(msgs.contains(&Message::NoteOn { channel: 0, key: 53, velocity: 5 }));
     assert!(msgs.contains(&Message::NoteOn { channel: 2, key: 53, velocity: 3 }));
-    assert!(fb.poll(Beats(0.7)).is_empty(), "nothing changed, nothing blinks");
+    assert!(fb.poll(Beats(0.7), None).is_empty(), "nothing changed, nothing blinks");
 }
 
 /// (file text, line, column, words the message must contain)
@@ -499,11 +508,13 @@ fn a_missing_port_or_a_failing_output_is_a_warning_and_the_rest_works() {
     assert!(warnings[0].contains("no MIDI input matches 'keyboard' (inputs: 'pads')"), "{}", warnings[0]);
     let mut rig = rig.unwrap();
     assert!(rig.describe().contains("LEDs to 'pads'"), "the output defaults to the input's name");
-    let (mut pulse, _signal) = loophole_engine::build(Arc::new(session), &EngineConfig::default()).unwrap();
     let pos = AudioPosition { sample: 0, beat: Beats::ZERO, beats_per_sample: 1.0 / SPB };
     fake.set_failing_sends(true);
-    let w = rig.step(&mut pulse, pos, HostTime(1));
-    assert_eq!(w.len(), 1, "one warning, not one per LED: {w:?}");
+    let (presses, w) = rig.poll_presses(pos, HostTime(1));
+    assert!(presses.is_empty() && w.is_empty());
+    let w = rig.update_leds(Beats::ZERO, None);
+    assert!(w.is_some(), "one warning when the LED output fails");
+    assert_eq!(rig.update_leds(Beats(0.7), None), None, "not one per LED, nor per tick");
     fake.set_failing_sends(false);
     let mut backend: Box<dyn MidiBackend> = Box::new(fake.clone());
     assert!(backend.open_output("pads").is_ok());
@@ -585,14 +596,29 @@ fn a_bad_controller_mapping_stops_play_with_its_file_and_line_and_exit_code_2() 
 fn demo_with_the_fake_controller_sends_led_feedback_for_the_scripted_scenes() {
     let dir = scratch("midi-fake-demo");
     let lp = example("launchpad.toml");
+    // The intro at once, the verse pressed at beat 2.5: queued (flashing) until beat 4.
+    std::fs::write(dir.join("s.toml"), "[[at]]\nbeat = 0\nscene = \"intro\"\n[[at]]\nbeat = 2.5\nscene = \"verse\"\n")
+        .unwrap();
     let out = run_in(
         &dir,
-        &["demo", "--audio", "null", "--seconds", "2.5", "--midi", "fake", "--controller", lp.to_str().unwrap()],
+        &[
+            "demo",
+            "--script",
+            "s.toml",
+            "--audio",
+            "null",
+            "--seconds",
+            "2.5",
+            "--midi",
+            "fake",
+            "--controller",
+            lp.to_str().unwrap(),
+        ],
     );
     assert_ok(&out);
     let (stdout, stderr) = texts(&out);
     assert!(stderr.contains("MIDI: controller 'Launchpad (Programmer mode)' on 'fake', LEDs to 'fake'"), "{stderr}");
-    // 89 controls set at the start, the intro's pads change, 89 switched off at the end.
+    // 89 controls set at the start, the verse's pads change, 89 switched off at the end.
     let line = stdout.lines().find(|l| l.starts_with("MIDI: ")).unwrap_or_else(|| panic!("no MIDI summary:\n{stdout}"));
     let n: u64 = line.split("; ").nth(1).and_then(|s| s.split(' ').next()).and_then(|n| n.parse().ok()).unwrap();
     assert!(n > 2 * 89, "{line}");

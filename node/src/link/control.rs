@@ -2,17 +2,14 @@
 //!
 //! Every control tick (a few ms) [`LinkControl::poll`]:
 //!
-//! - reads the commands typed on stdin (`--stdin-commands`): `play`, `stop`, `tempo BPM`,
-//!   `link on`, `link off`, `quit`, and turns them into [`Request`]s for the audio thread (or
-//!   enables / disables Link);
+//! - (the commands typed on the terminal reach Link through the node's inbox: `play`, `stop`,
+//!   `tempo BPM` become [`Request`]s for the audio thread through [`LinkControl::request`]);
 //! - reads the audio thread's [`ClockEvent`]s (the node started, stopped, jumped, went solo);
 //! - polls Link (`num_peers`, `capture_app_session_state`) and reports changes of the peer count,
 //!   the session tempo, the session's start/stop state and the enabled state.
 //!
 //! It returns them as JSON objects for the `--log` file and as short lines for the terminal.
 //! Thread: control. Not realtime-safe (it allocates the lines).
-
-use std::sync::mpsc;
 
 use serde_json::json;
 
@@ -38,10 +35,6 @@ pub struct Polled {
     pub started: Option<u64>,
     /// The node stopped: give the audio thread a fresh engine.
     pub stopped: bool,
-    /// `quit` was typed.
-    pub quit: bool,
-    /// Problems with commands (for stderr).
-    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -60,7 +53,6 @@ pub struct LinkControl {
     clock: LinkClock,
     requests: rtrb::Producer<Request>,
     events: rtrb::Consumer<ClockEvent>,
-    commands: Option<mpsc::Receiver<String>>,
     watch: Watch,
     sample_rate: u32,
 }
@@ -74,7 +66,7 @@ impl std::fmt::Debug for LinkControl {
 impl LinkControl {
     /// Wraps the Link instance and the control thread's ends of the audio thread's rings.
     /// `launched_solo`: the node starts alone at its first block (it will show the session
-    /// playing). With `stdin`, a thread reads commands from standard input.
+    /// playing).
     ///
     /// Thread: control.
     pub fn new(
@@ -84,24 +76,7 @@ impl LinkControl {
         sample_rate: u32,
         initial_tempo: f64,
         launched_solo: bool,
-        stdin: bool,
     ) -> LinkControl {
-        let commands = stdin.then(|| {
-            let (tx, rx) = mpsc::channel();
-            let spawned = std::thread::Builder::new().name("loophole-stdin".into()).spawn(move || {
-                use std::io::BufRead as _;
-                for line in std::io::stdin().lock().lines() {
-                    let Ok(line) = line else { break };
-                    if tx.send(line).is_err() {
-                        break;
-                    }
-                }
-            });
-            if let Err(e) = spawned {
-                crate::warn_line(format_args!("loophole: warning: cannot read commands from stdin ({e})"));
-            }
-            rx
-        });
         let watch = Watch {
             peers: 0,
             tempo: initial_tempo,
@@ -109,7 +84,7 @@ impl LinkControl {
             enabled: clock.is_enabled(),
             expect_playing: launched_solo,
         };
-        LinkControl { clock, requests, events, commands, watch, sample_rate }
+        LinkControl { clock, requests, events, watch, sample_rate }
     }
 
     /// The Link instance.
@@ -138,55 +113,9 @@ impl LinkControl {
         Request::Start { lead_frames: (START_LEAD_SECONDS * self.sample_rate as f64) as u32 }
     }
 
-    fn command(&mut self, line: &str, out: &mut Polled) {
-        let words: Vec<&str> = line.split_whitespace().collect();
-        let ok = match words.as_slice() {
-            [] => true,
-            ["play"] | ["start"] => self.request(self.start_request()),
-            ["stop"] => self.request(Request::Stop),
-            ["tempo", bpm] => match bpm.parse::<f64>() {
-                Ok(b) if (loophole_engine::time::Bpm::MIN..=loophole_engine::time::Bpm::MAX).contains(&b) => {
-                    self.request(Request::Tempo(b))
-                }
-                _ => {
-                    out.warnings.push(format!("tempo must be a number from 20 to 999, not '{bpm}'"));
-                    true
-                }
-            },
-            ["link", "on"] => {
-                self.clock.enable(true);
-                true
-            }
-            ["link", "off"] => {
-                self.clock.enable(false);
-                true
-            }
-            ["quit"] => {
-                out.quit = true;
-                true
-            }
-            _ => {
-                out.warnings.push(format!(
-                    "unknown command '{line}' (commands: play, stop, tempo BPM, link on, link off, quit)"
-                ));
-                true
-            }
-        };
-        if !ok {
-            out.warnings.push(format!("'{line}' dropped: the audio thread is not taking requests"));
-        }
-    }
-
     /// One control tick. `snap` is the audio position (for the tempo of beat jumps).
     pub fn poll(&mut self, snap: &ClockSnapshot) -> Polled {
         let mut out = Polled::default();
-        let lines: Vec<String> = match &self.commands {
-            Some(rx) => rx.try_iter().collect(),
-            None => Vec::new(),
-        };
-        for line in lines {
-            self.command(line.trim(), &mut out);
-        }
         while let Ok(e) = self.events.pop() {
             self.clock_event(e, snap, &mut out);
         }

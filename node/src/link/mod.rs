@@ -10,7 +10,7 @@
 //!   carries out the control thread's [`Request`]s (start, stop, tempo) with
 //!   `commit_audio_session_state`.
 //! - [`control::LinkControl`] (control thread) polls Link and the audio thread's
-//!   [`ClockEvent`]s for the `--log` file, reads `--stdin-commands`, and hands the audio thread a
+//!   [`ClockEvent`]s for the `--log` file, passes the inbox's tempo and transport requests on, and hands the audio thread a
 //!   fresh engine after a stop.
 //! - [`filter::HostTimeFilter`]: the regression that takes the scheduler's jitter out of the
 //!   callbacks' host times.

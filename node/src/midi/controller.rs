@@ -1,15 +1,15 @@
-//! A controller: its mapping applied to a session. Turns pad presses into Pulse actions at the
-//! beat they were made, keeps the record-arm state, and drives the LED [`Feedback`].
+//! A controller: its mapping applied to a session. Turns pad presses into actions (which the
+//! node sends to its inbox, pressed at the beat they were played), keeps the record-arm state,
+//! and drives the LED [`Feedback`] from the launcher view.
 //!
-//! Sans-IO: it is given messages, beats and Pulse, and returns LED messages; the live node
-//! ([`crate::midi::rig`]) reads the ports and sends them.
+//! Sans-IO: it is given messages, beats and views, and returns intents and LED messages; the
+//! live node ([`crate::midi::rig`]) reads the ports and sends them. Thread: control.
 
 use loophole_engine::model::{SceneId, Session, TrackId};
-use loophole_engine::pulse::{Action, Pulse, PulseError, PulseEvent};
-use loophole_engine::queue::TriggerId;
+use loophole_engine::pulse::{Action, LauncherView};
 use loophole_engine::time::Beats;
 
-use crate::midi::feedback::{Feedback, Grid, confirm, expected_triggers};
+use crate::midi::feedback::{Feedback, Grid};
 use crate::midi::mapping::{Control, Gesture, Mapping};
 use crate::midi::message::Message;
 
@@ -22,34 +22,6 @@ pub enum Intent {
     ToggleArm {
         /// The track.
         track: usize,
-    },
-}
-
-/// What [`Controller::handle`] did with a message.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Handled {
-    /// Pulse took the action and scheduled these triggers (none when it changed nothing).
-    Pressed {
-        /// The control.
-        control: Control,
-        /// The action.
-        action: Action,
-        /// The triggers scheduled.
-        ids: Vec<TriggerId>,
-    },
-    /// Pulse refused the action.
-    Refused {
-        /// The control.
-        control: Control,
-        /// Why.
-        error: PulseError,
-    },
-    /// A track's record arm changed.
-    Armed {
-        /// The track.
-        track: usize,
-        /// Armed now.
-        armed: bool,
     },
 }
 
@@ -116,55 +88,24 @@ impl Controller {
         Some((mapped.control, intent))
     }
 
-    /// Performs what `msg` asks for at beat `now` (the beat the performer heard when pressing).
-    pub fn handle(&mut self, msg: Message, now: Beats, pulse: &mut Pulse) -> Option<Handled> {
+    /// What `msg` asks for ([`Controller::intent`]), with arm toggles applied here: returns the
+    /// control and the action to press, if any. `None` for an unmapped message.
+    pub fn handle(&mut self, msg: Message) -> Option<(Control, Option<Action>)> {
         let (control, intent) = self.intent(msg)?;
         Some(match intent {
-            Intent::Press(action) => match self.press(pulse, action, now) {
-                Ok(ids) => Handled::Pressed { control, action, ids },
-                Err(error) => Handled::Refused { control, error },
-            },
+            Intent::Press(action) => (control, Some(action)),
             Intent::ToggleArm { track } => {
                 let armed = !self.feedback.armed(track);
                 self.feedback.set_armed(track, armed);
-                Handled::Armed { track, armed }
+                (control, None)
             }
         })
     }
 
-    /// Presses `action` on Pulse at `now` and shows its triggers as queued. Use it for every
-    /// press (scripts, the conductor, the UI), so the LEDs show them all.
-    pub fn press(&mut self, pulse: &mut Pulse, action: Action, now: Beats) -> Result<Vec<TriggerId>, PulseError> {
-        let expected = expected_triggers(pulse, &action, now);
-        let ids = pulse.press(action, now)?;
-        let confirmed = confirm(pulse, expected);
-        if confirmed.len() == ids.len() {
-            for (id, q) in ids.iter().zip(confirmed) {
-                self.feedback.queued(*id, q);
-            }
-        } else {
-            tracing::debug!(
-                "LED feedback: {} triggers scheduled for {action:?}, {} expected; not shown as queued",
-                ids.len(),
-                confirmed.len()
-            );
-        }
-        Ok(ids)
-    }
-
-    /// Takes in something Pulse reported.
-    pub fn event(&mut self, event: &PulseEvent) {
-        self.feedback.event(event);
-    }
-
-    /// Forgets what plays and what is queued (see [`Feedback::reset`]).
-    pub fn reset(&mut self) {
-        self.feedback.reset();
-    }
-
-    /// The LED messages to send at beat `now` (see [`Feedback::poll`]).
-    pub fn leds(&mut self, now: Beats) -> Vec<Message> {
-        self.feedback.poll(now)
+    /// The LED messages to send at beat `now` with the launcher as `view` plans it
+    /// (see [`Feedback::poll`]).
+    pub fn leds(&mut self, now: Beats, view: Option<&LauncherView>) -> Vec<Message> {
+        self.feedback.poll(now, view)
     }
 
     /// The messages that switch every LED off.

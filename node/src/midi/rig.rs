@@ -3,20 +3,21 @@
 //!
 //! [`MidiRig::open`] loads the mapping (a bad file is an error: the user's input is wrong) and
 //! opens the ports; every MIDI problem — no MIDI subsystem, a port that is not there — is one
-//! line of warning, and the performance plays on without it. [`MidiRig::step`] then, every
-//! control tick, notes the audio position, maps each input message to the beat it was played at
-//! (see [`crate::midi::clock`]), performs it, and sends the LED changes.
+//! line of warning, and the performance plays on without it. Every control tick the node then
+//! takes the presses ([`MidiRig::poll_presses`]: each input message mapped to the beat it was
+//! played at, see [`crate::midi::clock`]) into its inbox, and sends the LED changes for the
+//! launcher view ([`MidiRig::update_leds`]).
 
 use std::path::PathBuf;
 
 use loophole_engine::model::Session;
-use loophole_engine::pulse::{Action, Pulse, PulseError, PulseEvent};
-use loophole_engine::queue::TriggerId;
+use loophole_engine::pulse::{Action, LauncherView};
 use loophole_engine::time::Beats;
 
 use crate::midi::clock::{AudioClock, AudioPosition, HostTime, PortClock};
-use crate::midi::controller::{Controller, Handled};
+use crate::midi::controller::Controller;
 use crate::midi::fake::FakeMidi;
+use crate::midi::mapping::Control;
 use crate::midi::mapping::{Mapping, MappingError};
 use crate::midi::message::Message;
 use crate::midi::ports::{InputPort, MidiBackend, MidirBackend, OutputPort};
@@ -108,6 +109,17 @@ impl MidiSummary {
         }
         s
     }
+}
+
+/// A controller press, at the beat the performer heard when playing it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Pressed {
+    /// The control.
+    pub control: Control,
+    /// The beat it was played at.
+    pub beat: Beats,
+    /// What it does.
+    pub action: Action,
 }
 
 /// The open ports, the controller and the clock mapping. Thread: control.
@@ -233,12 +245,12 @@ impl MidiRig {
         &mut self.clock
     }
 
-    /// One control tick at host time `now` with the audio at `pos`: maps each waiting input
-    /// message to the beat it was played at and performs it, then sends the LED changes.
-    /// Returns warnings to print (refused presses, a failing LED output).
-    pub fn step(&mut self, pulse: &mut Pulse, pos: AudioPosition, now: HostTime) -> Vec<String> {
+    /// Notes the audio position at host time `now` and takes the controller presses that
+    /// arrived, each at the beat it was played (the node sends them to its inbox). Returns the
+    /// presses and warnings to print.
+    pub fn poll_presses(&mut self, pos: AudioPosition, now: HostTime) -> (Vec<Pressed>, Vec<String>) {
         self.clock.observe(pos, now);
-        let mut warnings = Vec::new();
+        let mut presses = Vec::new();
         for (port, port_clock) in &mut self.inputs {
             while let Some(m) = port.poll() {
                 self.summary.received += 1;
@@ -248,24 +260,35 @@ impl MidiRig {
                     tracing::debug!("MIDI in '{}' at beat {:.3}: {}", port.name(), beat.0, m.message);
                     continue;
                 };
-                match c.handle(m.message, beat, pulse) {
-                    Some(Handled::Refused { control, error }) => {
-                        self.summary.refused += 1;
-                        warnings.push(format!("MIDI: {control} at beat {:.2} refused: {error}", beat.0));
+                match c.handle(m.message) {
+                    Some((control, action)) => {
+                        self.summary.presses += 1;
+                        if let Some(action) = action {
+                            presses.push(Pressed { control, beat, action });
+                        }
                     }
-                    Some(_) => self.summary.presses += 1,
                     None => tracing::debug!("MIDI in '{}': {} is not mapped", port.name(), m.message),
                 }
             }
         }
-        let beat = self.clock.beat_at(now).max(Beats::ZERO);
-        if let Some(c) = &mut self.controller {
-            let leds = c.leds(beat);
-            if let Some(w) = self.send(&leds) {
-                warnings.push(w);
-            }
-        }
-        warnings
+        (presses, Vec::new())
+    }
+
+    /// The beat heard at host time `now` (for the LEDs).
+    pub fn heard_beat(&self, now: HostTime) -> Beats {
+        self.clock.beat_at(now).max(Beats::ZERO)
+    }
+
+    /// Sends the LED changes for beat `beat` with the launcher as `view` plans it there.
+    /// Returns a warning to print when the LED output starts failing.
+    pub fn update_leds(&mut self, beat: Beats, view: Option<&LauncherView>) -> Option<String> {
+        let leds = self.controller.as_mut()?.leds(beat, view);
+        self.send(&leds)
+    }
+
+    /// Counts a controller press the node refused (for the summary).
+    pub fn note_refused(&mut self) {
+        self.summary.refused += 1;
     }
 
     fn send(&mut self, messages: &[Message]) -> Option<String> {
@@ -284,29 +307,6 @@ impl MidiRig {
             }
         }
         warning
-    }
-
-    /// Presses `action` at `now` (script presses go through here so the LEDs show them too).
-    pub fn press(&mut self, pulse: &mut Pulse, action: Action, now: Beats) -> Result<Vec<TriggerId>, PulseError> {
-        match &mut self.controller {
-            Some(c) => c.press(pulse, action, now),
-            None => pulse.press(action, now),
-        }
-    }
-
-    /// Call when the node replaces its Pulse (a fresh engine after a device failure or a Link
-    /// restart): the LEDs forget what played on the old one.
-    pub fn engine_replaced(&mut self) {
-        if let Some(c) = &mut self.controller {
-            c.reset();
-        }
-    }
-
-    /// Takes in something Pulse reported (for the LEDs).
-    pub fn event(&mut self, event: &PulseEvent) {
-        if let Some(c) = &mut self.controller {
-            c.event(event);
-        }
     }
 
     /// Switches the LEDs off and returns what happened.

@@ -1,0 +1,84 @@
+//! `--stdin-commands` without Link: the terminal is one more input to the node's inbox. Typed
+//! commands are quantised like pads and scripts, lines that are not commands or name nothing in
+//! the session are refused with the reason (and counted), `status` reads the snapshot and `quit`
+//! ends the performance.
+
+mod common;
+
+use std::io::Write as _;
+use std::path::Path;
+use std::process::Stdio;
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+#[test]
+fn typed_commands_reach_pulse_through_the_inbox_and_bad_ones_are_refused_with_a_reason() {
+    let dir = scratch("stdin-commands");
+    let session = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/band.toml");
+    let started = Instant::now();
+    let mut child = bin()
+        .current_dir(&dir)
+        .args(["play", session.to_str().unwrap(), "--no-link", "--audio", "null", "--stdin-commands"])
+        .args(["--seconds", "30", "--log", "live.jsonl", "--capture", "x.wav", "--no-realtime"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run loophole-node");
+    let mut stdin = child.stdin.take().unwrap();
+    // 120 BPM in 4/4: a bar is 2 s. The verse waits for the next bar line.
+    writeln!(stdin, "scene.trigger verse").unwrap();
+    writeln!(stdin, "launch no-such-clip").unwrap();
+    writeln!(stdin, "frobnicate the drums").unwrap();
+    sleep(Duration::from_millis(2600));
+    writeln!(stdin, "status").unwrap();
+    writeln!(stdin, "stop drums").unwrap();
+    sleep(Duration::from_millis(2600));
+    writeln!(stdin, "quit").unwrap();
+    let out = child.wait_with_output().expect("wait for loophole-node");
+    let wall = started.elapsed();
+    assert_ok(&out);
+    let (stdout, stderr) = texts(&out);
+    assert!(wall < Duration::from_secs(20), "quit did not end the 30 s performance ({wall:?})\n{stdout}\n{stderr}");
+
+    // What the terminal says when a press waits for its beat (the scene may land on beat 0 if it
+    // was typed before the first block; the stop, typed mid-bar, waits).
+    assert!(
+        stdout.contains("queued: scene 'verse'") || stdout.contains("queued: drums: stop"),
+        "no queued line for a typed press:\n{stdout}"
+    );
+    // The scene launch: every clip of the verse on one bar line.
+    let events = read_log(&dir.join("live.jsonl"));
+    let verse: Vec<_> = events.iter().filter(|e| e["event"] == "trigger" && e["scene"] == "verse").collect();
+    let tracks: Vec<&str> = verse.iter().filter_map(|e| e["track"].as_str()).collect();
+    for t in ["drums", "bass", "keys", "pad"] {
+        assert!(tracks.contains(&t), "the verse did not start on {t}: {verse:?}");
+    }
+    let bar = verse[0]["beat"].as_f64().unwrap();
+    assert!(bar >= 0.0 && bar % 4.0 == 0.0, "the verse started off a bar line, at beat {bar}");
+    for e in &verse {
+        assert_eq!(e["beat"].as_f64(), Some(bar), "the verse's clips started apart: {e}");
+        assert_eq!(e["late"], false, "{e}");
+    }
+    // `stop drums`: quantised to a later bar, on the drums only.
+    let stop = events
+        .iter()
+        .find(|e| e["event"] == "trigger" && e["kind"] == "stop" && e["track"] == "drums")
+        .unwrap_or_else(|| panic!("no stop on the drums in the log: {events:?}"));
+    let at = stop["beat"].as_f64().unwrap();
+    assert!(at > bar && at % 4.0 == 0.0, "the drums stopped at beat {at}, not on a bar after {bar}");
+
+    // `status` reads the snapshot: the verse is the current scene.
+    assert!(stdout.contains("scene: verse"), "status did not show the verse:\n{stdout}");
+    // The two bad lines: refused with the reason, counted in the summary; the set played on.
+    assert!(
+        stderr.contains("no-such-clip") && stderr.contains("refused"),
+        "the unknown clip was not refused:\n{stderr}"
+    );
+    assert!(stderr.contains("frobnicate"), "the line that is no command was not reported:\n{stderr}");
+    assert!(stdout.contains("2 press(es) refused"), "the summary does not count the refusals:\n{stdout}");
+    let (_, live) = read_wav(&dir.join("x.wav"));
+    assert!(peak(&live) > 0.01, "the typed scene made no sound");
+}
