@@ -15,6 +15,8 @@
 //! playlist `song` plays them in order; follow actions with chances vary the drums, the chorus
 //! lead and the breakdown. [`script`] starts the playlist and adds two drum fills by hand; the
 //! performance lasts [`SECONDS`] seconds, for `loophole-node play --demo` and `render --demo`.
+//!
+//! Thread: Built on the control thread (or a render's thread) before playback; allocates.
 
 use std::sync::Arc;
 

@@ -10,6 +10,8 @@
 //! - Decoding arbitrary bytes returns an error, never panics ([`FrameDecoder`]).
 //!
 //! Times are always musical: a trigger carries the **target beat** at which every node executes it.
+//!
+//! Thread: Pure functions and state machines: any thread, no I/O.
 #![warn(missing_docs)]
 
 pub mod v1;

@@ -2,6 +2,8 @@
 //!
 //! Ids in messages are the session file's string ids, so a conductor and nodes that loaded the
 //! same session agree on them without sharing indices.
+//!
+//! Thread: Pure data: any thread.
 
 use serde::{Deserialize, Serialize};
 

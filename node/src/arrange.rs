@@ -7,6 +7,8 @@
 //!   clip onto a lane; the clip keeps its id, and its content is checked against the lane.
 //!
 //! Only the arrangement section of the file is rewritten; the rest stays byte for byte.
+//!
+//! Thread: Main thread; reads and writes the session file.
 
 use std::path::PathBuf;
 use std::sync::Arc;

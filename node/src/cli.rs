@@ -1,5 +1,7 @@
 //! The command line. Scripts and tests depend on these subcommand and flag names: keep them
 //! stable (see `docs/` and the architecture page).
+//!
+//! Thread: Main thread, at start-up.
 
 use std::path::PathBuf;
 

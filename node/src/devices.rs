@@ -3,6 +3,8 @@
 //! outputs (or `MIDI: not available (reason)`). Says so
 //! plainly when there are none (and exits 0: having no device is a normal state for a server,
 //! which plays on the null device).
+//!
+//! Thread: Main thread.
 
 use cpal::traits::{DeviceTrait, HostTrait};
 

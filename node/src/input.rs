@@ -1,5 +1,7 @@
 //! What to perform: a session (from a file or the built-in demo), a performance script, and the
 //! default length of the performance.
+//!
+//! Thread: Main thread, before playback; reads files.
 
 use std::path::PathBuf;
 use std::sync::Arc;

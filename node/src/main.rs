@@ -1,4 +1,6 @@
 //! `loophole-node`: parses the command line and runs it (see the library for everything else).
+//!
+//! Thread: Main thread.
 
 use std::process::ExitCode;
 

@@ -4,6 +4,8 @@
 //! The output is bit-identical whatever `--block` is, and identical to what `play` captures for
 //! the same performance. The node adds no per-sample work: each block goes to the WAV writer as
 //! one slice, the peak comes from the engine's meters, and events are drained once per block.
+//!
+//! Thread: Main thread (the render and the WAV writer run on it).
 
 use std::io::IsTerminal as _;
 use std::path::PathBuf;

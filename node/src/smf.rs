@@ -6,6 +6,8 @@
 //! instrument name, holding the messages at the beats of the samples Signal sent them at. So the
 //! file is the external half of the performance, beat for beat: drop it into a DAW next to the
 //! rendered WAV.
+//!
+//! Thread: Main thread, after a render; writes the file.
 
 use std::path::Path;
 

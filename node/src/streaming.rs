@@ -1,5 +1,7 @@
 //! The node's side of disk streaming: applies the memory budget once the sample rate is known
 //! ([`loophole_engine::media::stream::prepare`]) and says which clips stream.
+//!
+//! Thread: Main thread, before playback; writes cache files.
 
 use std::sync::Arc;
 

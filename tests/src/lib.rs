@@ -1,1 +1,3 @@
 //! Cross-crate integration tests for Loophole live in `tests/tests/`.
+//!
+//! Thread: Test threads only.

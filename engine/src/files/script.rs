@@ -33,6 +33,8 @@
 //! The beat is when the action is *performed* (the button is pressed); quantisation then decides
 //! when it takes effect, exactly as for a live press. Ids are checked against the session, and
 //! every problem is reported as `FILE:LINE:COLUMN: PROBLEM`. See `docs/session-format.md`.
+//!
+//! Thread: Control thread; reads the file.
 
 //!
 //! Control thread; reads the file.

@@ -12,6 +12,8 @@
 //! them with a fake device that fails and comes back. [`CpalOpener`] is the real device;
 //! [`TestDevice`] is the fault-injection hook `LOOPHOLE_TEST_DEVICE` (for tests: the null device
 //! under another name, failing and coming back on cue).
+//!
+//! Thread: Control thread (the probe and the start may block briefly on the device).
 
 use std::time::{Duration, Instant};
 

@@ -4,6 +4,8 @@
 //! speaker at the same instant. (Link has its own clock, `CLOCK_MONOTONIC_RAW` on Linux; the
 //! output core publishes every block's heard time on this clock too, with or without Link, so a
 //! recording never needs Link's clock: see [`crate::audio::record`].)
+//!
+//! Thread: Any thread, the audio thread included: reading it never allocates or blocks.
 
 use std::sync::OnceLock;
 use std::time::Instant;

@@ -5,6 +5,8 @@
 //! midir's callback. Whatever is sent to its outputs is recorded with the host time it was sent
 //! at ([`FakeMidi::sent`]). [`FakeMidi::unavailable`] behaves like a machine with no MIDI
 //! subsystem. Clones share the same ports, so a test keeps one and hands another to the node.
+//!
+//! Thread: Any thread: its ports are shared behind a mutex, never touched by the audio thread.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};

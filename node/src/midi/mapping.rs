@@ -9,6 +9,8 @@
 //!
 //! Loading never panics. Every problem is a [`MappingError`] that displays as
 //! `FILE:LINE:COLUMN: problem`.
+//!
+//! Thread: Main thread, at start-up; reads the file.
 
 use std::collections::HashMap;
 use std::fmt;

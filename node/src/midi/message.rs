@@ -1,5 +1,7 @@
 //! The MIDI messages the node reads from controllers and sends to them: note on, note off and
 //! control change, as bytes on the wire and as values.
+//!
+//! Thread: Pure data and parsing: any thread.
 
 use loophole_engine::model::MidiMsg;
 
