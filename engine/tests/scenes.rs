@@ -556,7 +556,7 @@ fn moving_clips_between_views_keeps_ids_and_checks_content() {
     let hit = s.clip_by_name("hit").unwrap();
     let synth = s.track_by_name("synth").unwrap();
     let err = s.place_clip(hit, synth, Beats(0.0), None, false).unwrap_err();
-    assert!(err.to_string().contains("pick a audio lane") || err.to_string().contains("audio"), "{err}");
+    assert!(err.to_string().contains("audio clips go on audio lanes"), "{err}");
     let placed = s.place_clip(hit, TrackId(1), Beats(8.0), None, false).unwrap();
     assert_eq!(placed, hit, "a move keeps the id");
     assert!(s.scenes.iter().all(|sc| !sc.clips.contains(&hit)), "and leaves the launcher");

@@ -13,10 +13,10 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use clap::Args;
-use loophole_engine::files::session::{load_session, save_arrangement};
-use loophole_engine::model::{SceneId, Session};
+use loophole_engine::files::session::{MAX_ARRANGEMENT_BEAT, SessionErrorKind, load_session, save_arrangement};
+use loophole_engine::model::{Placement, SceneId, Session};
 use loophole_engine::render::{RenderConfig, Renderer};
 use loophole_engine::script::Script;
 use loophole_engine::time::Beats;
@@ -74,25 +74,20 @@ fn scene(session: &Session, name: &Option<String>, default: usize) -> anyhow::Re
 /// Runs `arrange`.
 pub fn run(args: &ArrangeArgs) -> anyhow::Result<()> {
     let mut session = load_session(&args.session).map_err(|e| BadInput(e.to_string()))?;
-    if !args.at.is_finite() {
-        bail!(BadInput(format!("--at {} is not a beat", args.at)));
+    if !(args.at.is_finite() && (0.0..=MAX_ARRANGEMENT_BEAT).contains(&args.at)) {
+        bail!(BadInput(format!("--at {}: the arrangement runs from beat 0 to beat {MAX_ARRANGEMENT_BEAT}", args.at)));
     }
+    let before_placements = session.arrangement.clips.clone();
     let at = Beats(args.at);
     let before = session.arrangement.clips.len();
-    if args.playthrough {
+    let done = if args.playthrough {
         if session.scenes.is_empty() {
             bail!(BadInput("--playthrough: the session has no scenes".into()));
         }
         let from = scene(&session, &args.from, 0)?;
         let to = scene(&session, &args.to, session.scenes.len() - 1)?;
         let end = session.commit_scenes(from, to, at);
-        say(format_args!(
-            "committed scenes {}..{} to beats {}..{}",
-            session.scene(from).id,
-            session.scene(to).id,
-            at,
-            end
-        ));
+        format!("committed scenes {}..{} to beats {}..{}", session.scene(from).id, session.scene(to).id, at, end)
     } else if let Some(path) = &args.script {
         let script = Script::load(path, &session).map_err(|e| BadInput(e.to_string()))?;
         let last = script.actions.last().map(|a| a.beat.0).unwrap_or(0.0);
@@ -112,25 +107,53 @@ pub fn run(args: &ArrangeArgs) -> anyhow::Result<()> {
         for p in &mut session.arrangement.clips[len - n..] {
             p.start = Beats(p.start.0 + shift);
         }
-        say(format_args!("committed the performance of {}: {n} placements", path.display()));
+        format!("committed the performance of {}: {n} placements", path.display())
     } else if let (Some(clip), Some(lane)) = (&args.place, &args.lane) {
         let c = session.clip_by_name(clip).ok_or_else(|| BadInput(format!("clip '{clip}' does not exist")))?;
         let t = session.track_by_name(lane).ok_or_else(|| BadInput(format!("track '{lane}' does not exist")))?;
         let placed = session
             .place_clip(c, t, at, args.length.map(Beats), args.duplicate)
             .map_err(|e| BadInput(e.to_string()))?;
-        say(format_args!("placed '{}' on lane '{lane}' at beat {at}", session.clip(placed).id));
+        format!("placed '{}' on lane '{lane}' at beat {at}", session.clip(placed).id)
     } else {
         bail!(BadInput("say what to arrange: --playthrough, --script PERF.toml or --place CLIP --lane TRACK".into()));
-    }
-    save_arrangement(&args.session, &session)
-        .map_err(|e| BadInput(e.to_string()))
-        .with_context(|| format!("cannot save {}", args.session.display()))?;
+    };
+    refuse_overlaps(&session, &before_placements)?;
+    save_arrangement(&args.session, &session).map_err(|e| match *e.kind {
+        // Nothing the user asked for is wrong with these: the file system or its permissions.
+        SessionErrorKind::Write(_) | SessionErrorKind::Io(_) | SessionErrorKind::ReadOnly => {
+            anyhow::anyhow!("cannot save the arrangement: {e}")
+        }
+        _ => BadInput(e.to_string()).into(),
+    })?;
+    say(format_args!("{done}"));
     say(format_args!(
         "{}: the arrangement now has {} clips ({} added)",
         args.session.display(),
         session.arrangement.clips.len(),
         session.arrangement.clips.len() - before
     ));
+    Ok(())
+}
+
+/// Refuses new placements that overlap placements the arrangement already had on the same lane:
+/// a second commit over the same beats would stack two clips on one lane (and two tempo changes
+/// on one beat). The user picks another `--at`, or removes the old placements from the file.
+fn refuse_overlaps(session: &Session, before: &[Placement]) -> anyhow::Result<()> {
+    for new in &session.arrangement.clips[before.len()..] {
+        let (a, b) = (new.start.0, new.start.0 + new.length.0);
+        if let Some(old) = before.iter().find(|o| o.track == new.track && o.start.0 < b && a < o.start.0 + o.length.0) {
+            let end = before.iter().map(|p| p.start.0 + p.length.0).fold(0.0, f64::max);
+            bail!(BadInput(format!(
+                "beats {a}..{b} of lane '{}' already hold '{}' (beats {}..{}); nothing was changed: \
+                 commit at another --at (the arrangement ends at beat {end}), or remove those placements \
+                 from the file first",
+                session.track(new.track).id,
+                session.clip(old.clip).id,
+                old.start.0,
+                old.start.0 + old.length.0,
+            )));
+        }
+    }
     Ok(())
 }

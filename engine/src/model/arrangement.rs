@@ -57,7 +57,9 @@ impl Arrangement {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum PlaceError {
     /// The clip's content does not fit the lane: an audio clip on a MIDI lane or vice versa.
-    #[error("clip '{clip}' is {clip_kind} and lane '{track}' is {track_kind}: pick a {clip_kind} lane")]
+    #[error(
+        "clip '{clip}' is {clip_kind} and lane '{track}' is {track_kind}: {clip_kind} clips go on {clip_kind} lanes"
+    )]
     WrongLane {
         /// Clip id.
         clip: String,

@@ -223,6 +223,14 @@ pub enum SessionErrorKind {
     /// The session file could not be written. Check the folder's permissions and free space.
     #[error("cannot write the session file: {0}")]
     Write(#[source] std::io::Error),
+    /// The session file is read-only (or this user may not write it): it is not replaced, as an
+    /// editor would not replace it. Make it writable first.
+    #[error("the file is read-only (or not yours to write); it is left as it was")]
+    ReadOnly,
+    /// The arrangement, written into the file, would make a file that does not load; the file is
+    /// left as it was.
+    #[error("the new arrangement would make a file that does not load ({0}); the file is left as it was")]
+    WouldNotLoad(String),
     /// The session passed every check above but is still inconsistent (caught by
     /// [`Session::validate`]). This should not happen; please report it with the session file.
     #[error("the session is inconsistent: {0}")]

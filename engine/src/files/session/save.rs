@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::error::{SessionError, SessionErrorKind};
+use super::{LoadOptions, parse_session_with};
 use crate::files::diagnostics::line_col;
 use crate::model::{ClipContent, Session};
 
@@ -17,10 +18,23 @@ use crate::model::{ClipContent, Session};
 /// A placed clip the file does not define (a duplicate made by [`Session::place_clip`]) is
 /// added as a new `[[clip]]` entry after the file's clips: a copy of its original's entry with
 /// the new id and lane. Any other clip the file does not define is an error, and the file is
-/// left as it was. The file is replaced atomically (written beside it, then renamed).
+/// left as it was.
+///
+/// The new text is loaded with the same loader first (audio files only probed, not decoded): if
+/// it would not load (two tempo changes on one beat, a placement past the last beat a session
+/// may use), the error says why ([`SessionErrorKind::WouldNotLoad`]) and the file is left as it
+/// was. A read-only file (no write permission bit set, or one this process may not write) is
+/// refused as editors refuse it ([`SessionErrorKind::ReadOnly`]). The file is replaced atomically
+/// (written beside it, then renamed) with its permissions and, where the process may set it, its
+/// owner; where it may not (a file of another user that this one may write), it is rewritten in
+/// place so that its owner stays.
 ///
 /// Thread: control. Not realtime-safe.
 pub fn save_arrangement(path: &Path, session: &Session) -> Result<(), SessionError> {
+    let meta = std::fs::metadata(path).map_err(|e| SessionError::whole_file(path, SessionErrorKind::Io(e)))?;
+    if meta.permissions().readonly() || std::fs::OpenOptions::new().append(true).open(path).is_err() {
+        return Err(SessionError::whole_file(path, SessionErrorKind::ReadOnly));
+    }
     let bytes = std::fs::read(path).map_err(|e| SessionError::whole_file(path, SessionErrorKind::Io(e)))?;
     let text = String::from_utf8(bytes).map_err(|_| {
         SessionError::whole_file(
@@ -29,15 +43,43 @@ pub fn save_arrangement(path: &Path, session: &Session) -> Result<(), SessionErr
         )
     })?;
     let new_text = replace_arrangement(&text, path, session)?;
+    let probe = LoadOptions { memory_budget_mb: Some(0.0), ..LoadOptions::default() };
+    if let Err(e) = parse_session_with(&new_text, path, probe) {
+        return Err(SessionError::whole_file(path, SessionErrorKind::WouldNotLoad(e.to_string())));
+    }
     let write = |e| SessionError::whole_file(path, SessionErrorKind::Write(e));
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(format!(".saving-{}", std::process::id()));
     let tmp = PathBuf::from(tmp);
-    std::fs::write(&tmp, new_text).map_err(write)?;
-    std::fs::rename(&tmp, path).map_err(|e| {
+    let replaced = (|| {
+        std::fs::write(&tmp, &new_text)?;
+        std::fs::set_permissions(&tmp, meta.permissions())?;
+        if !keep_owner(&tmp, &meta) {
+            // Not ours to re-own, but ours to write: rewrite it in place, owner and mode kept.
+            std::fs::remove_file(&tmp)?;
+            return std::fs::write(path, &new_text);
+        }
+        std::fs::rename(&tmp, path)
+    })();
+    replaced.map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
         write(e)
     })
+}
+
+/// Gives `file` (just written by this process) the owner and group in `meta`; false if the
+/// process may not (the original belongs to another user).
+#[cfg(unix)]
+fn keep_owner(file: &Path, meta: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    let Ok(now) = std::fs::metadata(file) else { return false };
+    (now.uid(), now.gid()) == (meta.uid(), meta.gid())
+        || std::os::unix::fs::chown(file, Some(meta.uid()), Some(meta.gid())).is_ok()
+}
+
+#[cfg(not(unix))]
+fn keep_owner(_file: &Path, _meta: &std::fs::Metadata) -> bool {
+    true
 }
 
 /// The text of session file `text` with its arrangement replaced by `session`'s: what
@@ -136,6 +178,35 @@ pub fn replace_arrangement(text: &str, file: &Path, session: &Session) -> Result
         };
         for t in added {
             entries.push(t);
+        }
+    }
+
+    // A clip moved onto the arrangement ([`Session::place_clip`]) has left the launcher: it goes
+    // from the scenes that listed it, and its entry gets the lane it moved to. Nothing else in
+    // the scenes or clips changes.
+    if let Some(Item::ArrayOfTables(scenes)) = doc.get_mut("scene") {
+        for t in scenes.iter_mut() {
+            let Some(scene) = t.get("id").and_then(|v| v.as_str()).and_then(|id| session.scene_by_name(id.trim()))
+            else {
+                continue;
+            };
+            let keep: Vec<&str> = session.scene(scene).clips.iter().map(|c| session.clip(*c).id.as_str()).collect();
+            let placed = |id: &str| session.arrangement.clips.iter().any(|p| session.clip(p.clip).id == id);
+            if let Some(list) = t.get_mut("clips").and_then(|v| v.as_array_mut()) {
+                list.retain(|v| v.as_str().is_none_or(|id| keep.contains(&id.trim()) || !placed(id.trim())));
+            }
+        }
+    }
+    if let Some(Item::ArrayOfTables(entries)) = doc.get_mut("clip") {
+        for t in entries.iter_mut() {
+            let Some(clip) = t.get("id").and_then(|v| v.as_str()).and_then(|id| session.clip_by_name(id.trim())) else {
+                continue;
+            };
+            let on_arrangement = session.arrangement.clips.iter().any(|p| p.clip == clip);
+            let lane = &session.track(session.clip(clip).track).id;
+            if on_arrangement && t.get("track").and_then(|v| v.as_str()).map(str::trim) != Some(lane.as_str()) {
+                t.insert("track", toml_edit::value(lane.as_str()));
+            }
         }
     }
 

@@ -1149,6 +1149,26 @@ fn around_the_arrangement(text: &str) -> (&str, &str) {
 }
 
 #[test]
+fn a_clip_moved_onto_the_arrangement_leaves_its_scenes_in_the_file_too() {
+    let dir = temp_dir("save-move");
+    let path = dir.join("set.toml");
+    std::fs::write(&path, SET).unwrap();
+    let mut s = load_session(&path).unwrap();
+    // b1 (bass, in the verse with d2) moves onto the drums lane.
+    let b1 = s.clip_by_name("b1").unwrap();
+    s.place_clip(b1, TrackId(0), Beats(200.0), None, false).unwrap();
+    save_arrangement(&path, &s).unwrap();
+    let saved = std::fs::read_to_string(&path).unwrap();
+    let reloaded = load_session(&path).unwrap_or_else(|e| panic!("{e}\n{saved}"));
+    let lists = |x: &Session| x.scenes.iter().map(|sc| sc.clips.clone()).collect::<Vec<_>>();
+    assert_eq!(lists(&reloaded), lists(&s), "the file's scenes are not the session's:\n{saved}");
+    assert!(saved.contains("clips = [\"d2\"]"), "b1 is still in the verse:\n{saved}");
+    assert_eq!(reloaded.track(reloaded.clip(b1).track).id, "drums", "{saved}");
+    assert_eq!(reloaded.arrangement, s.arrangement);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn save_arrangement_round_trips_and_keeps_the_rest_of_the_file_byte_for_byte() {
     let dir = temp_dir("save");
     let path = dir.join("set.toml");
@@ -1174,7 +1194,10 @@ fn save_arrangement_round_trips_and_keeps_the_rest_of_the_file_byte_for_byte() {
     assert_eq!(around_the_arrangement(&saved), around_the_arrangement(&original), "{saved}");
     assert!(saved.contains("\n# ---- the arrangement\n[[arrangement.clip]]\ntrack = \"bass\"\nclip = \"b1\"\nstart = 0\nlength = 8\noffset = 0.5\n"), "{saved}");
     assert!(saved.contains("[[arrangement.tempo_change]]\nbeat = 16\ntempo = 97.5\nbeats_per_bar = 5\n"), "{saved}");
-    // Everything but the arrangement (and the moved clip's scenes) is as it was.
+    // The moved clip has left the launcher in the file too, and its entry names its new lane.
+    assert!(reloaded.scenes.iter().all(|sc| !sc.clips.contains(&d3)), "the moved clip is still in a scene:\n{saved}");
+    assert_eq!(reloaded.track(reloaded.clip(d3).track).id, s.track(s.clip(d3).track).id);
+    // Everything but the arrangement, the moved clip's scenes and its track is as it was.
     assert_eq!(reloaded.playlists, s.playlists);
     assert_eq!(reloaded.clips.len(), s.clips.len());
 
