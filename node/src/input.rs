@@ -128,6 +128,38 @@ impl Performance {
     pub fn file_stem(&self) -> String {
         file_stem(&self.session.name)
     }
+
+    /// What to say when nothing in this performance launches a clip by itself (no script and no
+    /// preview): how to launch something. `None` when something will play. `live` is how the
+    /// performer can launch things during `play` (`None` for a render).
+    pub fn launch_hint(&self, live: Option<LiveInputs>) -> Option<String> {
+        if !self.script.actions.is_empty() {
+            return None;
+        }
+        let scene = self.session.scenes.first().map_or("SCENE", |s| s.id.as_str());
+        Some(match live {
+            None => "nothing launches a clip in this render, so it will be silent: add --script PERF.toml, \
+                 --playthrough (every scene in turn) or --arrangement"
+                .to_string(),
+            Some(LiveInputs { stdin: true, .. }) => {
+                format!("nothing plays until you launch it: type `scene.trigger {scene}` (or `help`) and Enter")
+            }
+            Some(LiveInputs { controller: true, .. }) => "nothing plays until you launch it from the controller".into(),
+            Some(_) => format!(
+                "nothing in this performance launches a clip, so it will be silent: add --stdin-commands and type \
+                 `scene.trigger {scene}`, or --script PERF.toml, --playthrough, --arrangement or --controller MAPPING.toml"
+            ),
+        })
+    }
+}
+
+/// How a performer can launch things during `play` ([`Performance::launch_hint`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LiveInputs {
+    /// `--stdin-commands`.
+    pub stdin: bool,
+    /// `--controller`.
+    pub controller: bool,
 }
 
 /// The length of a scripted performance: its last action's beat plus two bars, at the session's

@@ -64,6 +64,9 @@ pub fn run(opts: &RenderOptions) -> anyhow::Result<RenderSummary> {
     let mut perf = Performance::load_for_render(&opts.input)?;
     crate::streaming::prepare(&mut perf, opts.sample_rate)?;
     let seconds = opts.seconds.or(perf.natural_seconds).unwrap_or(DEFAULT_SECONDS);
+    if let Some(hint) = perf.launch_hint(None) {
+        warn_line(format_args!("loophole: {hint}"));
+    }
     let started = Instant::now();
     let mut renderer = Renderer::new(
         perf.session.clone(),

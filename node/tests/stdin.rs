@@ -1,7 +1,8 @@
-//! `--stdin-commands` without Link: the terminal is one more input to the node's inbox. Typed
-//! commands are quantised like pads and scripts, lines that are not commands or name nothing in
-//! the session are refused with the reason (and counted), `status` reads the snapshot and `quit`
-//! ends the performance.
+//! The terminal: `--stdin-commands` without Link makes it one more input to the node's inbox
+//! (typed commands are quantised like pads and scripts, lines that are not commands or name
+//! nothing in the session are refused with the reason and counted, `status` reads the snapshot,
+//! `quit` ends the performance), and the node says what will happen: how to launch something
+//! when nothing would, and every queued press before it lands.
 
 mod common;
 
@@ -81,4 +82,49 @@ fn typed_commands_reach_pulse_through_the_inbox_and_bad_ones_are_refused_with_a_
     assert!(stdout.contains("2 press(es) refused"), "the summary does not count the refusals:\n{stdout}");
     let (_, live) = read_wav(&dir.join("x.wav"));
     assert!(peak(&live) > 0.01, "the typed scene made no sound");
+}
+
+/// A set with nothing that launches a clip says how to launch something, in `render` and in
+/// `play`, instead of rendering silence without a word; a script's quantised presses are told
+/// before they land.
+#[test]
+fn a_performance_that_launches_nothing_says_how_to_launch_something() {
+    let dir = scratch("launch-hint");
+    let session = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/minimal.toml");
+    let session = session.to_str().unwrap();
+    let out = run_in(&dir, &["render", session, "--seconds", "1", "--out", "x.wav"]);
+    assert_ok(&out);
+    let (_, stderr) = texts(&out);
+    assert!(stderr.contains("nothing launches a clip") && stderr.contains("--playthrough"), "{stderr}");
+
+    let live = ["play", session, "--no-link", "--audio", "null", "--seconds", "0.3", "--no-realtime"];
+    let out = run_in(&dir, &live);
+    assert_ok(&out);
+    let (_, stderr) = texts(&out);
+    assert!(stderr.contains("--stdin-commands") && stderr.contains("scene.trigger only"), "{stderr}");
+
+    // Something that plays by itself needs no hint.
+    let out = run_in(&dir, &["render", session, "--playthrough", "--seconds", "1", "--out", "y.wav"]);
+    assert_ok(&out);
+    assert!(!texts(&out).1.contains("nothing launches"), "{}", texts(&out).1);
+}
+
+#[test]
+fn scripted_presses_are_told_before_they_land() {
+    let dir = scratch("queued-script");
+    let session = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/band.toml");
+    // The verse is pressed on beat 1.5 and lands on the next bar line, beat 4.
+    std::fs::write(
+        dir.join("s.toml"),
+        "[[at]]\nbeat = 0\nscene = \"intro\"\n\n[[at]]\nbeat = 1.5\nscene = \"verse\"\n",
+    )
+    .unwrap();
+    let args = ["play", session.to_str().unwrap(), "--script", "s.toml", "--no-link"];
+    let out = run_in(&dir, &[&args[..], &["--audio", "null", "--seconds", "3", "--no-realtime"]].concat());
+    assert_ok(&out);
+    let (stdout, _) = texts(&out);
+    let queued = stdout.lines().position(|l| l.starts_with("queued: scene 'verse' at bar 2.1"));
+    let queued = queued.unwrap_or_else(|| panic!("no queued line for a scripted press:\n{stdout}"));
+    let landed = stdout.lines().position(|l| l.starts_with("bar 2.1  scene 'verse'"));
+    assert!(landed.is_some_and(|l| l > queued), "the verse did not land after its queued line:\n{stdout}");
 }

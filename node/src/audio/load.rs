@@ -237,7 +237,8 @@ impl LoadMeter {
     }
 
     /// The load below or at which a fraction `q` of the `counted` blocks fall: the upper edge of
-    /// the bucket holding rank `ceil(q * counted)`; the overflow bucket reports the maximum.
+    /// the bucket holding rank `ceil(q * counted)`, but never above the maximum; the overflow
+    /// bucket reports the maximum.
     fn percentile(&self, counted: u64, q: f64) -> f64 {
         if counted == 0 {
             return 0.0;
@@ -247,7 +248,10 @@ impl LoadMeter {
         for (i, b) in self.hist.iter().enumerate() {
             seen += b.load(Ordering::Relaxed);
             if seen >= rank {
-                return if i + 1 == BUCKETS { f64::from_bits(self.max.load(Ordering::Relaxed)) } else { upper_edge(i) };
+                let max = f64::from_bits(self.max.load(Ordering::Relaxed));
+                // No block loaded more than the maximum, so the bucket's edge is capped there:
+                // a p50 or p99 above the max would be a contradiction in the summary.
+                return if i + 1 == BUCKETS { max } else { upper_edge(i).min(max) };
             }
         }
         f64::from_bits(self.max.load(Ordering::Relaxed))
@@ -391,6 +395,19 @@ mod tests {
         feed(&m, &mut t, 1, MS * 3, MS);
         assert!((m.stats().p99 - 3.0).abs() < 1e-12, "p99 {}", m.stats().p99);
         assert_eq!(LoadMeter::new().stats(), LoadStats::default());
+    }
+
+    /// Regression (issue 12): a summary read `p50 0.7%, p99 0.7%, max 0.6%`: every block in one
+    /// bucket reported the bucket's upper edge, above the exact maximum.
+    #[test]
+    fn no_percentile_is_above_the_maximum() {
+        let m = LoadMeter::new();
+        let mut t = m.origin;
+        feed(&m, &mut t, 50, MS * 61 / 10_000, MS);
+        let s = m.stats();
+        assert!((s.max - 0.0061).abs() < 1e-9, "max {}", s.max);
+        assert!(s.p50 <= s.max && s.p99 <= s.max, "{s:?}");
+        assert!(s.p50 >= 0.0061 - 1e-9, "a percentile below what was measured: {s:?}");
     }
 
     #[test]

@@ -170,10 +170,13 @@ impl LinkControl {
                 out.lines.push(json!({
                     "event": "transport", "playing": false, "sample": sample, "beat": beat, "host_us": host_us, "own": own,
                 }));
+                // Bars written as everywhere else: bar.beat, counted from 1.
+                let (bar, in_bar) = ((beat / q).floor(), beat.rem_euclid(q));
                 out.human.push(format!(
-                    "transport: {} at bar {:.2}",
+                    "transport: {} at bar {}.{}",
                     if own { "stop" } else { "the session stops: stop" },
-                    beat / q + 1.0
+                    bar as i64 + 1,
+                    (in_bar + 1e-6).floor() as i64 + 1
                 ));
             }
             ClockEvent::Jump { sample, from, to, host_us } => {

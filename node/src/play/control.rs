@@ -368,12 +368,12 @@ impl<'a> Control<'a> {
         self.send_tempo_changes();
         match pressed {
             Ok(_) => {
-                if source != Source::Script {
-                    let core = self.pulse.core();
-                    let view = core.view(now);
-                    for line in queued(&action, &view, &self.perf.session, |b| bar_label(core, b)) {
-                        say(format_args!("{line}"));
-                    }
+                // What the press will do and when, from every source (scripts too): the terminal
+                // says what will happen, not only what happened.
+                let core = self.pulse.core();
+                let view = core.view(now);
+                for line in queued(&action, &view, &self.perf.session, |b| bar_label(core, b)) {
+                    say(format_args!("{line}"));
                 }
             }
             Err(e) => {

@@ -195,6 +195,11 @@ pub fn run(opts: PlayOptions) -> anyhow::Result<PlaySummary> {
     if opts.link.stdin_commands {
         crate::stdin::spawn(control.inbox.sender());
     }
+    let inputs =
+        crate::input::LiveInputs { stdin: opts.link.stdin_commands, controller: opts.midi.controller.is_some() };
+    if let Some(hint) = perf.launch_hint(Some(inputs)) {
+        warn_line(format_args!("loophole: {hint}"));
+    }
     // Press what is due at the very start before the first block is rendered.
     control.step()?;
     let mut backend = devices.start(core, total, &mut control, &mut capture)?;
