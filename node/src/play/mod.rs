@@ -259,8 +259,18 @@ pub fn run(opts: PlayOptions) -> anyhow::Result<PlaySummary> {
         None => None,
     };
     let peak = control.meters.iter().map(|m| m.take_master()).fold(control.peak, |p, [l, r]| p.max(l).max(r));
+    // An unpaced device (ALSA's `null`) may render past the end before it is stopped: what the
+    // performance played is at most its length.
+    let played = total.map_or(transport.rendered(), |t| transport.rendered().min(t));
+    if opts.seconds.is_some()
+        && !interrupted
+        && !control.quit
+        && let Some(w) = perf.unplayed_script_warning(control.beat_of_sample(played as SampleTime))
+    {
+        warn_line(format_args!("loophole: warning: {w}"));
+    }
     let summary = PlaySummary {
-        frames: transport.rendered(),
+        frames: played,
         blocks: transport.blocks(),
         xruns: figures.xruns,
         health: figures,
