@@ -13,6 +13,7 @@
 mod common;
 
 use std::collections::BTreeSet;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use common::*;
@@ -211,7 +212,8 @@ fn every_command_in_the_readme_and_docs_runs_and_writes_what_it_says() {
             continue;
         }
         if let Some((part, why)) = SKIP.iter().find(|(part, _)| c.line.contains(part)) {
-            eprintln!("docs_commands: skipped {} `{}`: {why}", c.at, c.line);
+            // Straight to stderr, past libtest's capture, so the skip shows even when the test passes.
+            let _ = writeln!(std::io::stderr().lock(), "docs_commands: SKIPPED {} `{}`: {why}", c.at, c.line);
             used_skips.insert(*part);
             continue;
         }

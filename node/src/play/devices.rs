@@ -4,7 +4,10 @@
 //! and its sample counter) back, and the performance carries on on the null device from the same
 //! sample, capturing to a WAV file so nothing is lost; every [`switchback::RETRY`] the device is
 //! tried again and, once it is back, takes the core back at the sample the null device stopped at.
-//! Both are said on the terminal and written to `--log` (`"event": "device"`).
+//! A device that fails within [`FAILS_AT_ONCE`] of its start [`GIVE_UP_AFTER`] times in a row
+//! (ALSA's `null`) is given up. All of it is said on the terminal and written to `--log`
+//! (`"event": "device"`). The fallback's capture never overwrites a file
+//! ([`fallback_capture_path`]), and when it cannot be created the performance plays on without it.
 //! Thread: control (the main thread).
 
 use std::path::PathBuf;

@@ -21,8 +21,9 @@
 //!   its sample counter) is taken back from it and the performance carries on on the null device
 //!   from the same sample, capturing to a WAV file so the audio is not lost; then, every
 //!   [`switchback::RETRY`], it tries the device again and, once it is back, hands the core back
-//!   to it at the sample the null device stopped at (`audio::switchback`). Both are said on the
-//!   terminal and written to `--log` (`"event": "device"`);
+//!   to it at the sample the null device stopped at (`audio::switchback`), unless it failed at
+//!   once twice in a row (then it is given up). All are said on the terminal and written to
+//!   `--log` (`"event": "device"`);
 //! - promotes the audio thread to realtime scheduling (`--realtime`), prints the DSP load and
 //!   xruns every few seconds and logs them (see [`crate::health`]).
 //!
