@@ -32,11 +32,17 @@ pub enum Command {
     /// none.
     Play(PlayArgs),
     /// Play the built-in demo performance live (`play --demo`).
+    #[command(mut_arg("seconds", |a| a.help(
+        "Stop after this many seconds of audio (more than 0). Default: the demo's length (59 s); with --script, \
+         its last action plus two bars"
+    )))]
     Demo(DemoArgs),
-    /// List audio hosts and output devices.
+    /// List the audio hosts, their output and input devices, and the MIDI ports.
     Devices,
     /// Edit a session file's arrangement: commit a playthrough or a launcher performance, or
     /// move a clip onto a lane.
+    #[command(mut_arg("at", |a| a.hide_default_value(true)))]
+    #[command(mut_arg("seconds", |a| a.allow_negative_numbers(true).value_parser(parse_seconds)))]
     Arrange(crate::arrange::ArrangeArgs),
 }
 
@@ -118,8 +124,8 @@ pub struct RenderArgs {
     pub sample_rate: u32,
     /// Length in seconds. Default: the demo's length with `--demo`; with a script, its last action
     /// plus two bars; with --playthrough or --arrangement, their length plus one bar; otherwise
-    /// 30 s.
-    #[arg(long, value_name = "S")]
+    /// 30 s. More than 0.
+    #[arg(long, value_name = "S", allow_negative_numbers = true, value_parser = parse_seconds)]
     pub seconds: Option<f64>,
     /// Write every executed event as one JSON object per line.
     #[arg(long, value_name = "LOG.jsonl")]
@@ -137,7 +143,7 @@ impl RenderArgs {
             out: self.out,
             block: self.block as usize,
             sample_rate: self.sample_rate,
-            seconds: check_seconds(self.seconds)?,
+            seconds: self.seconds,
             log: self.log,
             midi_out: self.midi_out,
         })
@@ -157,10 +163,10 @@ pub struct LiveArgs {
     /// Frames per device buffer. Default: the device's (256 on the null device).
     #[arg(long, value_name = "FRAMES", value_parser = clap::value_parser!(u32).range(16..=65_536))]
     pub buffer: Option<u32>,
-    /// Stop after this many seconds of audio. Default: the demo's length; with a script, its last
-    /// action plus two bars; with --playthrough or --arrangement, their length plus one bar;
-    /// otherwise until Ctrl-C.
-    #[arg(long, value_name = "S")]
+    /// Stop after this many seconds of audio (more than 0). Default (`play`): the demo's length
+    /// with --demo; with a script, its last action plus two bars; with --playthrough or
+    /// --arrangement, their length plus one bar; otherwise until Ctrl-C.
+    #[arg(long, value_name = "S", allow_negative_numbers = true, value_parser = parse_seconds)]
     pub seconds: Option<f64>,
     /// Write every executed event as one JSON object per line (with `host_time`).
     #[arg(long, value_name = "LOG.jsonl")]
@@ -173,13 +179,13 @@ pub struct LiveArgs {
     /// `devices` lists it, or the null input: `silence`, `file:PATH.wav` (the file as if played
     /// into the microphone), `loopback[:MS]` (the node's own output fed back after MS ms of input
     /// latency, default 5). A device that cannot be used is reported and the node plays on
-    /// without input. See docs/audio.md.
+    /// without input; a file that does not exist is refused (exit code 2). See docs/audio.md.
     #[arg(long = "input", value_name = "DEVICE", value_parser = parse_input)]
     pub audio_input: Option<crate::audio::input::InputSpec>,
     /// Record the input to this WAV file (32-bit float, stereo), aligned with the output: frame k
     /// is what the input heard while output frame k was at the speaker. Writes OUT.input.toml
     /// next to it.
-    #[arg(long = "record-input", value_name = "FILE.wav", requires = "audio_input")]
+    #[arg(long = "record-input", value_name = "FILE.wav")]
     pub record_input: Option<PathBuf>,
     /// Join the Ableton Link session on the network: tempo, beat and start/stop shared with the
     /// other Link apps (see docs/link.md). The default for `play`.
@@ -226,6 +232,23 @@ impl LiveArgs {
     /// `link_by_default`: whether Link is on when neither --link nor --no-link is given (`play`
     /// joins the LAN's Link session by default; the solo `demo` does not).
     fn options(self, input: InputArgs, link_by_default: bool) -> anyhow::Result<PlayOptions> {
+        if let (Some(rec), None) = (&self.record_input, &self.audio_input) {
+            return Err(BadInput(format!(
+                "--record-input {} records the audio input, and there is none: add --input DEVICE \
+                 (a device as `devices` lists it, or silence, file:PATH.wav or loopback[:MS])",
+                rec.display()
+            ))
+            .into());
+        }
+        if let Some(crate::audio::input::InputSpec::File(path)) = &self.audio_input
+            && !path.is_file()
+        {
+            return Err(BadInput(format!(
+                "--input file:{}: there is no such file (the null input plays a WAV file that exists)",
+                path.display()
+            ))
+            .into());
+        }
         let backend = match self.audio.as_deref() {
             Some(name) if name.eq_ignore_ascii_case("null") => Backend::Null,
             Some(name) => Backend::Device(Some(name.to_string())),
@@ -236,7 +259,7 @@ impl LiveArgs {
             backend,
             sample_rate: self.sample_rate,
             buffer: self.buffer,
-            seconds: check_seconds(self.seconds)?,
+            seconds: self.seconds,
             log: self.log,
             capture: self.capture,
             audio_input: self.audio_input,
@@ -328,13 +351,16 @@ fn parse_sample_rate(s: &str) -> Result<u32, String> {
     Ok(rate)
 }
 
-fn check_seconds(seconds: Option<f64>) -> anyhow::Result<Option<f64>> {
-    match seconds {
-        Some(s) if !(s.is_finite() && s >= 0.0) => {
-            Err(BadInput(format!("--seconds must be a finite number of seconds >= 0, not {s}")).into())
-        }
-        s => Ok(s),
+/// `--seconds`: a finite number of seconds above 0 (0 would write an empty file or play
+/// nothing). Negative numbers reach this parser (`allow_negative_numbers`), so `-1` gets this
+/// range message rather than clap's hint about `--`. clap reports a refusal as a usage error:
+/// exit code 2, like [`BadInput`].
+pub fn parse_seconds(s: &str) -> Result<f64, String> {
+    let seconds: f64 = s.trim().parse().map_err(|_| format!("'{s}' is not a number of seconds; give more than 0"))?;
+    if !seconds.is_finite() || seconds <= 0.0 {
+        return Err(format!("{s} s is out of range: give a length of more than 0 seconds"));
     }
+    Ok(seconds)
 }
 
 #[cfg(test)]
@@ -424,16 +450,57 @@ mod tests {
         let o = args.into_options().unwrap();
         assert_eq!(o.audio_input, Some(InputSpec::Loopback { latency_ms: 7.0 }));
         assert_eq!(o.record_input, Some(PathBuf::from("in.wav")));
-        assert!(Cli::try_parse_from(["loophole-node", "demo", "--record-input", "in.wav"]).is_err());
+        let Command::Demo(args) =
+            Cli::try_parse_from(["loophole-node", "demo", "--record-input", "in.wav"]).unwrap().command
+        else {
+            panic!("not demo")
+        };
+        let err = args.into_options().unwrap_err();
+        assert_eq!(crate::exit_code(&err), 2);
+        assert!(err.to_string().contains("--record-input in.wav") && err.to_string().contains("add --input"), "{err}");
         assert!(Cli::try_parse_from(["loophole-node", "demo", "--input", "loopback:fast"]).is_err());
     }
 
     #[test]
-    fn negative_seconds_are_bad_input() {
-        let cli = Cli::try_parse_from(["loophole-node", "render", "--demo", "--out", "x.wav", "--seconds=-1"]).unwrap();
-        let Command::Render(args) = cli.command else { panic!("not render") };
-        let err = args.into_options().unwrap_err();
-        assert_eq!(crate::exit_code(&err), 2);
+    fn seconds_of_zero_or_less_are_a_range_error_on_every_command() {
+        for bad in ["-1", "0", "-0.5", "nan", "inf", "soon"] {
+            for cmd in [
+                &["loophole-node", "render", "--demo", "--out", "x.wav", "--seconds", bad][..],
+                &["loophole-node", "play", "--demo", "--seconds", bad],
+                &["loophole-node", "demo", "--seconds", bad],
+                &["loophole-node", "arrange", "s.toml", "--script", "p.toml", "--seconds", bad],
+            ] {
+                let e = Cli::try_parse_from(cmd).expect_err(bad);
+                let msg = e.to_string();
+                assert_eq!(e.exit_code(), 2, "{cmd:?}: {msg}");
+                assert!(msg.contains("--seconds") && msg.contains("more than 0"), "{cmd:?}: {msg}");
+                assert!(!msg.contains("use '--"), "clap's hint about `--` instead of the range: {msg}");
+            }
+        }
+        let Command::Render(a) =
+            Cli::try_parse_from(["loophole-node", "render", "--demo", "--out", "x.wav", "--seconds", "0.25"])
+                .unwrap()
+                .command
+        else {
+            panic!("not render")
+        };
+        assert_eq!(a.seconds, Some(0.25));
+    }
+
+    #[test]
+    fn help_says_what_each_command_takes() {
+        use clap::CommandFactory;
+        let help = |name: &str| {
+            let mut cmd = Cli::command();
+            cmd.find_subcommand_mut(name).expect(name).render_help().to_string()
+        };
+        let demo = help("demo");
+        assert!(!demo.contains("--playthrough") && !demo.contains("--arrangement"), "{demo}");
+        assert!(demo.contains("the demo's length"), "{demo}");
+        let devices = Cli::command().find_subcommand("devices").unwrap().get_about().unwrap().to_string();
+        assert!(devices.contains("output") && devices.contains("input") && devices.contains("MIDI"), "{devices}");
+        let arrange = help("arrange");
+        assert_eq!(arrange.matches("default: 0").count() + arrange.matches("default 0").count(), 1, "{arrange}");
     }
 
     #[test]

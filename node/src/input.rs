@@ -123,6 +123,20 @@ impl Performance {
         Ok(Performance { session: Arc::new(session), script, natural_seconds })
     }
 
+    /// The warning for script actions a performance cut short at `end_beat` (by `--seconds`)
+    /// never reached: how many, and the first one's beat. `None` if every action was reached.
+    pub fn unplayed_script_warning(&self, end_beat: f64) -> Option<String> {
+        let late: Vec<f64> = self.script.actions.iter().map(|a| a.beat.0).filter(|&b| b >= end_beat).collect();
+        let first = late.iter().copied().fold(f64::INFINITY, f64::min);
+        (!late.is_empty()).then(|| {
+            format!(
+                "{} script action(s) after the end at beat {end_beat:.2} (--seconds) did not play, the first at beat {first}; \
+                 give a longer --seconds, or leave it out to play the whole script",
+                late.len()
+            )
+        })
+    }
+
     /// A short name for files made for this session: lower case, `-` between words, without a
     /// leading `loophole` (the demo, "Loophole demo", is `demo`).
     pub fn file_stem(&self) -> String {

@@ -88,6 +88,16 @@ pub fn run(opts: &RenderOptions) -> anyhow::Result<RenderSummary> {
     let mut log = opts.log.as_deref().map(|p| EventLog::create(p, LogSource::Render)).transpose()?;
     let meters = renderer.signal().meters();
     let total = renderer.total_frames();
+    if seconds > LONG_RENDER_SECONDS {
+        // A stray script entry far away makes a long, large file: say so before spending the time.
+        warn_line(format_args!(
+            "loophole: rendering {} of audio ({:.0} s), about {} to {}",
+            minutes(seconds),
+            seconds,
+            size_text(crate::wav::HEADER_LEN + total * 2 * 4),
+            opts.out.display()
+        ));
+    }
 
     let progress = std::io::stderr().is_terminal().then(|| progress_bar(total, opts.sample_rate));
     let mut buf = vec![0f32; opts.block * 2];
@@ -142,6 +152,11 @@ pub fn run(opts: &RenderOptions) -> anyhow::Result<RenderSummary> {
         }
         None => String::new(),
     };
+    if opts.seconds.is_some()
+        && let Some(w) = perf.unplayed_script_warning(renderer.beat_at(renderer.position() as i64).0)
+    {
+        warn_line(format_args!("loophole: warning: {w}"));
+    }
     for (beat, err) in renderer.errors() {
         warn_line(format_args!("loophole: warning: script action at beat {beat} refused: {err}"));
     }
@@ -166,6 +181,24 @@ pub fn run(opts: &RenderOptions) -> anyhow::Result<RenderSummary> {
         opts.out.display()
     ));
     Ok(summary)
+}
+
+/// A render longer than this (10 minutes) says its length and size before it starts.
+pub const LONG_RENDER_SECONDS: f64 = 600.0;
+
+/// `2504.2` as `41:44`.
+fn minutes(seconds: f64) -> String {
+    let s = seconds.round() as u64;
+    format!("{}:{:02}", s / 60, s % 60)
+}
+
+/// A byte count in the unit a person reads (`1.1 GB`, `230 MB`).
+fn size_text(bytes: u64) -> String {
+    match bytes as f64 {
+        b if b >= 1e9 => format!("{:.1} GB", b / 1e9),
+        b if b >= 1e6 => format!("{:.0} MB", b / 1e6),
+        b => format!("{:.0} kB", b / 1e3),
+    }
 }
 
 fn progress_bar(total: u64, sample_rate: u32) -> indicatif::ProgressBar {

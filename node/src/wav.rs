@@ -17,7 +17,8 @@ use std::fs::File;
 use std::io::{self, BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-const HEADER_LEN: u64 = 58;
+/// Bytes before the samples in the files this writer makes.
+pub const HEADER_LEN: u64 = 58;
 /// Offset of the `fact` chunk's frame count.
 const FACT_FRAMES_AT: u64 = 46;
 /// Offset of the `data` chunk's size field.

@@ -67,3 +67,41 @@ fn sample_rates_the_engine_does_not_run_at_are_exit_code_2() {
     let out = run_in(&dir, &["render", "--demo", "--out", "high.wav", "--sample-rate", "384000", "--seconds", "0.1"]);
     assert_ok(&out);
 }
+
+#[test]
+fn seconds_of_zero_or_less_are_a_range_error_on_render_play_demo_and_arrange() {
+    let dir = scratch("bad-seconds");
+    std::fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/minimal.toml"), dir.join("s.toml")).unwrap();
+    let before = std::fs::read(dir.join("s.toml")).unwrap();
+    for s in ["0", "-1", "-0.5"] {
+        for args in [
+            &["render", "--demo", "--out", "x.wav", "--seconds", s][..],
+            &["play", "--demo", "--no-link", "--audio", "null", "--seconds", s],
+            &["demo", "--audio", "null", "--seconds", s],
+            &["arrange", "s.toml", "--script", "p.toml", "--seconds", s],
+        ] {
+            let out = run_in(&dir, args);
+            assert_bad_input(&out, "--seconds");
+            let (_, stderr) = texts(&out);
+            assert!(stderr.contains("more than 0 seconds"), "{args:?}: no range in\n{stderr}");
+            assert!(!stderr.contains("use '--"), "{args:?}: clap's `--` hint instead of the range:\n{stderr}");
+        }
+    }
+    assert!(!dir.join("x.wav").exists(), "--seconds 0 wrote an empty WAV file");
+    assert_eq!(std::fs::read(dir.join("s.toml")).unwrap(), before, "arrange changed the file");
+}
+
+#[test]
+fn a_missing_input_file_is_bad_input_and_record_input_names_the_missing_option() {
+    let dir = scratch("bad-input-options");
+    let out = run_in(&dir, &["demo", "--audio", "null", "--seconds", "0.2", "--input", "file:missing.wav"]);
+    assert_bad_input(&out, "missing.wav");
+    assert!(texts(&out).1.contains("no such file"), "{}", texts(&out).1);
+    let out = run_in(&dir, &["demo", "--audio", "null", "--seconds", "0.2", "--record-input", "in.wav"]);
+    assert_bad_input(&out, "--input");
+    assert!(texts(&out).1.contains("add --input"), "does not say what is missing:\n{}", texts(&out).1);
+    assert!(!dir.join("in.wav").exists());
+    // A device that is absent stays a warning: the node plays on without input.
+    let out = run_in(&dir, &["demo", "--audio", "null", "--seconds", "0.2", "--input", "no-such-input-device"]);
+    assert_ok(&out);
+}

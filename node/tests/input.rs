@@ -178,8 +178,12 @@ fn an_unknown_input_device_is_reported_and_the_node_plays_on() {
 }
 
 #[test]
-fn a_missing_input_file_is_reported_and_the_node_plays_on() {
+fn a_missing_input_file_is_bad_input_and_an_unreadable_one_is_reported_and_the_node_plays_on() {
     let dir = scratch("input-missing-file");
+    let out = run_in(&dir, &["demo", "--audio", "null", "--seconds", "0.2", "--input", "file:nope.wav"]);
+    assert_eq!(out.status.code(), Some(2), "{:?}", texts(&out));
+    assert!(texts(&out).1.contains("file:nope.wav: there is no such file"), "{}", texts(&out).1);
+    std::fs::write(dir.join("nope.wav"), "not a WAV file").unwrap();
     let out = run_in(&dir, &["demo", "--audio", "null", "--seconds", "0.2", "--input", "file:nope.wav"]);
     assert_ok(&out);
     let (_, stderr) = texts(&out);

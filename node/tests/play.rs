@@ -116,7 +116,9 @@ fn ctrl_c_stops_cleanly_and_finishes_the_capture() {
 
 /// ALSA's `null` device takes audio as fast as it is given: the node must notice that it is not
 /// paced, take Signal back from its callback and carry on on the null device at the same sample.
-/// The capture spans both devices and must still be the offline render, bit for bit.
+/// The capture spans both devices and must still be the offline render, bit for bit. (ALSA's
+/// `null` may also race through the whole performance before the first check: then it is said
+/// to have failed at the end, and there is nothing to carry on with.)
 #[test]
 fn an_unpaced_device_is_replaced_by_the_null_device_without_losing_a_sample() {
     let dir = scratch("unpaced-device");
@@ -128,8 +130,10 @@ fn an_unpaced_device_is_replaced_by_the_null_device_without_losing_a_sample() {
     }
     let out = run_in(&dir, &["demo", "--audio", "alsa:null", "--seconds", "4", "--capture", "x.wav"]);
     assert_ok(&out);
-    let (_, stderr) = texts(&out);
-    assert!(stderr.contains("plays faster than real time") && stderr.contains(FALLBACK), "no handover:\n{stderr}");
+    let (stdout, stderr) = texts(&out);
+    let at_the_end = stderr.contains("at the end of the performance");
+    assert!(stderr.contains("plays faster than real time") && (at_the_end || stderr.contains(FALLBACK)), "{stderr}");
+    assert!(stdout.contains("played 4.00 s"), "{stdout}");
     assert_ok(&run_in(&dir, &["render", "--demo", "--seconds", "4", "--out", "offline.wav"]));
     let (_, live) = read_wav(&dir.join("x.wav"));
     let (_, offline) = read_wav(&dir.join("offline.wav"));

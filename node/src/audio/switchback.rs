@@ -152,13 +152,16 @@ pub struct CpalOpener {
     pub sample_rate: u32,
     /// `--buffer`.
     pub buffer: Option<u32>,
+    /// The device's own name as it was found at the start ([`device::DevicePlan::label`]), so
+    /// that messages name it as the playing device's do; `None` if it was not found.
+    pub found_as: Option<String>,
 }
 
 impl DeviceOpener for CpalOpener {
     fn label(&self) -> String {
-        match &self.name {
-            Some(n) => format!("audio device '{n}'"),
-            None => "the default audio device".to_string(),
+        match (&self.found_as, &self.name) {
+            (Some(n), _) | (None, Some(n)) => format!("audio device '{n}'"),
+            (None, None) => "the default audio device".to_string(),
         }
     }
 
@@ -177,8 +180,8 @@ impl DeviceOpener for CpalOpener {
 
 /// A test hook, enabled by `LOOPHOLE_TEST_DEVICE="fail_after=S,back_after=S"`: `play` and `demo`
 /// (without `--audio null`) play on "the test device" instead of a cpal device. It is the null
-/// device (paced in real time) under that name, except that the first one started reports a
-/// failure once it has played `fail_after` seconds, and it cannot be opened again until
+/// device (paced in real time) under that name, except that the first one started (with
+/// `fail_every_start=1`, every one) reports a failure once it has played `fail_after` seconds, and it cannot be opened again until
 /// `back_after` seconds after the hook was read (`back_after` absent: never). So the whole
 /// failure path — the handover to the null device, the retries, the switch back — runs on a
 /// machine with no sound card.
@@ -186,6 +189,8 @@ impl DeviceOpener for CpalOpener {
 pub struct TestDevice {
     fail_after: Option<Duration>,
     back_at: Option<Instant>,
+    /// `fail_every_start=1`: every start fails `fail_after` after it, not only the first.
+    every_start: bool,
     block: usize,
     started: u32,
 }
@@ -202,9 +207,13 @@ impl TestDevice {
     /// Parses `fail_after=S,back_after=S` (either may be left out); the device runs in blocks of
     /// `block` frames.
     pub fn parse(spec: &str, block: usize) -> Result<TestDevice, String> {
-        let mut d = TestDevice { fail_after: None, back_at: None, block, started: 0 };
+        let mut d = TestDevice { fail_after: None, back_at: None, every_start: false, block, started: 0 };
         for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let bad = || format!("{TEST_DEVICE_ENV}: '{part}' is not fail_after=SECONDS or back_after=SECONDS");
+            let bad = || {
+                format!(
+                    "{TEST_DEVICE_ENV}: '{part}' is not fail_after=SECONDS, back_after=SECONDS or fail_every_start=0|1"
+                )
+            };
             let (key, value) = part.split_once('=').ok_or_else(bad)?;
             let secs: f64 = value.trim().parse().map_err(|_| bad())?;
             // Finite, not negative, and a time this process can reach (`1e300` is refused, not
@@ -212,6 +221,7 @@ impl TestDevice {
             let d_secs = Duration::try_from_secs_f64(secs).map_err(|_| bad())?;
             let at = Instant::now().checked_add(d_secs).ok_or_else(bad)?;
             match key.trim() {
+                "fail_every_start" if secs == 0.0 || secs == 1.0 => d.every_start = secs == 1.0,
                 "fail_after" => d.fail_after = Some(d_secs),
                 "back_after" => d.back_at = Some(at),
                 _ => return Err(bad()),
@@ -240,7 +250,7 @@ impl DeviceOpener for TestDevice {
         }
         let fail_at = match self.started {
             // Out of `Instant`'s range: never (parse refuses such values anyway).
-            0 => self.fail_after.and_then(|d| Instant::now().checked_add(d)),
+            n if n == 0 || self.every_start => self.fail_after.and_then(|d| Instant::now().checked_add(d)),
             _ => None,
         };
         self.started += 1;

@@ -151,10 +151,12 @@ impl MidiRig {
         if !opts.wanted() {
             return Ok((None, warnings));
         }
-        // The fake's ports are all called `fake`: the mapping's port name does not apply.
+        // The fake's ports are all called `fake`: the mapping's port name does not apply. Without a
+        // mapping there is no controller to connect, so `--midi fake` alone opens no input (its
+        // output `fake` is for tracks' `midi_out`).
         let port_hint = match opts.system {
             MidiSystem::System => mapping.as_ref().and_then(|m| m.port.clone()),
-            MidiSystem::Fake => Some("fake".to_string()),
+            MidiSystem::Fake => mapping.as_ref().map(|_| "fake".to_string()),
         };
         let mut input_names = opts.inputs.clone();
         if input_names.is_empty()

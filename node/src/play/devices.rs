@@ -4,7 +4,10 @@
 //! and its sample counter) back, and the performance carries on on the null device from the same
 //! sample, capturing to a WAV file so nothing is lost; every [`switchback::RETRY`] the device is
 //! tried again and, once it is back, takes the core back at the sample the null device stopped at.
-//! Both are said on the terminal and written to `--log` (`"event": "device"`).
+//! A device that fails within [`FAILS_AT_ONCE`] of its start [`GIVE_UP_AFTER`] times in a row
+//! (ALSA's `null`) is given up. All of it is said on the terminal and written to `--log`
+//! (`"event": "device"`). The fallback's capture never overwrites a file
+//! ([`fallback_capture_path`]), and when it cannot be created the performance plays on without it.
 //! Thread: control (the main thread).
 
 use std::path::PathBuf;
@@ -23,6 +26,24 @@ use crate::audio::{AlsaMessages, AudioBackend, AudioCore};
 use crate::health::Health;
 use crate::link::Resume;
 use crate::{BadInput, warn_line};
+
+/// The capture a fallback writes when there is no `--capture`: `loophole-<stem>.wav` in `dir`,
+/// or, if that exists, the first of `loophole-<stem>-2.wav`, `-3`, … that does not, so that a
+/// second performance in the same folder never overwrites the first one's audio.
+pub(crate) fn fallback_capture_path(dir: &std::path::Path, stem: &str) -> PathBuf {
+    let taken = |p: &PathBuf| p.symlink_metadata().is_ok();
+    let first = dir.join(format!("loophole-{stem}.wav"));
+    if !taken(&first) {
+        return strip_dot(first);
+    }
+    let n = (2u64..).find(|n| !taken(&dir.join(format!("loophole-{stem}-{n}.wav")))).unwrap_or(u64::MAX);
+    strip_dot(dir.join(format!("loophole-{stem}-{n}.wav")))
+}
+
+/// `./x` as `x`, as the user would write it.
+fn strip_dot(p: PathBuf) -> PathBuf {
+    p.strip_prefix(".").map(std::path::Path::to_path_buf).unwrap_or(p)
+}
 
 /// Where a performance plays, and how it recovers. See the module docs.
 pub(super) struct Devices {
@@ -48,7 +69,18 @@ pub(super) struct Devices {
     paced_from: (u64, Instant),
     /// The last time the audio position moved.
     last_progress: (u64, Instant),
+    /// When the device (not the null device) last started.
+    device_since: Option<Instant>,
+    /// Failures in a row within [`FAILS_AT_ONCE`] of the device's start.
+    quick_failures: u32,
 }
+
+/// A device that fails this soon after it starts has failed "at once" (ALSA's `null` device
+/// plays seconds ahead of the clock within milliseconds; a device that never calls back fails
+/// after [`STALL`]).
+pub(super) const FAILS_AT_ONCE: std::time::Duration = std::time::Duration::from_secs(3);
+/// A device that fails at once this many times in a row is not tried again.
+pub(super) const GIVE_UP_AFTER: u32 = 2;
 
 impl Devices {
     /// Finds the device `opts` asks for (or the test hook's). A missing device is not an
@@ -79,7 +111,8 @@ impl Devices {
             (Backend::Null, _) => None,
             (_, Some(t)) => Some(Box::new(t)),
             (Backend::Device(name), None) => {
-                Some(Box::new(CpalOpener { name: name.clone(), sample_rate, buffer: opts.buffer }))
+                let found_as = plan.as_ref().map(|p| p.label().to_string());
+                Some(Box::new(CpalOpener { name: name.clone(), sample_rate, buffer: opts.buffer, found_as }))
             }
         };
         let now = (0, Instant::now());
@@ -96,6 +129,8 @@ impl Devices {
             sample_rate,
             paced_from: now,
             last_progress: now,
+            device_since: None,
+            quick_failures: 0,
         })
     }
 
@@ -165,6 +200,7 @@ impl Devices {
         };
         self.alsa.flush();
         control.started = Instant::now();
+        self.device_since = (!backend.is_null()).then(Instant::now);
         self.reset_watch(control);
         Ok(backend)
     }
@@ -219,14 +255,23 @@ impl Devices {
             }
         };
         if !core.is_capturing() {
-            let path = PathBuf::from(format!("loophole-{}.wav", control.perf.file_stem()));
+            let path = fallback_capture_path(std::path::Path::new("."), &control.perf.file_stem());
             let limit = self.total.map(|t| t.saturating_sub(core.sample().max(0) as u64));
-            *capture = Some(start_capture(&mut core, &path, sample_rate, limit)?);
+            match start_capture(&mut core, &path, sample_rate, limit) {
+                Ok(c) => *capture = Some(c),
+                // The music matters more than its copy: play on, and say that nothing is kept.
+                Err(e) => warn_line(format_args!(
+                    "loophole: warning: {e:#}; the null device plays on without writing what it plays"
+                )),
+            }
         }
-        let path = capture.as_ref().map(|c| c.path().display().to_string()).unwrap_or_default();
-        warn_line(format_args!(
-            "loophole: {why}; playing on the null device, paced in real time, and writing what it plays to {path}"
-        ));
+        match capture {
+            Some(c) => warn_line(format_args!(
+                "loophole: {why}; playing on the null device, paced in real time, and writing what it plays to {}",
+                c.path().display()
+            )),
+            None => warn_line(format_args!("loophole: {why}; playing on the null device, paced in real time")),
+        }
         control.block_hint = self.null_block as u64;
         AudioBackend::start_null(core, self.null_block).context("cannot start the null audio device")
     }
@@ -260,6 +305,14 @@ impl Devices {
         };
         if let Some(why) = failed {
             let label = backend.label();
+            if self.total.is_some_and(|t| rendered >= t) {
+                // The performance is over (an unpaced device gets there at once): nothing to
+                // carry on with; the caller stops the device.
+                warn_line(format_args!("loophole: {label} failed ({why}) at the end of the performance"));
+                return Ok(backend);
+            }
+            let quick = self.device_since.take().is_some_and(|t| t.elapsed() < FAILS_AT_ONCE);
+            self.quick_failures = if quick { self.quick_failures + 1 } else { 0 };
             health.retire(&backend);
             let core = backend.stop();
             let why = format!("{label} failed ({why})");
@@ -267,7 +320,16 @@ impl Devices {
             let at = control.transport.rendered();
             let backend = self.fall_back(why.clone(), core, control, capture)?;
             control.log_device("fallback", &label, Some(&why), at)?;
-            if self.opener.is_some() {
+            if self.opener.is_some() && self.quick_failures >= GIVE_UP_AFTER {
+                self.opener = None;
+                let n = self.quick_failures;
+                warn_line(format_args!(
+                    "loophole: {label} failed within {} s of each of its last {n} starts; not trying it again (the performance stays on the null device)",
+                    FAILS_AT_ONCE.as_secs()
+                ));
+                let why = format!("it failed within {} s of each of its last {n} starts", FAILS_AT_ONCE.as_secs());
+                control.log_device("given-up", &label, Some(&why), at)?;
+            } else if self.opener.is_some() {
                 self.switch_back.lost(control.started.elapsed());
             }
             self.alsa.flush();
@@ -293,6 +355,7 @@ impl Devices {
                 let backend = match switchback::hand_back(backend, device, self.null_block) {
                     Handover::Back(back) => {
                         self.switched_back += 1;
+                        self.device_since = Some(Instant::now());
                         control.block_hint = GUESSED_DEVICE_BLOCK;
                         warn_line(format_args!(
                             "loophole: {label} is back; switched back to it at bar {bar} (sample {at})"

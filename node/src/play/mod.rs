@@ -21,8 +21,9 @@
 //!   its sample counter) is taken back from it and the performance carries on on the null device
 //!   from the same sample, capturing to a WAV file so the audio is not lost; then, every
 //!   [`switchback::RETRY`], it tries the device again and, once it is back, hands the core back
-//!   to it at the sample the null device stopped at (`audio::switchback`). Both are said on the
-//!   terminal and written to `--log` (`"event": "device"`);
+//!   to it at the sample the null device stopped at (`audio::switchback`), unless it failed at
+//!   once twice in a row (then it is given up). All are said on the terminal and written to
+//!   `--log` (`"event": "device"`);
 //! - promotes the audio thread to realtime scheduling (`--realtime`), prints the DSP load and
 //!   xruns every few seconds and logs them (see [`crate::health`]).
 //!
@@ -264,8 +265,18 @@ pub fn run(opts: PlayOptions) -> anyhow::Result<PlaySummary> {
         None => None,
     };
     let peak = control.meters.iter().map(|m| m.take_master()).fold(control.peak, |p, [l, r]| p.max(l).max(r));
+    // An unpaced device (ALSA's `null`) may render past the end before it is stopped: what the
+    // performance played is at most its length.
+    let played = total.map_or(transport.rendered(), |t| transport.rendered().min(t));
+    if opts.seconds.is_some()
+        && !interrupted
+        && !control.quit
+        && let Some(w) = perf.unplayed_script_warning(control.beat_of_sample(played as SampleTime))
+    {
+        warn_line(format_args!("loophole: warning: {w}"));
+    }
     let summary = PlaySummary {
-        frames: transport.rendered(),
+        frames: played,
         blocks: transport.blocks(),
         xruns: figures.xruns,
         health: figures,
