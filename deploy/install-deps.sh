@@ -5,8 +5,9 @@ set -euo pipefail
 
 # libasound2-data: alsa.conf, which defines ALSA's `null` PCM that the unpaced-device and
 # unpaced-input tests open as `alsa:null` (under CI they fail without it). util-linux: taskset,
-# which the bench runner pins its one-thread runs with.
-PKGS=(build-essential pkg-config cmake libasound2-dev libasound2-data libfontconfig1-dev libclang-dev sox iproute2 util-linux)
+# which the bench runner pins its one-thread runs with. fonts-dejavu-core: the text of the UI's headless
+# snapshots (Slint's software renderer draws with the system's fonts).
+PKGS=(build-essential pkg-config cmake libasound2-dev libasound2-data libfontconfig1-dev fonts-dejavu-core libclang-dev sox iproute2 util-linux)
 
 missing=()
 for p in "${PKGS[@]}"; do

@@ -125,6 +125,35 @@ impl Renderer {
         self.clock.block(sample, 0).beat_at_first_sample
     }
 
+    /// What a display shows at the render's position, as the live node publishes it: the
+    /// launcher as Pulse plans it at the beat reached, the transport (playing, that beat, the
+    /// tempo), the meters' peaks since the last call (they are taken), no Link and no health
+    /// figures (an offline render has no device). `ui-snapshot` and the UI's tests draw it.
+    pub fn snapshot(&mut self) -> crate::control::Snapshot {
+        use crate::control::{HealthView, Snapshot, TransportView};
+        let sample = self.sample;
+        let beat = self.beat_at(sample);
+        let meters = self.signal.meters();
+        let tracks =
+            (0..self.session().tracks.len() as u32).map(|t| meters.take_track(crate::model::TrackId(t))).collect();
+        Snapshot {
+            seq: 1,
+            launcher: self.pulse.core().view(beat),
+            transport: TransportView {
+                playing: true,
+                beat: beat.0,
+                tempo: self.tempo().0,
+                sample,
+                sample_rate: self.clock.sample_rate(),
+            },
+            link: None,
+            meters: tracks,
+            master: meters.take_master(),
+            health: HealthView { device: "offline render".into(), ..HealthView::default() },
+            notice: None,
+        }
+    }
+
     /// Takes the MIDI messages routed tracks sent to their external outputs since the last call,
     /// in sample order (empty when no track has `midi_out`).
     pub fn take_midi_out(&mut self) -> Vec<MidiOutEvent> {

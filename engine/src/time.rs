@@ -201,6 +201,11 @@ impl TempoMap {
     /// Changes a map holds without allocating (see [`TempoMap::change`]).
     pub const CAPACITY: usize = 1024;
 
+    /// The sample rate the map counts samples at.
+    pub fn sample_rate(&self) -> u32 {
+        self.sample_rate
+    }
+
     /// A map with one tempo and time signature from beat 0. Control thread: allocates room for
     /// [`TempoMap::CAPACITY`] changes.
     pub fn new(sample_rate: u32, tempo: Bpm, beats_per_bar: f64) -> TempoMap {

@@ -44,6 +44,9 @@ pub enum Command {
     #[command(mut_arg("at", |a| a.hide_default_value(true)))]
     #[command(mut_arg("seconds", |a| a.allow_negative_numbers(true).value_parser(parse_seconds)))]
     Arrange(crate::arrange::ArrangeArgs),
+    /// Draw the launcher window headless, at a beat of an offline performance, to a PNG file.
+    #[command(name = "ui-snapshot")]
+    UiSnapshot(crate::ui_snapshot::UiSnapshotArgs),
 }
 
 /// What to perform: a session file or the demo, and a performance script.
@@ -86,7 +89,8 @@ pub struct SourceArgs {
 }
 
 impl SourceArgs {
-    fn input(&self) -> InputArgs {
+    /// What to perform, as the input layer takes it.
+    pub fn input(&self) -> InputArgs {
         InputArgs {
             source: match &self.session {
                 Some(p) if !self.demo => Source::File(p.clone()),

@@ -17,6 +17,8 @@
 //! - [`clock`]: host time, callback timing, the published audio position and the host-time
 //!   filter, below both [`audio`] and [`link`].
 //! - [`health`]: DSP load and xrun reporting.
+//! - [`ui_snapshot`]: `loophole-node ui-snapshot`: the launcher window drawn headless
+//!   ([`loophole_ui`]) at a beat of an offline performance.
 //! - [`audio`]: audio output: the realtime callback ([`audio::AudioCore`]), cpal devices, the null
 //!   device (paced by the clock, for machines with no sound card) and the capture writer; audio
 //!   input (a cpal device or the null input) recorded aligned with the output (docs/audio.md).
@@ -76,6 +78,7 @@ pub mod render;
 pub mod smf;
 pub mod stdin;
 pub mod streaming;
+pub mod ui_snapshot;
 pub mod wav;
 
 use std::io::Write;
@@ -112,6 +115,7 @@ pub fn run(cli: cli::Cli) -> anyhow::Result<()> {
         cli::Command::Demo(args) => play::run(args.into_options()?).map(|_| ()),
         cli::Command::Devices => devices::run(),
         cli::Command::Arrange(args) => arrange::run(&args),
+        cli::Command::UiSnapshot(args) => ui_snapshot::run(&args),
     }
 }
 
