@@ -143,3 +143,71 @@ fn a_node_that_hears_nothing_presses_locally_and_says_hello_again() {
     let out: Vec<_> = std::iter::from_fn(|| n.poll_transmit()).collect();
     assert!(out.iter().any(|m| matches!(m, Message::Hello { last_seq: 0, .. })), "{out:?}");
 }
+
+/// One thing that can happen to a conductor: a message on a connection, or time passing.
+#[derive(Debug, Clone)]
+enum Op {
+    Message(u64, Message),
+    Wait(u64),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let name = prop_oneof![Just("keys".to_string()), Just("bass".to_string()), "[a-z]{0,6}"];
+    let role = prop_oneof![Just(Role::Performer), Just(Role::Observer), Just(Role::Admin)];
+    let scenes = prop_oneof![Just("chorus".to_string()), Just("verse".to_string()), "[a-z]{0,6}"];
+    let hello = (name, role, any::<bool>(), 0u16..3, 0u64..20).prop_map(|(name, role, good, version, last_seq)| {
+        let secret = if good { PERFORMERS } else { OBSERVERS };
+        let mut h = hello(&name, role, &secret, version, last_seq);
+        if let Message::Hello { incarnation, .. } = &mut h {
+            *incarnation = last_seq % 3;
+        }
+        h
+    });
+    let message = prop_oneof![
+        3 => hello,
+        4 => (0u64..6, scenes).prop_map(|(press, s)| Message::Press { press, command: scene(&s) }),
+        3 => (0u64..30).prop_map(|seq| Message::Ack { seq }),
+        1 => (any::<u64>(), -10.0f64..100.0, any::<bool>()).prop_map(|(id, beat, late)| Message::Executed { id, beat, late }),
+        1 => (any::<u64>(), any::<u64>()).prop_map(|(nonce, sent_us)| Message::Ping { nonce, sent_us }),
+        1 => (0u64..4, any::<u64>()).prop_map(|(nonce, sent_us)| Message::Pong { nonce, sent_us, replier_us: 0 }),
+        1 => (0u64..9, 0u64..9).prop_map(|(resume_from, head)| Message::Welcome { version: 1, resume_from, head }),
+        1 => Just(Message::Refused { reason: RefuseReason::WrongSecret }),
+    ];
+    prop_oneof![4 => (0u64..4, message).prop_map(|(c, m)| Op::Message(c, m)), 1 => (1u64..800).prop_map(Op::Wait)]
+}
+
+use proptest::prelude::*;
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// Whatever arrives, in whatever order, the conductor does not panic, its log stays
+    /// gapless with targets ahead of the press, and it only writes to connections it welcomed
+    /// (or refuses).
+    #[test]
+    fn a_conductor_fed_anything_keeps_its_log_whole(ops in proptest::collection::vec(op(), 1..120)) {
+        let mut c = conductor();
+        let mut ms = 0;
+        for op in ops {
+            match op {
+                Op::Message(conn, m) => c.handle(at(ms), ConnId(conn), m),
+                Op::Wait(d) => {
+                    ms += d;
+                    c.handle_timeout(at(ms));
+                }
+            }
+            while let Some(t) = c.poll_transmit() {
+                let welcomed = c.nodes().any(|n| n.0 == t.to);
+                prop_assert!(welcomed || matches!(t.message, Message::Refused { .. }), "{:?}", t);
+            }
+            while c.poll_event().is_some() {}
+            for (i, e) in c.log().iter().enumerate() {
+                prop_assert_eq!(e.seq, i as u64 + 1);
+                prop_assert!(e.target_beat.is_finite());
+            }
+            for n in c.nodes() {
+                prop_assert!(n.3 <= c.log().len() as u64);
+            }
+        }
+    }
+}
