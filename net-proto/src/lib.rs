@@ -9,11 +9,26 @@
 //!   longer than [`MAX_FRAME`] are refused before any allocation.
 //! - Decoding arbitrary bytes returns an error, never panics ([`FrameDecoder`]).
 //!
-//! Times are always musical: a trigger carries the **target beat** at which every node executes it.
+//! Times are always musical: a scheduled command carries the **target beat** at which every node
+//! executes it.
+//!
+//! The sans-IO cores, in the style of `quinn-proto` (no sockets, no tokio, no clock reads: time
+//! is passed in as a [`std::time::Duration`] since an origin the driver picks, plus the Link beat
+//! for the conductor):
+//! - [`conductor`]: the conductor's session state machine (registry, join proofs, sequencing
+//!   with its own Pulse, the log, acknowledgements, resends, catch-up);
+//! - [`node`]: the node's conductor client;
+//! - [`auth`]: the join proof; [`rtt`]: round-trip estimation.
+//!
+//! `docs/conductor.md` has the sequence diagrams, the message reference and the failure cases.
 //!
 //! Thread: Pure functions and state machines: any thread, no I/O.
 #![warn(missing_docs)]
 
+pub mod auth;
+pub mod conductor;
+pub mod node;
+pub mod rtt;
 pub mod v1;
 
 /// The protocol version this crate speaks.
@@ -86,36 +101,82 @@ impl FrameDecoder {
 mod tests {
     use super::v1::*;
     use super::*;
+    use loophole_engine::control::ControlCommand;
+    use loophole_engine::pulse::{Behaviour, MixChange, SceneMode, StopMode};
+    use loophole_engine::time::{Beats, Quantise};
     use proptest::prelude::*;
 
-    fn samples() -> Vec<Message> {
+    /// One of every command, with the options set.
+    fn commands() -> Vec<ControlCommand> {
+        use ControlCommand::*;
         vec![
-            Message::Hello { version: PROTOCOL_VERSION, node: "keys".into(), role: Role::Performer, proof: [7; 32] },
-            Message::Welcome { version: PROTOCOL_VERSION, resume_from: 12 },
+            ClipTrigger {
+                clip: "bass-a".into(),
+                quantise: Some(Quantise::Bar),
+                behaviour: Some(Behaviour::Legato),
+                velocity: Some(0.8),
+            },
+            ClipTrigger { clip: "fill".into(), quantise: None, behaviour: None, velocity: None },
+            ClipRelease { clip: "lead-gate".into() },
+            SceneTrigger {
+                scene: "chorus".into(),
+                quantise: Some(Quantise::Division(16)),
+                mode: Some(SceneMode::Partial),
+            },
+            TrackStop { track: "drums".into(), mode: Some(StopMode::FadeOut(Beats(1.5))) },
+            StopAll { mode: Some(StopMode::SectionEnd) },
+            PlaylistStart { playlist: "set".into(), step: 2, quantise: None },
+            Playthrough { from: Some("intro".into()), to: None, quantise: Some(Quantise::Beat) },
+            ArrangementPlay,
+            BackToArrangement { quantise: Some(Quantise::Global) },
+            Tempo { bpm: 128.5 },
+            LauncherQuantise { quantise: Quantise::Scene },
+            Mix {
+                track: "keys".into(),
+                change: MixChange { gain_db: Some(-6.0), pan: None, mute: Some(true), solo: None },
+            },
+            TransportStart,
+            TransportStop,
+        ]
+    }
+
+    fn samples() -> Vec<Message> {
+        let entry = |seq: u64, beat: f64, command: ControlCommand| {
+            Message::Scheduled(ScheduledCommand {
+                id: seq + 100,
+                seq,
+                target_beat: beat,
+                command,
+                origin: "keys".into(),
+                incarnation: 77,
+                press: seq,
+            })
+        };
+        let mut msgs = vec![
+            Message::Hello {
+                version: PROTOCOL_VERSION,
+                node: "keys".into(),
+                role: Role::Performer,
+                proof: [7; 32],
+                incarnation: 77,
+                last_seq: 12,
+            },
+            Message::Welcome { version: PROTOCOL_VERSION, resume_from: 12, head: 40 },
             Message::Refused { reason: RefuseReason::WrongSecret },
-            Message::Trigger(Trigger {
-                id: 99,
-                seq: 3,
-                target_beat: 64.0,
-                action: TriggerAction::Scene { scene: "chorus".into(), quantise: "bar".into() },
-            }),
-            Message::Trigger(Trigger {
-                id: 100,
-                seq: 4,
-                target_beat: 65.5,
-                action: TriggerAction::Clip { clip: "bass-a".into(), velocity: 0.8 },
-            }),
-            Message::Trigger(Trigger {
-                id: 101,
-                seq: 5,
-                target_beat: 68.0,
-                action: TriggerAction::Stop { track: Some("drums".into()), fade_beats: 1.0 },
-            }),
+            Message::Refused { reason: RefuseReason::RoleNotAllowed },
+            Message::Press { press: 3, command: ControlCommand::ArrangementPlay },
+            Message::PressRefused { press: 3, reason: PressRefusal::Observer },
+            Message::PressRefused { press: 4, reason: PressRefusal::Invalid("scene 'x' does not exist".into()) },
             Message::Ack { seq: 5 },
             Message::Executed { id: 99, beat: 64.0, late: false },
             Message::Ping { nonce: 1, sent_us: 42 },
-            Message::Pong { nonce: 1, sent_us: 42, conductor_us: 1000 },
-        ]
+            Message::Pong { nonce: 1, sent_us: 42, replier_us: 1000 },
+        ];
+        for (i, command) in commands().into_iter().enumerate() {
+            msgs.push(entry(i as u64 + 1, 64.0 + i as f64, command.clone()));
+            msgs.push(Message::Press { press: i as u64, command });
+        }
+        msgs
     }
 
     #[test]
@@ -166,8 +227,9 @@ mod tests {
         }
 
         #[test]
-        fn triggers_round_trip(id in any::<u64>(), seq in any::<u64>(), beat in -1e9f64..1e9, name in "[a-z-]{0,24}") {
-            let m = Message::Trigger(Trigger { id, seq, target_beat: beat, action: TriggerAction::Scene { scene: name, quantise: "bar".into() } });
+        fn scheduled_commands_round_trip(id in any::<u64>(), seq in any::<u64>(), beat in -1e9f64..1e9, name in "[a-z-]{0,24}", origin in "[a-z]{0,12}") {
+            let command = ControlCommand::SceneTrigger { scene: name, quantise: Some(Quantise::Bar), mode: None };
+            let m = Message::Scheduled(ScheduledCommand { id, seq, target_beat: beat, command, origin, incarnation: id ^ seq, press: seq });
             let mut d = FrameDecoder::new();
             d.push(&encode(&m).unwrap());
             prop_assert_eq!(d.next_message().unwrap(), Some(m));
