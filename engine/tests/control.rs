@@ -147,3 +147,13 @@ fn the_view_shows_what_plays_what_is_queued_and_when() {
     assert!((p.view(Beats(9.0)).tracks[drums.index()].gain_db + 6.0).abs() < 1e-4);
     assert!(std::iter::from_fn(|| p.poll_command()).any(|c| matches!(c, Command::Mix { .. })));
 }
+
+#[test]
+fn the_metre_is_written_as_a_time_signature() {
+    use loophole_engine::control::metre;
+    assert_eq!(metre(4.0), "4/4");
+    assert_eq!(metre(3.0), "3/4");
+    assert_eq!(metre(3.5), "7/8");
+    assert_eq!(metre(3.75), "15/16");
+    assert_eq!(metre(1.0 / 3.0), "0.3 beats");
+}

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use clap::Args;
 use loophole_engine::demo;
 use loophole_engine::files::session::{LoadOptions, load_session_with};
 use loophole_engine::model::{SceneId, Session};
@@ -271,5 +272,67 @@ mod tests {
         // 16 beats + 2 bars of 4 = 24 beats at 120 BPM = 12 s.
         assert_eq!(script_seconds(&script, &session), Some(12.0));
         assert_eq!(script_seconds(&Script::empty(), &session), None);
+    }
+}
+
+/// What to perform: a session file or the demo, and a performance script.
+#[derive(Debug, Args)]
+pub struct SourceArgs {
+    /// Session file (TOML).
+    #[arg(value_name = "SESSION", required_unless_present = "demo", conflicts_with = "demo")]
+    pub session: Option<PathBuf>,
+    /// Use the built-in demo session and its performance script.
+    #[arg(long)]
+    pub demo: bool,
+    /// Performance script (timed actions, TOML). Replaces the demo's script with `--demo`.
+    #[arg(long, value_name = "PERF.toml")]
+    pub script: Option<PathBuf>,
+    /// Overrides the session's seed (follow-action choices).
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
+    /// Instead of a script, play every scene in order (a scene playthrough preview), each for its
+    /// length; default length: the scenes' plus one bar.
+    #[arg(long, conflicts_with_all = ["script", "arrangement"])]
+    pub playthrough: bool,
+    /// With --playthrough: the first scene to play (default: the first).
+    #[arg(long, value_name = "SCENE", requires = "playthrough")]
+    pub from: Option<String>,
+    /// With --playthrough: the last scene to play (default: the last).
+    #[arg(long, value_name = "SCENE", requires = "playthrough")]
+    pub to: Option<String>,
+    /// Instead of a script, play the session's arrangement from beat 0; default length: to its
+    /// end plus one bar.
+    #[arg(long, conflicts_with = "script")]
+    pub arrangement: bool,
+    /// Memory budget for decoded audio in MiB (overrides the session's `memory_budget_mb`):
+    /// clips beyond it stream from disk.
+    #[arg(long, value_name = "MB")]
+    pub memory_budget: Option<f64>,
+    /// Threads that decode the session's audio files while it loads. Default: one per core the
+    /// node may run on (so `taskset -c 0` gives one). 1 decodes on the main thread.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub decode_threads: Option<u16>,
+}
+
+impl SourceArgs {
+    /// What to perform, as the input layer takes it.
+    pub fn input(&self) -> InputArgs {
+        InputArgs {
+            source: match &self.session {
+                Some(p) if !self.demo => Source::File(p.clone()),
+                _ => Source::Demo,
+            },
+            script: self.script.clone(),
+            seed: self.seed,
+            memory_budget_mb: self.memory_budget,
+            decode_threads: self.decode_threads.map(usize::from),
+            preview: if self.playthrough {
+                Some(Preview::Playthrough { from: self.from.clone(), to: self.to.clone() })
+            } else if self.arrangement {
+                Some(Preview::Arrangement)
+            } else {
+                None
+            },
+        }
     }
 }

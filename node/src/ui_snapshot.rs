@@ -11,8 +11,7 @@ use clap::Args;
 use loophole_engine::render::{RenderConfig, Renderer};
 use loophole_engine::time::Bpm;
 
-use crate::cli::SourceArgs;
-use crate::input::Performance;
+use crate::input::{Performance, SourceArgs};
 use crate::{BadInput, say};
 
 /// `ui-snapshot` options.

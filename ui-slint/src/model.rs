@@ -191,12 +191,12 @@ impl LauncherModel {
         let beat_in_bar = (in_bar + 1e-9).floor();
         let sixteenth = ((in_bar - beat_in_bar) * 4.0 + 1e-9).floor();
         let transport = format!(
-            "{}.{}.{}   {:.2} BPM   {}/4   {}   quantise {}{}{}",
+            "{}.{}.{}   {:.2} BPM   {}   {}   quantise {}{}{}",
             bar + 1,
             beat_in_bar as i64 + 1,
             sixteenth as i64 + 1,
             snapshot.transport.tempo,
-            trim(l.beats_per_bar),
+            loophole_engine::control::metre(l.beats_per_bar),
             if snapshot.transport.playing { "playing" } else { "stopped" },
             l.quantise.name(),
             match &snapshot.link {
@@ -233,9 +233,4 @@ impl LauncherModel {
 /// A beat count as the countdown overlays write it: whole beats as `3`, else one decimal.
 pub fn beats(n: f64) -> String {
     if (n - n.round()).abs() < 1e-6 { format!("{}", n.round() as i64) } else { format!("{n:.1}") }
-}
-
-fn trim(x: f64) -> String {
-    let s = format!("{x:.2}");
-    s.trim_end_matches('0').trim_end_matches('.').to_string()
 }

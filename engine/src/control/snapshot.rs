@@ -84,11 +84,11 @@ impl Snapshot {
             format!("in {n:.1} beat{}", if (n - 1.0).abs() < 0.05 { "" } else { "s" })
         };
         let mut out = vec![format!(
-            "bar {}.{}  {:.2} BPM  {}/4  {}  quantise {}{}",
+            "bar {}.{}  {:.2} BPM  {}  {}  quantise {}{}",
             l.bar.0 + 1,
             (l.bar.1 + 1e-6).floor() as i64 + 1,
             self.transport.tempo,
-            l.beats_per_bar,
+            metre(l.beats_per_bar),
             if self.transport.playing { "playing" } else { "stopped" },
             l.quantise.name(),
             match &self.link {
@@ -142,4 +142,17 @@ impl Snapshot {
         }
         out
     }
+}
+
+/// A bar of `beats_per_bar` quarter-note beats as a time signature: `4/4`, `3/4`, `7/8` (3.5
+/// beats), `15/16` (3.75 beats); a length no signature up to 1/64 notes can write stays in beats
+/// (`3.3 beats`). Any thread.
+pub fn metre(beats_per_bar: f64) -> String {
+    for denominator in [4u32, 8, 16, 32, 64] {
+        let numerator = beats_per_bar * f64::from(denominator) / 4.0;
+        if (numerator - numerator.round()).abs() < 1e-9 && numerator >= 1.0 {
+            return format!("{}/{denominator}", numerator.round() as u64);
+        }
+    }
+    format!("{beats_per_bar:.1} beats")
 }
