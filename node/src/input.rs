@@ -119,7 +119,18 @@ impl Performance {
                 (script, seconds)
             }
             (None, Source::Demo) => (demo::script(), Some(demo::SECONDS)),
-            (None, Source::File(_)) => (Script::empty(), None),
+            (None, Source::File(_)) => match session.autoplay {
+                // The set plays by itself: its autoplay playlist from beat 0, for one pass plus
+                // a bar (a looping one until --seconds or Ctrl-C; a render's 30 s).
+                Some(playlist) => {
+                    let action = Action::Playlist { playlist, step: 0, quantise: None };
+                    let script = Script { actions: vec![ScriptAction { beat: Beats(0.0), action }] };
+                    let looping = session.playlists.get(playlist).is_some_and(|p| p.looping);
+                    let length = loophole_engine::script::playlist_length(&session, playlist, 0);
+                    (script, (!looping).then_some(length.seconds + length.bar_seconds))
+                }
+                None => (Script::empty(), None),
+            },
         };
         Ok(Performance { session: Arc::new(session), script, natural_seconds })
     }

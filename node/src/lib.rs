@@ -41,6 +41,7 @@
 //!                      [--controller MAPPING.toml] [--midi-in NAME]... [--midi-out NAME] [--midi system|fake]
 //! loophole-node demo   [--script PERF.toml] [--seed N] [same live options as play]
 //! loophole-node devices
+//! loophole-node ui-snapshot (SESSION | --demo) [--script PERF.toml] --at-beat B --out SHOT.png [--size WxH]
 //! loophole-node arrange SESSION (--playthrough [--from S --to S] | --script PERF.toml [--seconds S]
 //!                      | --place CLIP --lane TRACK [--length L] [--duplicate]) [--at BEAT]
 //! ```

@@ -128,3 +128,31 @@ fn scripted_presses_are_told_before_they_land() {
     let landed = stdout.lines().position(|l| l.starts_with("bar 2.1  scene 'verse'"));
     assert!(landed.is_some_and(|l| l > queued), "the verse did not land after its queued line:\n{stdout}");
 }
+
+/// `[session] autoplay = "song"`: the set plays its playlist by itself, for one pass plus a bar.
+#[test]
+fn an_autoplay_set_plays_its_playlist_by_itself() {
+    let dir = scratch("autoplay");
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    let text = std::fs::read_to_string(examples.join("band.toml")).unwrap();
+    let text = text.replacen("[session]\n", "[session]\nautoplay = \"song\"\n", 1);
+    // The set's audio and MIDI files are found beside it.
+    for sub in ["audio", "midi"] {
+        std::fs::create_dir_all(dir.join(sub)).unwrap();
+        for f in std::fs::read_dir(examples.join(sub)).unwrap() {
+            let f = f.unwrap();
+            std::fs::copy(f.path(), dir.join(sub).join(f.file_name())).unwrap();
+        }
+    }
+    std::fs::write(dir.join("set.toml"), text).unwrap();
+    let out = run_in(&dir, &["render", "set.toml", "--out", "x.wav", "--log", "x.jsonl"]);
+    assert_ok(&out);
+    assert!(!texts(&out).1.contains("nothing launches"), "{}", texts(&out).1);
+    let events = read_log(&dir.join("x.jsonl"));
+    let steps = events.iter().filter(|e| e["event"] == "step" && e["playlist"] == "song").count();
+    assert_eq!(steps, 5, "the song's five steps: {events:?}");
+    let (_, audio) = read_wav(&dir.join("x.wav"));
+    assert!(peak(&audio) > 0.01, "the autoplay render is silent");
+    // Not the 30 s of a set with nothing to perform: one pass of the song plus a bar.
+    assert!(audio.len() / 2 != 30 * 48_000, "rendered the default 30 s");
+}

@@ -39,6 +39,10 @@ pub struct Session {
     pub arrangement: Arrangement,
     /// Memory budget and disk streaming of long audio clips (see [`StreamSettings`]).
     pub streaming: StreamSettings,
+    /// The playlist (an index into `playlists`) the set starts at beat 0 when nothing else is
+    /// performed (no script, no preview): `[session] autoplay = "ID"`, for sets that play by
+    /// themselves (installations, a backing band).
+    pub autoplay: Option<usize>,
 }
 
 impl Session {
@@ -57,6 +61,7 @@ impl Session {
             playlists: Vec::new(),
             arrangement: Arrangement::default(),
             streaming: StreamSettings::default(),
+            autoplay: None,
         }
     }
 

@@ -36,6 +36,7 @@ pub(super) struct RawSession {
     pub(super) memory_budget_mb: Option<Spanned<f64>>,
     pub(super) stream_head_s: Option<Spanned<f64>>,
     pub(super) stream_lead_ms: Option<Spanned<f64>>,
+    pub(super) autoplay: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]

@@ -725,6 +725,14 @@ id = "short"
 steps = ["verse"]
 "#;
 
+#[test]
+fn autoplay_names_a_playlist_of_the_file() {
+    assert_eq!(parse(SET).unwrap().autoplay, None);
+    let set = SET.replacen("seed = 3\n", "seed = 3\nautoplay = \"short\"\n", 1);
+    assert_eq!(parse(&set).unwrap().autoplay, Some(1));
+    bad_set("seed = 3\n", "seed = 3\nautoplay = \"long\"\n", "autoplay", "playlists: song, short");
+}
+
 /// `SET` with `from` replaced by `to` must fail on the line of `needle` with `phrase`.
 fn bad_set(from: &str, to: &str, needle: &str, phrase: &str) {
     assert!(SET.contains(from), "{from:?} not in SET");

@@ -368,6 +368,23 @@ impl Ctx<'_> {
             let playlist = self.playlist(id, p, &session)?;
             session.playlists.push(playlist);
         }
+        if let Some(id) = raw.session.as_ref().and_then(|s| s.get_ref().autoplay.as_ref()) {
+            let name = id.get_ref().trim();
+            let index = session.playlists.iter().position(|p| p.id == name).ok_or_else(|| {
+                let known: Vec<&str> = session.playlists.iter().map(|p| p.id.as_str()).collect();
+                self.err(
+                    &id.span(),
+                    SessionErrorKind::Playlist {
+                        playlist: name.to_string(),
+                        problem: format!(
+                            "autoplay names a playlist that does not exist (playlists: {})",
+                            if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                        ),
+                    },
+                )
+            })?;
+            session.autoplay = Some(index);
+        }
 
         // The arrangement.
         if let Some(a) = &raw.arrangement {
