@@ -84,9 +84,8 @@ impl Snapshot {
             format!("in {n:.1} beat{}", if (n - 1.0).abs() < 0.05 { "" } else { "s" })
         };
         let mut out = vec![format!(
-            "bar {}.{}  {:.2} BPM  {}  {}  quantise {}{}",
-            l.bar.0 + 1,
-            (l.bar.1 + 1e-6).floor() as i64 + 1,
+            "bar {}  {:.2} BPM  {}  {}  quantise {}{}",
+            bar_label(l.bar.0, l.bar.1),
             self.transport.tempo,
             metre(l.beats_per_bar),
             if self.transport.playing { "playing" } else { "stopped" },
@@ -155,4 +154,10 @@ pub fn metre(beats_per_bar: f64) -> String {
         }
     }
     format!("{beats_per_bar:.1} beats")
+}
+
+/// A position as the terminal and the UI write it: `bar.beat`, both counted from 1, from the
+/// bar index and the beats into that bar (as `LauncherView::bar` holds them). Any thread.
+pub fn bar_label(bar: i64, in_bar: f64) -> String {
+    format!("{}.{}", bar + 1, (in_bar + 1e-6).floor() as i64 + 1)
 }

@@ -171,13 +171,9 @@ impl LinkControl {
                     "event": "transport", "playing": false, "sample": sample, "beat": beat, "host_us": host_us, "own": own,
                 }));
                 // Bars written as everywhere else: bar.beat, counted from 1.
-                let (bar, in_bar) = ((beat / q).floor(), beat.rem_euclid(q));
-                out.human.push(format!(
-                    "transport: {} at bar {}.{}",
-                    if own { "stop" } else { "the session stops: stop" },
-                    bar as i64 + 1,
-                    (in_bar + 1e-6).floor() as i64 + 1
-                ));
+                let bar = loophole_engine::control::bar_label((beat / q).floor() as i64, beat.rem_euclid(q));
+                out.human
+                    .push(format!("transport: {} at bar {bar}", if own { "stop" } else { "the session stops: stop" },));
             }
             ClockEvent::Jump { sample, from, to, host_us } => {
                 let ms = (to - from) * 60_000.0 / snap.tempo.max(1.0);

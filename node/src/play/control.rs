@@ -215,8 +215,7 @@ impl<'a> Control<'a> {
                     inbox.send(Request::Command { source: Source::Script, at: PressAt::Beat(a.beat), command });
                 }
                 None => {
-                    self.refused += 1;
-                    self.warn(format!("script action at beat {} names nothing in the session", a.beat));
+                    self.reject(format!("script action at beat {} names nothing in the session", a.beat));
                 }
             }
         }
@@ -307,15 +306,13 @@ impl<'a> Control<'a> {
                 return Ok(());
             }
             Request::Invalid { source, why } => {
-                self.refused += 1;
-                self.warn(format!("{}: {why}; type help for the commands", source.name()));
+                self.reject(format!("{}: {why}; type help for the commands", source.name()));
                 return Ok(());
             }
         };
         let resolved = match command.resolve(&self.perf.session) {
             Ok(r) => r,
             Err(e) => {
-                self.refused += 1;
                 self.refuse(source, &command, e.to_string());
                 return Ok(());
             }
@@ -328,7 +325,6 @@ impl<'a> Control<'a> {
             Resolved::Pulse(Action::SetTempo { bpm }) if self.link.is_some() => {
                 // With Link the session's tempo is the clock: Link applies it at once.
                 if !(loophole_engine::time::Bpm::MIN..=loophole_engine::time::Bpm::MAX).contains(&bpm.0) {
-                    self.refused += 1;
                     self.refuse(source, &command, "the tempo must be 20..=999 BPM".into());
                 } else if let Some(link) = &mut self.link
                     && !link.request(LinkRequest::Tempo(bpm.0))
@@ -340,8 +336,7 @@ impl<'a> Control<'a> {
             Resolved::Pulse(a) => a,
         };
         if !playing && source != Source::Script {
-            self.refused += 1;
-            self.warn(format!(
+            self.reject(format!(
                 "{}: '{}' while the transport is stopped: start it first",
                 source.name(),
                 command.name()
@@ -377,7 +372,6 @@ impl<'a> Control<'a> {
                 }
             }
             Err(e) => {
-                self.refused += 1;
                 if source == Source::Midi
                     && let Some(midi) = &mut self.midi
                 {
@@ -389,12 +383,19 @@ impl<'a> Control<'a> {
         Ok(())
     }
 
+    /// Refuses `command` from `source` with the reason: said, kept for the snapshot and counted.
     fn refuse(&mut self, source: Source, command: &ControlCommand, why: String) {
         let what = match source {
             Source::Script => "script action".to_string(),
             other => format!("{} '{}'", other.name(), command.name()),
         };
-        self.warn(format!("{what} refused: {why}"));
+        self.reject(format!("{what} refused: {why}"));
+    }
+
+    /// Something refused: said as a warning and counted in the summary and the snapshot.
+    fn reject(&mut self, line: String) {
+        self.refused += 1;
+        self.warn(line);
     }
 
     /// Starts or stops the transport: Link's start/stop with Link; without it the node's clock

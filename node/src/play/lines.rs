@@ -15,7 +15,7 @@ use crate::warn_line;
 /// time-signature changes ([`PulseCore::bar_position`]).
 pub fn bar_label(pulse: &PulseCore, beat: f64) -> String {
     let (bar, in_bar) = pulse.bar_position(Beats(beat));
-    format!("{}.{}", bar + 1, (in_bar + 1e-6).floor() as i64 + 1)
+    loophole_engine::control::bar_label(bar, in_bar)
 }
 
 /// The sample an event happened at, if it has one.
@@ -117,9 +117,8 @@ fn trim(beats: f64) -> String {
 pub fn status_line(s: &Snapshot) -> String {
     let (bar, in_bar) = s.launcher.bar;
     format!(
-        "bar {}.{}  DSP {} (peak {}), xruns {}",
-        bar + 1,
-        (in_bar + 1e-6).floor() as i64 + 1,
+        "bar {}  DSP {} (peak {}), xruns {}",
+        loophole_engine::control::bar_label(bar, in_bar),
         percent(s.health.dsp_load),
         percent(s.health.dsp_peak),
         s.health.xruns
