@@ -151,6 +151,7 @@ impl Renderer {
             master: meters.take_master(),
             health: HealthView { device: "offline render".into(), ..HealthView::default() },
             notice: None,
+            conductor: None,
         }
     }
 

@@ -29,7 +29,8 @@ pub enum Command {
     /// machine can.
     Render(RenderArgs),
     /// Play a session (or the demo) live on an audio device, or on the null device when there is
-    /// none.
+    /// none; or join a band (`--conductor CODE`).
+    #[command(mut_arg("session", |a| a.required_unless_present_any(["demo", "conductor"])))]
     Play(PlayArgs),
     /// Play the built-in demo performance live (`play --demo`).
     #[command(mut_arg("seconds", |a| a.help(
@@ -219,6 +220,7 @@ impl LiveArgs {
                 controller: self.controller,
             },
             realtime: !self.no_realtime,
+            band: None,
         })
     }
 }
@@ -229,6 +231,9 @@ pub struct PlayArgs {
     /// What to play.
     #[command(flatten)]
     pub source: SourceArgs,
+    /// Playing in a band with a conductor.
+    #[command(flatten)]
+    pub band: BandArgs,
     /// How to play it.
     #[command(flatten)]
     pub live: LiveArgs,
@@ -238,7 +243,82 @@ impl PlayArgs {
     /// The options [`crate::play::run`] takes.
     pub fn into_options(self) -> anyhow::Result<PlayOptions> {
         let input = self.source.input();
-        self.live.options(input, true)
+        let band = self.band.options()?;
+        // A band node follows the conductor's timeline, not Link (bridging it into Link is not
+        // built yet): Link stays off unless asked for, which is refused.
+        if band.is_some() && self.live.link {
+            return Err(BadInput(
+                "--conductor follows the conductor's timeline; playing it through Link (--link) is not built yet: \
+                 drop --link"
+                    .into(),
+            )
+            .into());
+        }
+        let mut o = self.live.options(input, band.is_none())?;
+        o.band = band;
+        Ok(o)
+    }
+}
+
+/// `play --conductor`: join a band.
+#[derive(Debug, Args)]
+pub struct BandArgs {
+    /// Join the band of the conductor that printed this join code: the set comes from the
+    /// conductor (no SESSION), every press goes through it, and the node plays its own tracks
+    /// on the band's beat (see docs/conductor.md).
+    #[arg(long, value_name = "CODE", conflicts_with_all = ["session", "demo", "script", "seed", "playthrough", "arrangement"])]
+    pub conductor: Option<String>,
+    /// This node's name in the band (unique; tracks with `node = "NAME"` are this node's).
+    /// Default: the host name.
+    #[arg(long, value_name = "NAME", requires = "conductor")]
+    pub name: Option<String>,
+    /// The tracks this node plays, comma-separated (default: the set's `node = "NAME"` tracks,
+    /// or every track when the set names no node).
+    #[arg(long, value_name = "A,B", value_delimiter = ',', requires = "conductor")]
+    pub tracks: Option<Vec<String>>,
+    /// Where the set's files are cached (default: $XDG_CACHE_HOME/loophole, else
+    /// ~/.cache/loophole).
+    #[arg(long, value_name = "DIR", requires = "conductor")]
+    pub cache: Option<PathBuf>,
+}
+
+impl BandArgs {
+    fn options(&self) -> anyhow::Result<Option<crate::band::BandOptions>> {
+        let Some(code) = &self.conductor else { return Ok(None) };
+        let name = match &self.name {
+            Some(n) if n.trim().is_empty() => return Err(BadInput("--name: give a non-empty name".into()).into()),
+            Some(n) => n.trim().to_string(),
+            None => host_name(),
+        };
+        let cache = self.cache.clone().unwrap_or_else(default_cache);
+        Ok(Some(crate::band::BandOptions {
+            code: code.trim().to_string(),
+            name,
+            tracks: self.tracks.clone(),
+            cache,
+            connect_timeout: std::time::Duration::from_secs(10),
+        }))
+    }
+}
+
+/// The machine's host name (`node` if it has none).
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok().filter(|s| !s.is_empty()))
+        .unwrap_or_else(|| "node".to_string())
+}
+
+/// `$XDG_CACHE_HOME/loophole`, else `~/.cache/loophole`, else `./loophole-cache`.
+fn default_cache() -> PathBuf {
+    if let Some(x) = std::env::var_os("XDG_CACHE_HOME").filter(|x| !x.is_empty()) {
+        return PathBuf::from(x).join("loophole");
+    }
+    match std::env::var_os("HOME").filter(|h| !h.is_empty()) {
+        Some(home) => PathBuf::from(home).join(".cache").join("loophole"),
+        None => PathBuf::from("loophole-cache"),
     }
 }
 

@@ -64,6 +64,7 @@
 
 pub mod arrange;
 pub mod audio;
+pub mod band;
 pub mod board;
 pub mod cli;
 pub mod clock;

@@ -23,5 +23,5 @@ pub mod snapshot;
 pub mod text;
 
 pub use command::{CommandError, ControlCommand, Resolved};
-pub use snapshot::{HealthView, LinkView, Snapshot, TransportView, bar_label, metre};
+pub use snapshot::{ConductorView, HealthView, LinkView, Snapshot, TransportView, bar_label, metre};
 pub use text::{HELP, TextCommand};

@@ -27,6 +27,28 @@ pub struct Snapshot {
     pub health: HealthView,
     /// The last warning or refusal, for a status line (`None`: nothing to say).
     pub notice: Option<String>,
+    /// The band's conductor, when the node plays with one.
+    pub conductor: Option<ConductorView>,
+}
+
+/// The band's conductor, as this node sees it.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct ConductorView {
+    /// This node's name in the band.
+    pub node: String,
+    /// The conductor welcomes this node and is heard.
+    pub connected: bool,
+    /// The round trip to it (ms).
+    pub rtt_ms: Option<f64>,
+    /// How far this node's output position is ahead of the band's time (ms; negative: behind).
+    /// It includes the output's buffering (up to a block on the null device).
+    pub ahead_ms: Option<f64>,
+    /// Entries of the band's log this node holds.
+    pub entries: u64,
+    /// Entries that arrived after their beat (started phase-aligned).
+    pub late: u64,
+    /// Presses applied on this node only while the conductor was unreachable.
+    pub local_presses: u64,
 }
 
 /// The clock, as heard.
@@ -95,6 +117,19 @@ impl Snapshot {
                 _ => String::new(),
             }
         )];
+        if let Some(c) = &self.conductor {
+            let ms = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:+.1} ms"));
+            out.push(format!(
+                "conductor: {} as '{}', round trip {}, output {} of the band's time; {} entries, {} late{}",
+                if c.connected { "connected" } else { "UNREACHABLE (presses apply here only)" },
+                c.node,
+                c.rtt_ms.map_or("-".to_string(), |v| format!("{v:.1} ms")),
+                ms(c.ahead_ms),
+                c.entries,
+                c.late,
+                if c.local_presses > 0 { format!(", {} local press(es)", c.local_presses) } else { String::new() }
+            ));
+        }
         match (l.scene, l.queued_scene) {
             (s, Some((q, at))) => out.push(format!(
                 "scene: {}  queued: {} at beat {:.2}, {}",

@@ -47,6 +47,10 @@ pub struct Track {
     /// Where a MIDI track's clips also go: an external MIDI output port (ignored on audio tracks).
     /// A track with a route plays its built-in instrument only if `instrument` is set.
     pub midi_out: Option<MidiOutRoute>,
+    /// The band member whose laptop plays this track (`node = "NAME"`): with a conductor, a node
+    /// called NAME renders it and the others keep it silent. `None`: every node plays it (unless
+    /// a node is told `--tracks`).
+    pub node: Option<String>,
 }
 
 /// A MIDI track's route to an external synth: an output port by name, and optionally the
@@ -72,6 +76,7 @@ impl Track {
             instrument: None,
             keep_playing: false,
             midi_out: None,
+            node: None,
         }
     }
 }

@@ -70,6 +70,19 @@ impl Pulse {
         ticked
     }
 
+    /// Joins a performance at beat `at`: fast-forwards through `log` (the presses made before
+    /// `at`, in the order they were made: [`PulseCore::fast_forward`]), then brings this Pulse's
+    /// fresh Signal to that state ([`PulseCore::resume`]): every track's clip starts at `at`
+    /// from the position it has reached, phase-aligned. A node that joins a band mid-song, or
+    /// restarts, starts this way. The tempo changes of the way are left for
+    /// [`Pulse::take_tempo_changes`]. Control thread.
+    pub fn join(&mut self, log: &[super::Press], at: Beats) -> Result<super::FastForward, PulseError> {
+        let done = self.core.fast_forward(log, at);
+        self.core.resume(at);
+        self.flush()?;
+        Ok(done)
+    }
+
     /// Changes a track's mixer settings ([`PulseCore::set_mix`]).
     pub fn set_mix(&mut self, track: TrackId, settings: MixSettings) -> Result<(), PulseError> {
         self.core.set_mix(track, settings)?;

@@ -103,6 +103,7 @@ impl Signal {
             .map(|(mix, instrument, route, lanes)| {
                 let g = audible_gains(&mix, any_solo);
                 TrackState {
+                    heard: true,
                     voices: [None; VOICES_PER_TRACK],
                     midi: None,
                     instrument,
@@ -138,6 +139,16 @@ impl Signal {
             scratch: [vec![0.0; max_block], vec![0.0; max_block]],
             midi_out: None,
             lost_midi: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// Keeps `track` out of this node's output: it is still scheduled and run (its clips start,
+    /// loop and end, and are reported, exactly as on the node that plays it), but neither the
+    /// output nor the meters hear it. A band's nodes each play their own tracks this way.
+    /// Control thread, before the audio starts.
+    pub fn set_heard(&mut self, track: TrackId, heard: bool) {
+        if let Some(t) = self.tracks.get_mut(track.index()) {
+            t.heard = heard;
         }
     }
 
@@ -521,6 +532,9 @@ impl Signal {
         self.master_left[..frames].fill(0.0);
         self.master_right[..frames].fill(0.0);
         for (ti, t) in self.tracks.iter_mut().enumerate() {
+            if !t.heard {
+                continue;
+            }
             let target = audible_gains(&t.mix, self.any_solo);
             let mut peak = [0f32; 2];
             let (ml, mr) = (&mut self.master_left[..frames], &mut self.master_right[..frames]);

@@ -94,6 +94,9 @@ pub(crate) const VOICES_PER_TRACK: usize = 4;
 pub(crate) const LANES_PER_TRACK: usize = VOICES_PER_TRACK + 2;
 
 pub(super) struct TrackState {
+    /// Whether this node plays the track out (`false`: it is scheduled and run, so its reports
+    /// match the band's, but it reaches neither the output nor the meters: another node plays it).
+    pub(super) heard: bool,
     pub(super) voices: [Option<AudioVoice>; VOICES_PER_TRACK],
     pub(super) midi: Option<MidiVoice>,
     pub(super) instrument: Option<Instrument>,

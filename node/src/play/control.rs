@@ -79,6 +79,8 @@ pub(super) struct Control<'a> {
     pub(super) quit: bool,
     /// Where the snapshot is published.
     pub(super) board: Arc<Board>,
+    /// The band, when the node plays with a conductor (`--conductor`).
+    pub(super) band: Option<crate::band::Band>,
     /// The health figures of the audio path, as the device supervisor last read them.
     pub(super) health: HealthView,
     /// The last warning, for the snapshot's status line.
@@ -124,6 +126,7 @@ impl<'a> Control<'a> {
             peak: 0.0,
             quit: false,
             board: Board::new(),
+            band: None,
             health: HealthView::default(),
             notice: None,
             snapshots: 0,
@@ -162,7 +165,7 @@ impl<'a> Control<'a> {
 
     /// Sends the tempo and time-signature changes Pulse scheduled since the last call to the
     /// audio core. Called right after every press and tick.
-    fn send_tempo_changes(&mut self) {
+    pub(super) fn send_tempo_changes(&mut self) {
         for c in self.pulse.take_tempo_changes() {
             if let Some(t) = c.tempo {
                 self.fastest_bps = self.fastest_bps.max(t.beats_per_sample(self.sample_rate));
@@ -185,7 +188,7 @@ impl<'a> Control<'a> {
     }
 
     /// Prints a warning and keeps it for the snapshot's status line.
-    fn warn(&mut self, line: String) {
+    pub(super) fn warn(&mut self, line: String) {
         warn_line(format_args!("loophole: warning: {line}"));
         self.notice = Some(line);
     }
@@ -258,6 +261,7 @@ impl<'a> Control<'a> {
         for request in self.inbox.drain() {
             self.apply(request, now, snap.playing)?;
         }
+        self.band_step(now, Beats(now.0 + lookahead))?;
         if let Err(e) = self.pulse.tick(now, Beats(now.0 + lookahead)) {
             self.warn(format!("at beat {:.2}: {e}", now.0));
         }
@@ -310,17 +314,40 @@ impl<'a> Control<'a> {
                 return Ok(());
             }
         };
+        // In a band, a performer's press goes to the conductor and comes back as an entry of
+        // the log (made by `band_step`), as every node's does.
+        if self.band.is_some() && source != Source::Conductor {
+            self.send_to_conductor(source, command);
+            return Ok(());
+        }
+        self.perform(source, at, command, now, playing)?;
+        Ok(())
+    }
+
+    /// Performs a command at beat `now`: resolved against the set, then pressed in Pulse (or
+    /// the transport).
+    pub(super) fn perform(
+        &mut self,
+        source: Source,
+        at: PressAt,
+        command: ControlCommand,
+        now: Beats,
+        playing: bool,
+    ) -> anyhow::Result<usize> {
         let resolved = match command.resolve(&self.perf.session) {
             Ok(r) => r,
             Err(e) => {
                 self.refuse(source, &command, e.to_string());
-                return Ok(());
+                return Ok(0);
             }
         };
         let action = match resolved {
             Resolved::Transport(start) => {
-                self.transport_request(start, now);
-                return Ok(());
+                match at {
+                    PressAt::Exact(beat, id) => self.band_transport(start, beat, id),
+                    _ => self.transport_request(start, now),
+                }
+                return Ok(0);
             }
             Resolved::Pulse(Action::SetTempo { bpm }) if self.link.is_some() => {
                 // With Link the session's tempo is the clock: Link applies it at once.
@@ -331,7 +358,7 @@ impl<'a> Control<'a> {
                 {
                     self.warn("tempo change dropped: the audio thread is not taking requests".into());
                 }
-                return Ok(());
+                return Ok(0);
             }
             Resolved::Pulse(a) => a,
         };
@@ -341,7 +368,7 @@ impl<'a> Control<'a> {
                 source.name(),
                 command.name()
             ));
-            return Ok(());
+            return Ok(0);
         }
         let (beat, when) = match at {
             PressAt::Now => (now, When::Pressed),
@@ -361,6 +388,7 @@ impl<'a> Control<'a> {
         };
         let pressed = ticked.and_then(|()| self.pulse.press_when(action, when, pressed_at));
         self.send_tempo_changes();
+        let scheduled = pressed.as_ref().map_or(0, Vec::len);
         match pressed {
             Ok(_) => {
                 // What the press will do and when, from every source (scripts too): the terminal
@@ -380,11 +408,11 @@ impl<'a> Control<'a> {
                 self.refuse(source, &command, e.to_string());
             }
         }
-        Ok(())
+        Ok(scheduled)
     }
 
     /// Refuses `command` from `source` with the reason: said, kept for the snapshot and counted.
-    fn refuse(&mut self, source: Source, command: &ControlCommand, why: String) {
+    pub(super) fn refuse(&mut self, source: Source, command: &ControlCommand, why: String) {
         let what = match source {
             Source::Script => "script action".to_string(),
             other => format!("{} '{}'", other.name(), command.name()),
@@ -393,7 +421,7 @@ impl<'a> Control<'a> {
     }
 
     /// Something refused: said as a warning and counted in the summary and the snapshot.
-    fn reject(&mut self, line: String) {
+    pub(super) fn reject(&mut self, line: String) {
         self.refused += 1;
         self.warn(line);
     }
@@ -451,6 +479,7 @@ impl<'a> Control<'a> {
             master,
             health,
             notice: self.notice.clone(),
+            conductor: self.band_view(snap),
         });
     }
 
@@ -560,6 +589,7 @@ impl<'a> Control<'a> {
             if let Some(line) = describe(&event, self.perf, beat_of_sample, bar_of) {
                 say(format_args!("{line}"));
             }
+            self.band_executed(&event)?;
         }
         Ok(())
     }

@@ -116,8 +116,17 @@ fn trim(beats: f64) -> String {
 /// The periodic status line, from the snapshot: `bar 9.1  DSP 3.1% (peak 7.9%), xruns 0`.
 pub fn status_line(s: &Snapshot) -> String {
     let (bar, in_bar) = s.launcher.bar;
+    let band = match &s.conductor {
+        Some(c) => format!(
+            ", conductor {}{}{}",
+            if c.connected { "connected" } else { "UNREACHABLE" },
+            c.rtt_ms.map_or(String::new(), |r| format!(" (round trip {r:.1} ms)")),
+            c.ahead_ms.map_or(String::new(), |a| format!(", output {a:+.1} ms of the band's time")),
+        ),
+        None => String::new(),
+    };
     format!(
-        "bar {}  DSP {} (peak {}), xruns {}",
+        "bar {}  DSP {} (peak {}), xruns {}{band}",
         loophole_engine::control::bar_label(bar, in_bar),
         percent(s.health.dsp_load),
         percent(s.health.dsp_peak),
@@ -144,6 +153,7 @@ mod tests {
             master: [0.0; 2],
             health: HealthView { dsp_load: 0.031, dsp_peak: 0.079, xruns: 2, ..HealthView::default() },
             notice: None,
+            conductor: None,
         };
         assert_eq!(status_line(&s), "bar 9.1  DSP 3.1% (peak 7.9%), xruns 2");
         assert_eq!(trim(3.0), "3");

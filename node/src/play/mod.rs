@@ -34,6 +34,7 @@
 //! demo's length, or Ctrl-C), stops the audio, finishes the capture and the log, and prints a
 //! status line.
 
+mod band;
 mod control;
 mod devices;
 mod lines;
@@ -110,6 +111,8 @@ pub struct PlayOptions {
     pub midi: MidiOptions,
     /// Ask for realtime scheduling of the audio thread (`--realtime`, the default).
     pub realtime: bool,
+    /// Play in a band with a conductor (`--conductor CODE`).
+    pub band: Option<crate::band::BandOptions>,
 }
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
@@ -131,7 +134,12 @@ fn interrupted() -> bool {
 
 /// Plays a performance until its end or Ctrl-C and prints a status line. Thread: main thread.
 pub fn run(opts: PlayOptions) -> anyhow::Result<PlaySummary> {
-    let mut perf = Performance::load(&opts.input)?;
+    // In a band the set comes from the conductor, with the band's log so far.
+    let mut joined = opts.band.as_ref().map(crate::band::connect::join).transpose()?;
+    let mut perf = match &joined {
+        Some(j) => Performance { session: j.session.clone(), script: Default::default(), natural_seconds: None },
+        None => Performance::load(&opts.input)?,
+    };
     if !opts.link.enabled && opts.link.stopped {
         return Err(BadInput(
             "--stopped waits for a Link session to start, and this performance plays without Link (--no-link); \
@@ -151,7 +159,7 @@ pub fn run(opts: PlayOptions) -> anyhow::Result<PlaySummary> {
     let mut devices = Devices::plan(&opts)?;
     let sample_rate = devices.sample_rate;
     crate::streaming::prepare(&mut perf, sample_rate)?;
-    let total = seconds.map(|s| (s * sample_rate as f64).round() as u64);
+    let frames = seconds.map(|s| (s * sample_rate as f64).round() as u64);
     let transport = Transport::new();
     let (link, link_audio) = match opts.link.enabled {
         true => {
@@ -161,19 +169,33 @@ pub fn run(opts: PlayOptions) -> anyhow::Result<PlaySummary> {
         false => (None, None),
     };
     let new_map = || loophole_engine::time::TempoMap::new(sample_rate, perf.session.tempo, perf.session.beats_per_bar);
+    // In a band the node starts at the band's sample and beat a moment from now (band::start).
+    let band_start = joined.as_ref().map(|j| band::start_ahead(j, &perf, sample_rate));
+    let (map, start) = match &band_start {
+        Some((_, p)) => (p.tempo_map(&perf.session, sample_rate), p.sample as u64),
+        None => (new_map(), 0),
+    };
+    // Frames the performance lasts are counted from its first sample.
+    let total = frames.map(|f| start + f);
     let mut midi_out = None;
-    let (pulse, mut core, meters, tempo_tx) =
-        build_engine(&perf, new_map(), sample_rate, &transport, 0, link_audio, |signal| {
+    let (mut pulse, mut core, meters, tempo_tx) =
+        build_engine(&perf, map.clone(), sample_rate, &transport, start, link_audio, |signal| {
             let (out, lines) = MidiOut::open(&perf.session, opts.midi.backend().as_mut(), sample_rate, signal);
             for line in lines {
                 warn_line(format_args!("loophole: {line}"));
             }
             midi_out = out;
+            if let Some(j) = &joined {
+                band::keep_others_silent(j, signal);
+            }
         })?;
+    if let Some((_, p)) = &band_start {
+        band::join_pulse(&mut pulse, p)?;
+    }
     let swap = link.is_some().then(|| core.engine_swap());
     let mut capture: Option<Capture> = None;
     if let Some(path) = &opts.capture {
-        capture = Some(start_capture(&mut core, path, sample_rate, total)?);
+        capture = Some(start_capture(&mut core, path, sample_rate, frames)?);
     }
     let mut input = match &opts.audio_input {
         Some(spec) => {
@@ -193,6 +215,10 @@ pub fn run(opts: PlayOptions) -> anyhow::Result<PlaySummary> {
     control.midi_out = midi_out;
     control.link = link;
     control.swap = swap;
+    if let (Some(j), Some((at, p))) = (joined.take(), &band_start) {
+        control.follow_band(j, p, map);
+        band::wait_for_start(control.band.as_ref().map(|b| b.link.as_ref()), *at);
+    }
     if opts.link.stdin_commands {
         crate::stdin::spawn(control.inbox.sender());
     }
@@ -276,7 +302,7 @@ pub fn run(opts: PlayOptions) -> anyhow::Result<PlaySummary> {
         warn_line(format_args!("loophole: warning: {w}"));
     }
     let summary = PlaySummary {
-        frames: played,
+        frames: played - start,
         blocks: transport.blocks(),
         xruns: figures.xruns,
         health: figures,

@@ -55,6 +55,7 @@ pub(super) struct RawTrack {
     pub(super) keep_playing: bool,
     pub(super) midi_out: Option<Spanned<String>>,
     pub(super) midi_channel: Option<Spanned<i64>>,
+    pub(super) node: Option<String>,
 }
 
 /// `[start_beat, length_beats, key, velocity]`.

@@ -279,6 +279,7 @@ impl Ctx<'_> {
             track.instrument = t.instrument.as_ref().map(|i| i.get_ref().clone());
             track.keep_playing = t.keep_playing;
             track.midi_out = midi_out;
+            track.node = t.node.clone();
             session.add_track(track);
         }
 
