@@ -76,7 +76,9 @@ impl std::fmt::Display for PressRefusal {
         match self {
             PressRefusal::Observer => f.write_str("observers may not press"),
             PressRefusal::Invalid(why) => write!(f, "{why}"),
-            PressRefusal::RateLimited => f.write_str("too many presses on this connection (rate limit); press again later"),
+            PressRefusal::RateLimited => {
+                f.write_str("too many presses on this connection (rate limit); press again later")
+            }
         }
     }
 }
