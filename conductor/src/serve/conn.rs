@@ -50,6 +50,8 @@ pub async fn run(incoming: quinn::Incoming, id: ConnId, ctx: Arc<ConnContext>) {
         Ok(c) => c,
         Err(e) => {
             warn!(%remote, error = %e, "TLS handshake failed (a node with a wrong or stale join code?)");
+            let fields = serde_json::json!({"remote": remote.to_string(), "error": e.to_string()});
+            let _ = ctx.input.send(Input::Note { event: "handshake-failed", fields });
             return;
         }
     };
@@ -72,6 +74,9 @@ pub async fn run(incoming: quinn::Incoming, id: ConnId, ctx: Arc<ConnContext>) {
     if let Some((code, reason)) = reason {
         if code != CLOSE_NORMAL {
             warn!(conn = id.0, %remote, %reason, "closing the connection");
+            let fields =
+                serde_json::json!({"conn": id.0, "remote": remote.to_string(), "code": code, "reason": reason});
+            let _ = ctx.input.send(Input::Note { event: "closed", fields });
         }
         conn.close(code.into(), reason.as_bytes());
     }

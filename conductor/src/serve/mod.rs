@@ -76,6 +76,7 @@ impl ServeOptions {
 /// A running conductor. Dropping it stops it.
 pub struct Server {
     local_addr: SocketAddr,
+    clock: BandClock,
     codes: Vec<(Role, JoinCode)>,
     input: mpsc::UnboundedSender<Input>,
     files_sent: Arc<AtomicU64>,
@@ -160,6 +161,7 @@ impl Server {
         })?;
         Ok(Server {
             local_addr,
+            clock,
             codes,
             input,
             files_sent,
@@ -192,6 +194,11 @@ impl Server {
     /// Whether the conductor is still serving (it stops by itself only if its store fails).
     pub fn is_running(&self) -> bool {
         self.thread.as_ref().is_some_and(|t| !t.is_finished())
+    }
+
+    /// The band time now (what pongs carry).
+    pub fn band_time(&self) -> Duration {
+        self.clock.now()
     }
 
     /// Files sent to nodes so far.

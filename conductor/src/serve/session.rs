@@ -49,6 +49,13 @@ pub enum Input {
         /// The connection.
         conn: ConnId,
     },
+    /// A connection task's note for the log (a failed handshake, a connection it closed).
+    Note {
+        /// The event's name in the journal.
+        event: &'static str,
+        /// Its fields.
+        fields: serde_json::Value,
+    },
     /// A press made at the conductor (its API, benchmarks).
     Press {
         /// What.
@@ -174,6 +181,10 @@ impl Session {
                     let answer = self.answer(q);
                     let _ = c.out.send(Output::Send(Message::Answer(answer)));
                 }
+            }
+            Input::Note { event, fields } => {
+                self.journal(event, fields);
+                return Ok(());
             }
             Input::Press { command, origin, reply } => {
                 let m = self.moment();
