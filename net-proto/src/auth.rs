@@ -1,7 +1,7 @@
 //! The join proof: how a node shows it holds the join secret without sending it.
 //!
 //! `proof = HMAC-SHA256(key = secret, message = "loophole-join-v1" || 0 || role code || name)`
-//! (RFC 2104 over SHA-256). The conductor holds one 32-byte secret per role it admits (the join
+//! (RFC 2104 over SHA-256, from the `hmac` crate). The conductor holds one 32-byte secret per role it admits (the join
 //! code carries the secret and the role), computes the same MAC and compares in constant time.
 //! The proof binds the node's name and role, so a performer's proof cannot claim another name or
 //! the admin role. It carries no nonce: it is only as secret as the channel, which is QUIC's TLS
@@ -9,43 +9,51 @@
 //!
 //! Thread: Pure functions: any thread.
 
-use sha2::{Digest, Sha256};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
 
 use crate::v1::Role;
 
 /// A join secret.
 pub type Secret = [u8; 32];
 
-const BLOCK: usize = 64;
 const DOMAIN: &[u8] = b"loophole-join-v1";
 
-/// HMAC-SHA256 of `message` under `key` (RFC 2104).
-pub fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
-    let mut k = [0u8; BLOCK];
-    if key.len() > BLOCK {
-        k[..32].copy_from_slice(&Sha256::digest(key));
-    } else {
-        k[..key.len()].copy_from_slice(key);
-    }
-    let pad = |byte: u8| k.map(|b| b ^ byte);
-    let inner = Sha256::new().chain_update(pad(0x36)).chain_update(message).finalize();
-    Sha256::new().chain_update(pad(0x5c)).chain_update(inner).finalize().into()
+type HmacSha256 = Hmac<Sha256>;
+
+/// A MAC keyed with `key` (HMAC takes keys of any length).
+fn keyed(key: &[u8]) -> HmacSha256 {
+    HmacSha256::new_from_slice(key).expect("HMAC takes a key of any length")
 }
 
-/// The proof a node named `node` sends in its hello for `role`.
-pub fn proof(secret: &Secret, role: Role, node: &str) -> [u8; 32] {
+/// HMAC-SHA256 of `message` under `key` (RFC 2104, the `hmac` crate).
+pub fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
+    let mut mac = keyed(key);
+    mac.update(message);
+    mac.finalize().into_bytes().into()
+}
+
+/// The message a proof covers: the domain, a zero byte, the role's code and the node's name.
+fn proof_message(role: Role, node: &str) -> Vec<u8> {
     let mut msg = Vec::with_capacity(DOMAIN.len() + 2 + node.len());
     msg.extend_from_slice(DOMAIN);
     msg.push(0);
     msg.push(role.code());
     msg.extend_from_slice(node.as_bytes());
-    hmac_sha256(secret, &msg)
+    msg
 }
 
-/// Whether `given` is the proof for `node` and `role` under `secret`, compared in constant time.
+/// The proof a node named `node` sends in its hello for `role`.
+pub fn proof(secret: &Secret, role: Role, node: &str) -> [u8; 32] {
+    hmac_sha256(secret, &proof_message(role, node))
+}
+
+/// Whether `given` is the proof for `node` and `role` under `secret`, compared in constant time
+/// (`Mac::verify_slice`).
 pub fn verify(secret: &Secret, role: Role, node: &str, given: &[u8; 32]) -> bool {
-    let expected = proof(secret, role, node);
-    expected.iter().zip(given).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+    let mut mac = keyed(secret);
+    mac.update(&proof_message(role, node));
+    mac.verify_slice(given).is_ok()
 }
 
 #[cfg(test)]

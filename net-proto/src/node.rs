@@ -151,6 +151,8 @@ pub struct NodeClient {
     seen: HashSet<u64>,
     presses: BTreeMap<u64, (ControlCommand, Duration)>,
     next_press: u64,
+    /// Asked for no backlog ([`NodeClient::from_head`]) and not yet welcomed.
+    from_head: bool,
     last_heard: Duration,
     ack_due: bool,
     transmits: VecDeque<Message>,
@@ -170,6 +172,7 @@ impl NodeClient {
             seen: HashSet::new(),
             presses: BTreeMap::new(),
             next_press: 1,
+            from_head: false,
             last_heard: now,
             ack_due: false,
             transmits: VecDeque::new(),
@@ -177,9 +180,44 @@ impl NodeClient {
         }
     }
 
-    /// The last seq held without gaps (persist it to resume after a restart).
+    /// A client that wants no backlog: its hello asks to resume after the log's head (whatever
+    /// it is), and its first welcome sets its last seq to that head. For peers that only press
+    /// and watch (`ctl`), not for nodes that play.
+    pub fn from_head(config: NodeConfig, now: Duration) -> NodeClient {
+        let mut c = NodeClient::new(config, u64::MAX, now);
+        c.from_head = true;
+        c
+    }
+
+    /// The last seq held without gaps (persist it to resume after a restart); 0 for a
+    /// [`NodeClient::from_head`] client before its welcome.
     pub fn last_seq(&self) -> u64 {
-        self.last_seq
+        if self.from_head { 0 } else { self.last_seq }
+    }
+
+    /// The driver's connection to the conductor was lost and a new one is open: say hello on it
+    /// now. A connected client first does what it does when the conductor falls silent
+    /// ([`NodeEvent::Unreachable`], unsequenced presses dropped), since the conductor forgets
+    /// the old connection's state.
+    pub fn reconnect(&mut self, now: Duration) {
+        match self.state {
+            State::Refused => {}
+            State::Connected => self.lose(now),
+            State::Connecting { .. } => self.hello(now),
+        }
+        self.last_heard = now;
+    }
+
+    /// The conductor is gone: say so, drop unsequenced presses, say hello again.
+    fn lose(&mut self, now: Duration) {
+        self.state = State::Connecting { next_hello: now };
+        self.events.push_back(NodeEvent::Unreachable);
+        for (press, (command, _)) in std::mem::take(&mut self.presses) {
+            self.events.push_back(NodeEvent::PressDropped { press, command });
+        }
+        self.ahead.clear();
+        self.catching_up = None;
+        self.hello(now);
     }
 
     /// Whether the conductor has welcomed the node and is being heard.
@@ -222,6 +260,9 @@ impl NodeClient {
             Message::Welcome { version: _, resume_from, head } => {
                 if self.state != State::Connected {
                     self.state = State::Connected;
+                    if std::mem::take(&mut self.from_head) {
+                        self.last_seq = resume_from;
+                    }
                     self.events.push_back(NodeEvent::Welcomed { resume_from, head });
                     self.catching_up = Some(head);
                     self.check_caught_up();
@@ -254,7 +295,11 @@ impl NodeClient {
             | Message::Press { .. }
             | Message::Ack { .. }
             | Message::Executed { .. }
-            | Message::Pong { .. } => {}
+            | Message::Pong { .. }
+            | Message::Fetch { .. }
+            | Message::Query(_) => {}
+            // The driver's: the set and the answers to questions.
+            Message::SetOffer { .. } | Message::FetchFailed { .. } | Message::Answer(_) => {}
         }
     }
 
@@ -299,14 +344,7 @@ impl NodeClient {
             State::Refused => {}
             State::Connected => {
                 if now.saturating_sub(self.last_heard) >= self.config.unreachable_after {
-                    self.state = State::Connecting { next_hello: now };
-                    self.events.push_back(NodeEvent::Unreachable);
-                    for (press, (command, _)) in std::mem::take(&mut self.presses) {
-                        self.events.push_back(NodeEvent::PressDropped { press, command });
-                    }
-                    self.ahead.clear();
-                    self.catching_up = None;
-                    self.hello(now);
+                    self.lose(now);
                 } else {
                     for (press, (command, sent)) in &mut self.presses {
                         if *sent + self.config.retry <= now {

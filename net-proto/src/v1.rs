@@ -66,6 +66,9 @@ pub enum PressRefusal {
     /// The command names something the set does not have, or Pulse refused it (the message says
     /// what, e.g. `scene 'outro' does not exist (scenes: intro, verse)`).
     Invalid(String),
+    /// The connection pressed faster than the conductor's rate limit allows (the driver's
+    /// per-connection token bucket); press again later.
+    RateLimited,
 }
 
 impl std::fmt::Display for PressRefusal {
@@ -73,6 +76,9 @@ impl std::fmt::Display for PressRefusal {
         match self {
             PressRefusal::Observer => f.write_str("observers may not press"),
             PressRefusal::Invalid(why) => write!(f, "{why}"),
+            PressRefusal::RateLimited => {
+                f.write_str("too many presses on this connection (rate limit); press again later")
+            }
         }
     }
 }
@@ -95,6 +101,115 @@ pub struct ScheduledCommand {
     pub incarnation: u64,
     /// The press id the origin gave it (0 for presses made at the conductor).
     pub press: u64,
+}
+
+/// A file of a set: where it goes, relative to the session file's folder, and what it is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileRef {
+    /// Path relative to the session file's folder, with `/` separators, no `..` and not
+    /// absolute (a node refuses any other).
+    pub path: String,
+    /// SHA-256 of the contents: the file's name in a node's cache.
+    pub sha256: [u8; 32],
+    /// Size in bytes.
+    pub size: u64,
+}
+
+/// What set the conductor serves.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SetKind {
+    /// The built-in demo set (`loophole_engine::demo::session`): nothing to fetch.
+    Demo,
+    /// A session file and every file it references.
+    Files {
+        /// The session file (its `path` is its file name).
+        session: FileRef,
+        /// The audio and MIDI files it references.
+        files: Vec<FileRef>,
+    },
+}
+
+/// What a peer asks the conductor (`ctl status`, `ctl log`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Query {
+    /// The band's state: the nodes, the set, the log's head and its last entries.
+    Status,
+    /// Log entries after `since`, at most [`LOG_PAGE`] per answer.
+    Log {
+        /// Entries after this seq.
+        since: u64,
+    },
+}
+
+/// Most log entries in one [`Answer::Log`] (a frame holds at most 64 KiB).
+pub const LOG_PAGE: usize = 128;
+
+/// One welcomed node in a [`Status`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NodeStatus {
+    /// Its name.
+    pub name: String,
+    /// Its role.
+    pub role: Role,
+    /// Smoothed round trip, microseconds.
+    pub rtt_us: u64,
+    /// Every entry up to this seq was acknowledged.
+    pub acked: u64,
+}
+
+/// A node's report that it executed an entry ([`Message::Executed`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExecutionReport {
+    /// The node.
+    pub node: String,
+    /// Command id.
+    pub id: u64,
+    /// Beat it executed at.
+    pub beat: f64,
+    /// Late (arrived after its target).
+    pub late: bool,
+}
+
+/// The answer to [`Query::Status`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Status {
+    /// The set's name (the session's name).
+    pub set: String,
+    /// The set's version (see [`Message::SetOffer`]).
+    pub set_version: u32,
+    /// Band time, microseconds since the band's origin.
+    pub band_us: u64,
+    /// The band's beat now.
+    pub beat: f64,
+    /// The tempo now, beats per minute.
+    pub bpm: f64,
+    /// Beats per bar now.
+    pub beats_per_bar: f64,
+    /// The lead a press gets now, microseconds.
+    pub lead_us: u64,
+    /// The log's last seq.
+    pub head: u64,
+    /// The welcomed nodes.
+    pub nodes: Vec<NodeStatus>,
+    /// The last entries of the log (at most 16), oldest first.
+    pub recent: Vec<ScheduledCommand>,
+    /// The last executions reported (at most 64), oldest first.
+    pub executions: Vec<ExecutionReport>,
+}
+
+/// The conductor's answer to a [`Message::Query`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Answer {
+    /// The band's state.
+    Status(Box<Status>),
+    /// Log entries in seq order, and the head when answered (ask again from the last seq
+    /// given while it is below `head`).
+    Log {
+        /// The entries.
+        entries: Vec<ScheduledCommand>,
+        /// The log's last seq.
+        head: u64,
+    },
 }
 
 /// One message on the control stream.
@@ -178,6 +293,32 @@ pub enum Message {
         /// The replier's clock when it answered, microseconds.
         replier_us: u64,
     },
+    /// Conductor -> node, after the welcome: the set to load. The node fetches what its cache
+    /// lacks ([`Message::Fetch`]).
+    SetOffer {
+        /// Version of the set (1 for the set the conductor started with).
+        version: u32,
+        /// The set.
+        set: SetKind,
+    },
+    /// Node -> conductor: send the file with this hash (one the offer names). It comes on a
+    /// unidirectional stream: the 32-byte hash, then the contents.
+    Fetch {
+        /// SHA-256 of the file.
+        sha256: [u8; 32],
+    },
+    /// Conductor -> node: a fetched file cannot be sent.
+    FetchFailed {
+        /// SHA-256 asked for.
+        sha256: [u8; 32],
+        /// Why (e.g. not part of the set, or unreadable on the conductor).
+        reason: String,
+    },
+    /// Node -> conductor: a question (`ctl status`, `ctl log`). Answered with
+    /// [`Message::Answer`].
+    Query(Query),
+    /// Conductor -> node: the answer to a [`Message::Query`].
+    Answer(Answer),
 }
 
 impl Message {
@@ -194,6 +335,11 @@ impl Message {
             Message::Executed { .. } => "executed",
             Message::Ping { .. } => "ping",
             Message::Pong { .. } => "pong",
+            Message::SetOffer { .. } => "set-offer",
+            Message::Fetch { .. } => "fetch",
+            Message::FetchFailed { .. } => "fetch-failed",
+            Message::Query(_) => "query",
+            Message::Answer(_) => "answer",
         }
     }
 }

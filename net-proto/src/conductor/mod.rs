@@ -274,10 +274,16 @@ impl Conductor {
                     peer.rtt.sample(now.saturating_sub(Duration::from_micros(sent_us)));
                 }
             }
+            // Files and questions are the driver's (it has the set and the status); it passes
+            // them here so they count as hearing from the node.
+            Message::Fetch { .. } | Message::Query(_) => {}
             m @ (Message::Welcome { .. }
             | Message::Refused { .. }
             | Message::PressRefused { .. }
-            | Message::Scheduled(_)) => {
+            | Message::Scheduled(_)
+            | Message::SetOffer { .. }
+            | Message::FetchFailed { .. }
+            | Message::Answer(_)) => {
                 let what = format!("{} sent by a node", m.name());
                 self.events.push_back(Event::Misbehaved { conn, what });
             }

@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use loophole_engine::control::{ControlCommand, Resolved};
-use loophole_engine::model::Session;
+use loophole_engine::model::{Session, TempoChange};
 use loophole_engine::pulse::{Action, CommandId, PulseCore, When};
 use loophole_engine::queue::Command;
 use loophole_engine::time::Beats;
@@ -37,12 +37,20 @@ pub struct Sequencer {
     pressed: HashMap<PressKey, u64>,
     /// Entries not yet made in `pulse`, in (target, seq) order.
     pending: Vec<(Beats, u64, Action)>,
+    /// The tempo and time-signature changes the entries schedule, in the order found.
+    tempo_changes: Vec<TempoChange>,
 }
 
 impl Sequencer {
     /// A sequencer for `session` with an empty log.
     pub fn new(session: Arc<Session>) -> Sequencer {
-        Sequencer { pulse: PulseCore::new(session), log: Vec::new(), pressed: HashMap::new(), pending: Vec::new() }
+        Sequencer {
+            pulse: PulseCore::new(session),
+            log: Vec::new(),
+            pressed: HashMap::new(),
+            pending: Vec::new(),
+            tempo_changes: Vec::new(),
+        }
     }
 
     /// A sequencer that continues `log` (as a durable store gives it back after a restart): its
@@ -58,7 +66,19 @@ impl Sequencer {
             s.pressed.insert((entry.origin.clone(), entry.incarnation, entry.press), entry.seq);
             s.log.push(entry);
         }
+        // The tempo changes the entries schedule: one probe makes them all at their targets.
+        let mut probe = s.pulse.clone();
+        Sequencer::make(&mut probe, &s.pending, Beats(f64::MAX), true);
+        s.tempo_changes = probe.take_tempo_changes();
         s
+    }
+
+    /// The tempo and time-signature changes the log's entries schedule (a tempo command, a
+    /// scene with its own tempo or time signature), each at the beat it applies: the driver
+    /// builds its beat clock from the set's tempo and these. Changes that follow actions,
+    /// playlists or the arrangement make later are not included.
+    pub fn tempo_changes(&self) -> &[TempoChange] {
+        &self.tempo_changes
     }
 
     fn hold(&mut self, target: Beats, seq: u64, action: Action) {
@@ -123,7 +143,9 @@ impl Sequencer {
                 Sequencer::make(&mut probe, &self.pending, earliest, true);
                 let _ = probe.tick(earliest, earliest);
                 while probe.poll_command().is_some() {}
+                let _ = probe.take_tempo_changes();
                 let ids = probe.press(action, earliest).map_err(|e| PressRefusal::Invalid(e.to_string()))?;
+                let changes = probe.take_tempo_changes();
                 let mut target: Option<f64> = None;
                 while let Some(c) = probe.poll_command() {
                     if let Command::Schedule(s) = c
@@ -134,6 +156,7 @@ impl Sequencer {
                 }
                 let target = Beats(target.unwrap_or(earliest.0).max(earliest.0));
                 self.hold(target, self.head() + 1, action);
+                self.tempo_changes.extend(changes);
                 target
             }
         };
@@ -157,5 +180,7 @@ impl Sequencer {
     fn drain(&mut self) {
         while self.pulse.poll_command().is_some() {}
         while self.pulse.poll_event().is_some() {}
+        // Kept by Sequencer::tempo_changes as entries are sequenced.
+        let _ = self.pulse.take_tempo_changes();
     }
 }

@@ -110,6 +110,26 @@ pub fn parse_session(text: &str, file: &Path) -> Result<Session, SessionError> {
     parse_session_with(text, file, LoadOptions::default())
 }
 
+/// The audio and MIDI files a session file's text references (each clip's `file` and
+/// `midi_file`), as written in the file (relative paths are relative to its folder), each once,
+/// in order of first mention. Only the TOML is read, not the files: the conductor uses it to
+/// find what to send with a set.
+pub fn referenced_files(text: &str, file: &Path) -> Result<Vec<String>, SessionError> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let raw: raw::RawFile = build::parse_raw(text, file)?;
+    let mut out: Vec<String> = Vec::new();
+    for clip in &raw.clips {
+        let c = clip.get_ref();
+        for name in [&c.file, &c.midi_file].into_iter().flatten() {
+            let name = name.get_ref().trim();
+            if !name.is_empty() && !out.iter().any(|n| n == name) {
+                out.push(name.to_string());
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// [`parse_session`] with options (see [`load_session_with`]).
 pub fn parse_session_with(text: &str, file: &Path, options: LoadOptions) -> Result<Session, SessionError> {
     build::parse(text, file, options)

@@ -1452,3 +1452,35 @@ proptest! {
         let _ = decode_smf(&smf, Some(index % 3));
     }
 }
+
+#[test]
+fn referenced_files_lists_each_audio_and_midi_file_once() {
+    let text = r#"
+[[track]]
+id = "a"
+kind = "audio"
+[[track]]
+id = "m"
+kind = "midi"
+[[clip]]
+id = "x"
+track = "a"
+file = "audio/pad.wav"
+[[clip]]
+id = "y"
+track = "a"
+file = "audio/pad.wav"
+[[clip]]
+id = "z"
+track = "m"
+midi_file = "midi/bass.mid"
+[[clip]]
+id = "n"
+track = "m"
+notes = [[0.0, 1.0, 60, 100]]
+"#;
+    let files = super::referenced_files(text, std::path::Path::new("set.toml")).unwrap();
+    assert_eq!(files, vec!["audio/pad.wav".to_string(), "midi/bass.mid".to_string()]);
+    let err = super::referenced_files("[[clip]]\nid = 3\n", std::path::Path::new("bad.toml")).unwrap_err();
+    assert!(err.to_string().contains("bad.toml"), "{err}");
+}

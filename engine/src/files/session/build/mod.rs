@@ -40,7 +40,16 @@ pub struct LoadOptions {
 pub(super) fn parse(text: &str, file: &Path, options: LoadOptions) -> Result<Session, SessionError> {
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let ctx = Ctx { file, text, base_dir: base_dir(file), options };
-    let raw: RawFile = parse_toml(text).map_err(|(span, problem)| {
+    let raw = parse_raw(text, file)?;
+    let session = ctx.build(raw)?;
+    session.validate().map_err(|m| SessionError::whole_file(file, SessionErrorKind::Model(m)))?;
+    Ok(session)
+}
+
+/// The file as serde sees it, with TOML and schema errors located in `file`.
+pub(super) fn parse_raw(text: &str, file: &Path) -> Result<RawFile, SessionError> {
+    let ctx = Ctx { file, text, base_dir: base_dir(file), options: LoadOptions::default() };
+    parse_toml(text).map_err(|(span, problem)| {
         let kind = match problem {
             TomlProblem::Syntax(message) => SessionErrorKind::Syntax { message },
             TomlProblem::Schema(message) => SessionErrorKind::Schema { message },
@@ -49,10 +58,7 @@ pub(super) fn parse(text: &str, file: &Path, options: LoadOptions) -> Result<Ses
             Some(span) => ctx.err(&span, kind),
             None => SessionError::whole_file(file, kind),
         }
-    })?;
-    let session = ctx.build(raw)?;
-    session.validate().map_err(|m| SessionError::whole_file(file, SessionErrorKind::Model(m)))?;
-    Ok(session)
+    })
 }
 
 /// The folder relative paths in `file` are resolved against.
