@@ -102,6 +102,12 @@ impl Control<'_> {
             }
         }
         self.band = Some(Band::new(link, log, name));
+        let line = serde_json::json!({
+            "sample": start.sample, "beat": start.beat.0, "replayed": start.presses.len(),
+        });
+        if let Err(e) = self.band_line("band-start", line) {
+            self.warn(format!("cannot write the log: {e:#}"));
+        }
     }
 
     /// What the snapshot shows of the band.
@@ -244,10 +250,13 @@ impl Control<'_> {
 
     /// Reports the first executed trigger of each conductor command.
     pub(super) fn band_executed(&mut self, event: &PulseEvent) -> anyhow::Result<()> {
-        if let PulseEvent::Executed { command: Some(CommandId(id)), beat, sample, late, .. } = event
+        if let PulseEvent::Executed { command: Some(CommandId(id)), sample, late, .. } = event
             && self.band.is_some()
         {
-            self.report_executed(*id, beat.0, Some(*sample), *late)?;
+            // The band's beat of the sample (from the band's tempo map, a function of the sample
+            // alone), so every node reports the same number whatever its block boundaries.
+            let beat = self.tempo_map.block(*sample, 0).beat_at_first_sample.0;
+            self.report_executed(*id, beat, Some(*sample), *late)?;
         }
         Ok(())
     }

@@ -224,7 +224,8 @@ pub fn run(opts: PlayOptions) -> anyhow::Result<PlaySummary> {
     }
     let inputs =
         crate::input::LiveInputs { stdin: opts.link.stdin_commands, controller: opts.midi.controller.is_some() };
-    if let Some(hint) = perf.launch_hint(Some(inputs)) {
+    // A band node plays what the band's log launches: no hint.
+    if let Some(hint) = perf.launch_hint(Some(inputs)).filter(|_| control.band.is_none()) {
         warn_line(format_args!("loophole: {hint}"));
     }
     // Press what is due at the very start before the first block is rendered.
