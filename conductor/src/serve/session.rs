@@ -163,6 +163,7 @@ impl Session {
                 self.conns.insert(conn, Conn { out, remote, name: None });
             }
             Input::Gone { conn } => {
+                self.core.disconnected(conn);
                 if let Some(c) = self.conns.remove(&conn) {
                     info!(conn = conn.0, remote = %c.remote, node = c.name.as_deref().unwrap_or("-"), "connection closed");
                 }
