@@ -155,6 +155,9 @@ fn refusals_are_clear_on_both_sides_and_the_band_plays_on() {
         .filter(|e| matches!(e, NodeEvent::PressRefused { reason: PressRefusal::RateLimited, .. }))
         .count();
     assert!((150..=200).contains(&limited), "{limited} presses rate-limited");
+    wait_journal(dir.path(), Duration::from_secs(2), |v| {
+        v["event"] == "press-refused" && v["reason"].as_str().unwrap().contains("rate limit")
+    });
     assert!(flooder.is_connected());
 
     // The healthy node was never disturbed and still receives entries.

@@ -18,7 +18,9 @@ use loophole_net_proto::{FrameDecoder, encode};
 use tokio::sync::mpsc as tokio_mpsc;
 use tracing::{debug, info, warn};
 
-use super::{ClientError, ClientOptions, Command, Shared};
+use super::error::ClientError;
+use super::options::ClientOptions;
+use super::shared::{Command, Shared};
 use crate::join::JoinCode;
 use crate::tls;
 use crate::wire::{CLOSE_NORMAL, CLOSE_PROTOCOL, CLOSE_RATE, CLOSE_REFUSED, decode_datagram, encode_datagram};
