@@ -67,7 +67,7 @@ pub async fn run(incoming: quinn::Incoming, id: ConnId, ctx: Arc<ConnContext>) {
         }
     };
     let (out, outputs) = mpsc::unbounded_channel();
-    if ctx.input.send(Input::Open { conn: id, out, remote }).is_err() {
+    if ctx.input.send(Input::Open { conn: id, out, remote, connection: conn.clone() }).is_err() {
         return;
     }
     let reason = serve(&conn, id, &ctx, send, recv, outputs).await;
