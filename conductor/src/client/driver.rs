@@ -99,7 +99,10 @@ impl Driver {
         let started = Instant::now();
         let mut backoff = FIRST_BACKOFF;
         loop {
-            let attempt = tokio::time::timeout(Duration::from_secs(2), async {
+            // Short at first (a conductor restarting on the LAN is back within a second), up to
+            // the idle timeout for far conductors.
+            let attempt_timeout = (backoff * 5).clamp(Duration::from_millis(500), Duration::from_secs(2));
+            let attempt = tokio::time::timeout(attempt_timeout, async {
                 endpoint.connect(self.code.address, tls::SERVER_NAME)?.await.map_err(anyhow::Error::from)
             });
             let ended = match attempt.await {
@@ -112,7 +115,7 @@ impl Driver {
                     ended
                 }
                 Ok(Err(e)) => Ended::Lost(e.to_string()),
-                Err(_) => Ended::Lost("no answer within 2 s".into()),
+                Err(_) => Ended::Lost(format!("no answer within {attempt_timeout:?}")),
             };
             let last = match ended {
                 Ended::Shutdown => break,

@@ -156,6 +156,10 @@ impl Server {
                 }
             });
             closer.close(0u32.into(), b"the conductor is shutting down");
+            // Let the close reach every node (else they wait for the idle timeout).
+            runtime.block_on(async {
+                let _ = tokio::time::timeout(Duration::from_millis(100), closer.wait_idle()).await;
+            });
             runtime.shutdown_timeout(Duration::from_millis(200));
             result
         })?;
