@@ -46,6 +46,12 @@ use offset::OffsetEstimator;
 pub use options::{ClientOptions, SetLocation};
 use shared::{Command, Shared};
 
+// The node calls the client from its control and UI threads.
+const _: fn() = || {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Client>();
+};
+
 /// A node's connection to its conductor. See the module docs.
 pub struct Client {
     shared: Arc<Shared>,
