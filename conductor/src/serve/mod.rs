@@ -262,8 +262,10 @@ pub fn lan_address() -> Option<IpAddr> {
     (!ip.is_unspecified()).then_some(ip)
 }
 
-/// Writes the join codes with labels (`performer: CODE`), one a line.
+/// Writes the join codes with labels (`performer: CODE`), one a line, readable by the owner
+/// only (they carry the secrets).
 pub fn write_codes(path: &Path, codes: &[(Role, JoinCode)]) -> anyhow::Result<()> {
     let text: String = codes.iter().map(|(r, c)| format!("{}: {c}\n", role_name(*r))).collect();
-    std::fs::write(path, text).with_context(|| format!("{}: cannot write the join codes", path.display()))
+    crate::identity::write_private(path, text.as_bytes())
+        .with_context(|| format!("{}: cannot write the join codes", path.display()))
 }
