@@ -135,7 +135,7 @@ impl Client {
                 continue;
             }
             let (tx, rx) = mpsc::channel();
-            self.commands.send(Command::Fetch(f.sha256, tx)).map_err(|_| ClientError::NotConnected)?;
+            self.commands.send(Command::Fetch(f.sha256, f.size, tx)).map_err(|_| ClientError::NotConnected)?;
             waiting.push((f, rx));
         }
         for (f, rx) in waiting {

@@ -12,14 +12,17 @@ use loophole_net_proto::v1::{Answer, Query, SetKind};
 
 use super::offset::OffsetEstimator;
 
+/// Where a fetched file's bytes (or why they did not come) go.
+pub(crate) type FileReply = mpsc::Sender<Result<Vec<u8>, String>>;
+
 /// What the API asks the driver.
 pub(crate) enum Command {
     /// The core has something to send.
     Flush,
     /// Ask the conductor a question.
     Query(Query, mpsc::Sender<Answer>),
-    /// Fetch a file of the set.
-    Fetch([u8; 32], mpsc::Sender<Result<Vec<u8>, String>>),
+    /// Fetch a file of the set: its hash, its size (the most read), where the bytes go.
+    Fetch([u8; 32], u64, FileReply),
     /// Close and stop.
     Shutdown,
 }
