@@ -10,12 +10,12 @@ use std::time::Duration;
 pub struct ClientOptions {
     /// The node's name (unique in the band).
     pub name: String,
-    /// The last seq of the log the node holds (0: a new node; what [`Client::last_seq`] said
+    /// The last seq of the log the node holds (0: a new node; what [`Client::last_seq`](super::Client::last_seq) said
     /// before a restart, to resume after it).
     pub last_seq: u64,
     /// Ask for no backlog: resume after the log's head, whatever it is (for `ctl`).
     pub skip_backlog: bool,
-    /// How long [`Client::connect`] keeps trying before it gives up.
+    /// How long [`Client::connect`](super::Client::connect) keeps trying before it gives up.
     pub connect_timeout: Duration,
     /// This run's incarnation (default: random).
     pub incarnation: Option<u64>,
