@@ -143,8 +143,8 @@ fn unhex32(text: &str) -> Option<[u8; 32]> {
     Some(out)
 }
 
-/// Writes a file only its owner may read (on Unix).
-fn write_private(path: &Path, bytes: &[u8]) -> Result<(), IdentityError> {
+/// Writes a file only its owner may read (on Unix), synced to disk.
+pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), IdentityError> {
     let io = |source| IdentityError::Io { file: path.to_path_buf(), source };
     #[cfg(unix)]
     {

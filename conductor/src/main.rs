@@ -106,8 +106,9 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         [Role::Performer, Role::Observer, Role::Admin].iter().map(|r| (*r, server.join_code(*r).clone())).collect();
     println!("join code: {}", server.join_code(Role::Performer));
     println!(
-        "listening on {}; observer and admin codes in {}",
+        "listening on {} (the join code says {}); observer and admin codes in {}",
         server.local_addr(),
+        server.join_code(Role::Performer).address,
         args.state.join("join-codes.txt").display()
     );
     if let Some(file) = &args.join_code_file {

@@ -155,6 +155,9 @@ fn refusals_are_clear_on_both_sides_and_the_band_plays_on() {
         .filter(|e| matches!(e, NodeEvent::PressRefused { reason: PressRefusal::RateLimited, .. }))
         .count();
     assert!((150..=200).contains(&limited), "{limited} presses rate-limited");
+    wait_journal(dir.path(), Duration::from_secs(2), |v| {
+        v["event"] == "press-refused" && v["reason"].as_str().unwrap().contains("rate limit")
+    });
     assert!(flooder.is_connected());
 
     // The healthy node was never disturbed and still receives entries.
@@ -164,4 +167,21 @@ fn refusals_are_clear_on_both_sides_and_the_band_plays_on() {
     let got = seqs(&events);
     assert_eq!(got, (1..=entry.seq).collect::<Vec<_>>(), "every entry once, in order");
     assert!(healthy.is_connected());
+}
+
+#[test]
+fn an_unreachable_conductor_is_an_error_after_the_timeout() {
+    let dir = TempDir::new("unreachable");
+    let code = {
+        let server = serve(SetSource::Demo, dir.path());
+        server.join_code(Role::Performer).clone()
+        // The conductor stops here: nothing listens at the code's address any more.
+    };
+    let mut opts = ClientOptions::new("late");
+    opts.connect_timeout = Duration::from_millis(1500);
+    let started = std::time::Instant::now();
+    let e = Client::connect(&code, opts).err().expect("nobody answers");
+    assert!(matches!(e, ClientError::Unreachable { .. }), "{e:?}");
+    assert!(e.to_string().contains("unreachable"), "{e}");
+    assert!(started.elapsed() < Duration::from_secs(6), "{:?}", started.elapsed());
 }

@@ -124,3 +124,23 @@ fn driver_messages_pass_through_the_cores() {
     d.push(&encode(&m).unwrap());
     assert_eq!(d.next_message().unwrap(), Some(m));
 }
+
+#[test]
+fn a_closed_connection_is_forgotten_at_once() {
+    let mut c = Conductor::new(band(), Config::new(vec![(Role::Performer, SECRET)]));
+    let mut n = NodeClient::new(NodeConfig::new("keys", Role::Performer, SECRET, 1), 0, Duration::ZERO);
+    n.handle_timeout(Duration::ZERO);
+    exchange(&mut c, &mut n, ConnId(1), 0);
+    assert_eq!(c.nodes().count(), 1);
+    c.disconnected(ConnId(1));
+    assert_eq!(c.nodes().count(), 0);
+    assert_eq!(c.poll_timeout(), None);
+    // Its messages are now out of place, and it can join again on a new connection.
+    while c.poll_event().is_some() {}
+    c.handle(at(10), ConnId(1), Message::Ack { seq: 0 });
+    assert!(matches!(c.poll_event(), Some(Event::Misbehaved { .. })));
+    n.reconnect(Duration::from_millis(20));
+    exchange(&mut c, &mut n, ConnId(2), 20);
+    assert!(n.is_connected());
+    assert_eq!(c.nodes().map(|(conn, ..)| conn).collect::<Vec<_>>(), vec![ConnId(2)]);
+}

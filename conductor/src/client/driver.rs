@@ -18,7 +18,9 @@ use loophole_net_proto::{FrameDecoder, encode};
 use tokio::sync::mpsc as tokio_mpsc;
 use tracing::{debug, info, warn};
 
-use super::{ClientError, ClientOptions, Command, Shared};
+use super::error::ClientError;
+use super::options::ClientOptions;
+use super::shared::{Command, FileReply, Shared};
 use crate::join::JoinCode;
 use crate::tls;
 use crate::wire::{CLOSE_NORMAL, CLOSE_PROTOCOL, CLOSE_RATE, CLOSE_REFUSED, decode_datagram, encode_datagram};
@@ -52,7 +54,8 @@ pub(super) struct Driver {
     first: Option<mpsc::Sender<Result<(), ClientError>>>,
     mismatch: Arc<Mutex<Option<String>>>,
     queries: VecDeque<mpsc::Sender<Answer>>,
-    fetches: HashMap<[u8; 32], mpsc::Sender<Result<Vec<u8>, String>>>,
+    /// Files asked for: hash -> (size, where the bytes go).
+    fetches: HashMap<[u8; 32], (u64, FileReply)>,
     nonce: u64,
 }
 
@@ -97,7 +100,10 @@ impl Driver {
         let started = Instant::now();
         let mut backoff = FIRST_BACKOFF;
         loop {
-            let attempt = tokio::time::timeout(Duration::from_secs(2), async {
+            // Short at first (a conductor restarting on the LAN is back within a second), up to
+            // the idle timeout for far conductors.
+            let attempt_timeout = (backoff * 5).clamp(Duration::from_millis(500), Duration::from_secs(2));
+            let attempt = tokio::time::timeout(attempt_timeout, async {
                 endpoint.connect(self.code.address, tls::SERVER_NAME)?.await.map_err(anyhow::Error::from)
             });
             let ended = match attempt.await {
@@ -110,7 +116,7 @@ impl Driver {
                     ended
                 }
                 Ok(Err(e)) => Ended::Lost(e.to_string()),
-                Err(_) => Ended::Lost("no answer within 2 s".into()),
+                Err(_) => Ended::Lost(format!("no answer within {attempt_timeout:?}")),
             };
             let last = match ended {
                 Ended::Shutdown => break,
@@ -191,6 +197,7 @@ impl Driver {
             core.reconnect(self.shared.now());
         }
         let (file_tx, mut files) = tokio_mpsc::unbounded_channel::<([u8; 32], Result<Vec<u8>, String>)>();
+        let (head_tx, mut heads) = tokio_mpsc::unbounded_channel::<([u8; 32], quinn::RecvStream)>();
         let mut decoder = FrameDecoder::new();
         let mut buf = vec![0u8; 16 * 1024];
         let mut pings_sent = 0u32;
@@ -242,21 +249,36 @@ impl Driver {
                 },
                 uni = conn.accept_uni() => match uni {
                     Ok(mut stream) => {
-                        let tx = file_tx.clone();
+                        let tx = head_tx.clone();
                         tokio::spawn(async move {
                             let mut sha = [0u8; 32];
-                            if stream.read_exact(&mut sha).await.is_err() {
-                                return;
+                            if stream.read_exact(&mut sha).await.is_ok() {
+                                let _ = tx.send((sha, stream));
                             }
-                            let body = stream.read_to_end(MAX_FILE).await.map_err(|e| e.to_string());
-                            let _ = tx.send((sha, body));
                         });
                     }
                     Err(_) => return self.closed(conn),
                 },
+                head = heads.recv() => {
+                    // Only files asked for are read, and no more than their size.
+                    if let Some((sha, mut stream)) = head {
+                        match self.fetches.get(&sha) {
+                            Some((size, _)) => {
+                                let (tx, limit) = (file_tx.clone(), (*size as usize).min(MAX_FILE));
+                                tokio::spawn(async move {
+                                    let body = stream.read_to_end(limit).await.map_err(|e| e.to_string());
+                                    let _ = tx.send((sha, body));
+                                });
+                            }
+                            None => {
+                                let _ = stream.stop(CLOSE_PROTOCOL.into());
+                            }
+                        }
+                    }
+                }
                 file = files.recv() => {
                     if let Some((sha, body)) = file
-                        && let Some(waiter) = self.fetches.remove(&sha)
+                        && let Some((_, waiter)) = self.fetches.remove(&sha)
                     {
                         let _ = waiter.send(body);
                     }
@@ -273,8 +295,8 @@ impl Driver {
                             return self.closed(conn);
                         }
                     }
-                    Some(Command::Fetch(sha256, reply)) => {
-                        self.fetches.insert(sha256, reply);
+                    Some(Command::Fetch(sha256, size, reply)) => {
+                        self.fetches.insert(sha256, (size, reply));
                         if !write(&mut send, &Message::Fetch { sha256 }).await {
                             return self.closed(conn);
                         }
@@ -330,7 +352,7 @@ impl Driver {
                 }
             }
             Message::FetchFailed { sha256, reason } => {
-                if let Some(reply) = self.fetches.remove(&sha256) {
+                if let Some((_, reply)) = self.fetches.remove(&sha256) {
                     let _ = reply.send(Err(reason));
                 }
             }

@@ -13,14 +13,20 @@
 //!
 //! Dropping the client closes the connection.
 //!
+//! Parts: `options` ([`ClientOptions`], [`SetLocation`]), `error` ([`ClientError`]), `shared`
+//! (what the API and the driver share), `driver` (the connection loop), [`offset`] (the band-time
+//! estimate).
+//!
 //! Thread: the API from any thread (`Client` is `Send + Sync`); the driver (`driver`) on the
 //! client's own thread.
 
 mod driver;
+mod error;
 pub mod offset;
+mod options;
+mod shared;
 
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, mpsc};
 use std::thread::JoinHandle;
@@ -30,122 +36,21 @@ use loophole_engine::control::ControlCommand;
 use loophole_engine::time::Beats;
 use loophole_net_proto::node::{NodeClient, NodeConfig};
 pub use loophole_net_proto::node::{NodeEvent, Pressed};
-use loophole_net_proto::v1::{Answer, Query, RefuseReason, SetKind};
+use loophole_net_proto::v1::{Answer, Query, SetKind};
 use tokio::sync::mpsc as tokio_mpsc;
 
 use crate::cache;
 use crate::join::JoinCode;
+pub use error::ClientError;
 use offset::OffsetEstimator;
+pub use options::{ClientOptions, SetLocation};
+use shared::{Command, Shared};
 
-/// How to join.
-#[derive(Debug, Clone)]
-pub struct ClientOptions {
-    /// The node's name (unique in the band).
-    pub name: String,
-    /// The last seq of the log the node holds (0: a new node; what [`Client::last_seq`] said
-    /// before a restart, to resume after it).
-    pub last_seq: u64,
-    /// Ask for no backlog: resume after the log's head, whatever it is (for `ctl`).
-    pub skip_backlog: bool,
-    /// How long [`Client::connect`] keeps trying before it gives up.
-    pub connect_timeout: Duration,
-    /// This run's incarnation (default: random).
-    pub incarnation: Option<u64>,
-}
-
-impl ClientOptions {
-    /// A new node called `name`: last seq 0, backlog wanted, 5 s to connect.
-    pub fn new(name: &str) -> ClientOptions {
-        ClientOptions {
-            name: name.to_string(),
-            last_seq: 0,
-            skip_backlog: false,
-            connect_timeout: Duration::from_secs(5),
-            incarnation: None,
-        }
-    }
-}
-
-/// Where the set is, once fetched.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SetLocation {
-    /// The built-in demo (`loophole_engine::demo::session()`).
-    Demo,
-    /// The session file, laid out in the cache with the files it references.
-    File(PathBuf),
-}
-
-/// Why the client cannot do something.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum ClientError {
-    /// The conductor refused the hello.
-    #[error("the conductor refused this node: {0}")]
-    Refused(String),
-    /// The conductor's certificate is not the one the join code names.
-    #[error("{0}")]
-    CertificateMismatch(String),
-    /// No connection within the timeout.
-    #[error("the conductor at {address} is unreachable (gave up after {after:?}: {last})")]
-    Unreachable {
-        /// The address tried.
-        address: SocketAddr,
-        /// How long it tried.
-        after: Duration,
-        /// The last error.
-        last: String,
-    },
-    /// The conductor closed the connection for good (a protocol error or the rate limit).
-    #[error("the conductor closed the connection: {0}")]
-    Closed(String),
-    /// Not connected now (reconnecting).
-    #[error("not connected to the conductor (reconnecting)")]
-    NotConnected,
-    /// Something did not arrive in time.
-    #[error("timed out waiting for {0}")]
-    Timeout(String),
-    /// The set could not be fetched or laid out.
-    #[error("cannot fetch the set: {0}")]
-    Set(String),
-    /// The client could not start (runtime, socket, TLS setup).
-    #[error("cannot start the conductor client: {0}")]
-    Setup(String),
-}
-
-impl ClientError {
-    fn refused(reason: RefuseReason) -> ClientError {
-        ClientError::Refused(reason.to_string())
-    }
-}
-
-/// What the API asks the driver.
-enum Command {
-    /// The core has something to send.
-    Flush,
-    /// Ask the conductor a question.
-    Query(Query, mpsc::Sender<Answer>),
-    /// Fetch a file of the set.
-    Fetch([u8; 32], mpsc::Sender<Result<Vec<u8>, String>>),
-    /// Close and stop.
-    Shutdown,
-}
-
-/// What the API and the driver share.
-struct Shared {
-    core: Mutex<NodeClient>,
-    epoch: Instant,
-    connected: AtomicBool,
-    clock: Mutex<OffsetEstimator>,
-    downloads: AtomicU64,
-    offer: Mutex<Option<(u32, SetKind)>>,
-    offer_changed: Condvar,
-    closed: Mutex<Option<String>>,
-}
-
-impl Shared {
-    fn now(&self) -> Duration {
-        self.epoch.elapsed()
-    }
-}
+// The node calls the client from its control and UI threads.
+const _: fn() = || {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Client>();
+};
 
 /// A node's connection to its conductor. See the module docs.
 pub struct Client {
@@ -230,7 +135,7 @@ impl Client {
                 continue;
             }
             let (tx, rx) = mpsc::channel();
-            self.commands.send(Command::Fetch(f.sha256, tx)).map_err(|_| ClientError::NotConnected)?;
+            self.commands.send(Command::Fetch(f.sha256, f.size, tx)).map_err(|_| ClientError::NotConnected)?;
             waiting.push((f, rx));
         }
         for (f, rx) in waiting {

@@ -67,7 +67,7 @@ pub async fn run(incoming: quinn::Incoming, id: ConnId, ctx: Arc<ConnContext>) {
         }
     };
     let (out, outputs) = mpsc::unbounded_channel();
-    if ctx.input.send(Input::Open { conn: id, out, remote }).is_err() {
+    if ctx.input.send(Input::Open { conn: id, out, remote, connection: conn.clone() }).is_err() {
         return;
     }
     let reason = serve(&conn, id, &ctx, send, recv, outputs).await;
@@ -108,6 +108,7 @@ async fn serve(
     let mut decoder = FrameDecoder::new();
     let mut buf = vec![0u8; 16 * 1024];
     let mut welcomed = false;
+    let (mut limited, mut last_noted) = (0u64, None);
     let rate =
         |what: &str| Some((CLOSE_RATE, format!("rate limit: more than {} {what} a second", ctx.limits.frame_rate)));
     loop {
@@ -129,6 +130,14 @@ async fn serve(
                                 let refusal = Message::PressRefused { press: *press, reason: PressRefusal::RateLimited };
                                 if !write(&mut send, &refusal).await {
                                     return None;
+                                }
+                                limited += 1;
+                                // Told to the log at most once a second per connection.
+                                if last_noted.is_none_or(|t: Instant| t.elapsed() >= Duration::from_secs(1)) {
+                                    last_noted = Some(Instant::now());
+                                    warn!(conn = id.0, refused = limited, "presses refused: rate limit");
+                                    let fields = serde_json::json!({"conn": id.0, "reason": PressRefusal::RateLimited.to_string(), "refused_so_far": limited});
+                                    let _ = ctx.input.send(Input::Note { event: "press-refused", fields });
                                 }
                                 continue;
                             }

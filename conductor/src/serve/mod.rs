@@ -156,6 +156,10 @@ impl Server {
                 }
             });
             closer.close(0u32.into(), b"the conductor is shutting down");
+            // Let the close reach every node (else they wait for the idle timeout).
+            runtime.block_on(async {
+                let _ = tokio::time::timeout(Duration::from_millis(100), closer.wait_idle()).await;
+            });
             runtime.shutdown_timeout(Duration::from_millis(200));
             result
         })?;
@@ -258,8 +262,10 @@ pub fn lan_address() -> Option<IpAddr> {
     (!ip.is_unspecified()).then_some(ip)
 }
 
-/// Writes the join codes with labels (`performer: CODE`), one a line.
+/// Writes the join codes with labels (`performer: CODE`), one a line, readable by the owner
+/// only (they carry the secrets).
 pub fn write_codes(path: &Path, codes: &[(Role, JoinCode)]) -> anyhow::Result<()> {
     let text: String = codes.iter().map(|(r, c)| format!("{}: {c}\n", role_name(*r))).collect();
-    std::fs::write(path, text).with_context(|| format!("{}: cannot write the join codes", path.display()))
+    crate::identity::write_private(path, text.as_bytes())
+        .with_context(|| format!("{}: cannot write the join codes", path.display()))
 }

@@ -36,6 +36,9 @@ pub enum Input {
         out: mpsc::UnboundedSender<Output>,
         /// Its address.
         remote: SocketAddr,
+        /// The connection, closed from here when the core gives up on it (its task may be
+        /// blocked writing to a peer that stopped reading).
+        connection: quinn::Connection,
     },
     /// A message arrived on a connection.
     Message {
@@ -83,6 +86,7 @@ pub enum Output {
 
 struct Conn {
     out: mpsc::UnboundedSender<Output>,
+    connection: quinn::Connection,
     remote: SocketAddr,
     name: Option<String>,
 }
@@ -159,10 +163,11 @@ impl Session {
 
     fn input(&mut self, input: Input) -> anyhow::Result<()> {
         match input {
-            Input::Open { conn, out, remote } => {
-                self.conns.insert(conn, Conn { out, remote, name: None });
+            Input::Open { conn, out, remote, connection } => {
+                self.conns.insert(conn, Conn { out, connection, remote, name: None });
             }
             Input::Gone { conn } => {
+                self.core.disconnected(conn);
                 if let Some(c) = self.conns.remove(&conn) {
                     info!(conn = conn.0, remote = %c.remote, node = c.name.as_deref().unwrap_or("-"), "connection closed");
                 }
@@ -335,6 +340,7 @@ impl Session {
         }
         for (conn, code, reason) in closes {
             if let Some(c) = self.conns.remove(&conn) {
+                c.connection.close(code.into(), reason.as_bytes());
                 let _ = c.out.send(Output::Close { code, reason });
             }
         }

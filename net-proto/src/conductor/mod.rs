@@ -371,6 +371,17 @@ impl Conductor {
         }
     }
 
+    /// The driver's connection `conn` ended (closed by either side): the node on it is
+    /// forgotten now rather than after [`Config::dead_after`] (no event: the driver knows). It
+    /// rejoins with a hello on a new connection.
+    pub fn disconnected(&mut self, conn: ConnId) {
+        if let Some(p) = self.peers.remove(&conn)
+            && self.by_name.get(&p.name) == Some(&conn)
+        {
+            self.by_name.remove(&p.name);
+        }
+    }
+
     /// Does what falls due at `at`: forgets silent nodes, resends unacknowledged entries, pings.
     pub fn handle_timeout(&mut self, at: Moment) {
         let now = at.time;
