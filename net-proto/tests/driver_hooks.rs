@@ -96,8 +96,13 @@ fn tempo_changes_of_the_log_are_kept_and_restored() {
     let mut c = Conductor::new(band(), Config::new(vec![(Role::Performer, SECRET)]));
     let tempo = c.press(at(0), ControlCommand::Tempo { bpm: 90.0 }, "ctl").unwrap();
     let bridge = c.press(at(10), scene("bridge"), "ctl").unwrap();
+    let entry = |c: &Conductor, seq: u64| c.sequencer().entry(seq).unwrap().target_beat;
+    // The clock learns a change when the band's beat reaches it (it is what the band made).
+    assert!(c.sequencer().tempo_changes().is_empty());
+    let past = entry(&c, tempo).max(entry(&c, bridge)) + 1.0;
+    c.handle_timeout(at((past * 500.0) as u64));
     let changes = c.sequencer().tempo_changes().to_vec();
-    let entry = |seq: u64| c.sequencer().entry(seq).unwrap().target_beat;
+    let entry = |seq: u64| entry(&c, seq);
     assert_eq!(changes.len(), 2, "{changes:?}");
     assert_eq!((changes[0].beat.0, changes[0].tempo), (entry(tempo), Some(Bpm(90.0))));
     assert_eq!((changes[1].beat.0, changes[1].tempo), (entry(bridge), Some(Bpm(100.0))));

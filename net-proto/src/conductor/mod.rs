@@ -214,12 +214,14 @@ impl Conductor {
         self.peers.iter().map(|(c, p)| (*c, p.name.as_str(), p.role, p.acked, p.rtt.srtt()))
     }
 
-    /// The lead a press gets now: the slowest node's resend timeout (round trip plus jitter)
-    /// times one plus [`Config::resends_covered`], plus [`Config::margin`].
+    /// The lead a press gets now: the slowest measured node's resend timeout (round trip plus
+    /// jitter) times one plus [`Config::resends_covered`], plus [`Config::margin`].
     pub fn lead(&self) -> Duration {
-        let rto = self
-            .peers
-            .values()
+        // Peers not measured yet (a node or a `ctl` that has just said hello: its first ping
+        // answers within a round trip) do not stretch the lead to the assumed round trip; when
+        // no peer is measured, the assumed one is used.
+        let measured = self.peers.values().filter(|p| p.rtt.samples() > 0);
+        let rto = measured
             .map(|p| p.rtt.timeout(self.config.min_rto))
             .max()
             .unwrap_or_else(|| RttEstimator::new(self.config.initial_rtt).timeout(self.config.min_rto));

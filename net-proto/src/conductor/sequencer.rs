@@ -75,8 +75,10 @@ impl Sequencer {
 
     /// The tempo and time-signature changes the log's entries schedule (a tempo command, a
     /// scene with its own tempo or time signature), each at the beat it applies: the driver
-    /// builds its beat clock from the set's tempo and these. Changes that follow actions,
-    /// playlists or the arrangement make later are not included.
+    /// builds its beat clock from the set's tempo and these. After a restore they are the
+    /// entries' changes at once; as the band's beat passes, the changes its Pulse really makes
+    /// (follow actions and playlists launching scenes with their own tempo included) are added,
+    /// each once, at their beats.
     pub fn tempo_changes(&self) -> &[TempoChange] {
         &self.tempo_changes
     }
@@ -143,9 +145,7 @@ impl Sequencer {
                 Sequencer::make(&mut probe, &self.pending, earliest, true);
                 let _ = probe.tick(earliest, earliest);
                 while probe.poll_command().is_some() {}
-                let _ = probe.take_tempo_changes();
                 let ids = probe.press(action, earliest).map_err(|e| PressRefusal::Invalid(e.to_string()))?;
-                let changes = probe.take_tempo_changes();
                 let mut target: Option<f64> = None;
                 while let Some(c) = probe.poll_command() {
                     if let Command::Schedule(s) = c
@@ -156,7 +156,6 @@ impl Sequencer {
                 }
                 let target = Beats(target.unwrap_or(earliest.0).max(earliest.0));
                 self.hold(target, self.head() + 1, action);
-                self.tempo_changes.extend(changes);
                 target
             }
         };
@@ -180,7 +179,12 @@ impl Sequencer {
     fn drain(&mut self) {
         while self.pulse.poll_command().is_some() {}
         while self.pulse.poll_event().is_some() {}
-        // Kept by Sequencer::tempo_changes as entries are sequenced.
-        let _ = self.pulse.take_tempo_changes();
+        // The changes the band really made (entries, and the scene tempos that follow actions
+        // and playlists launch), each once: the beat clock takes them as they come.
+        for c in self.pulse.take_tempo_changes() {
+            if !self.tempo_changes.contains(&c) {
+                self.tempo_changes.push(c);
+            }
+        }
     }
 }
