@@ -163,9 +163,20 @@ fn print_status(s: &Status, out: &mut impl Write) -> std::io::Result<()> {
     )?;
     writeln!(out, "nodes ({}):", s.nodes.len())?;
     for n in &s.nodes {
+        let report = match &n.report {
+            Some(r) => format!(
+                "  tracks {}  output {}  late {}  xruns {}{}",
+                if r.tracks.is_empty() { "-".to_string() } else { r.tracks.join(",") },
+                r.ahead_us.map_or("-".to_string(), |a| format!("{:+.1} ms", a as f64 / 1000.0)),
+                r.late,
+                r.xruns,
+                if r.local_presses > 0 { format!("  local presses {}", r.local_presses) } else { String::new() }
+            ),
+            None => String::new(),
+        };
         writeln!(
             out,
-            "  {:<16} {:<9} rtt {:>7.2} ms  acked {}",
+            "  {:<16} {:<9} rtt {:>7.2} ms  acked {}{report}",
             n.name,
             role_name(n.role),
             n.rtt_us as f64 / 1000.0,

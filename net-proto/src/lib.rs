@@ -171,6 +171,13 @@ mod tests {
             Message::Executed { id: 99, beat: 64.0, late: false },
             Message::Ping { nonce: 1, sent_us: 42 },
             Message::Pong { nonce: 1, sent_us: 42, replier_us: 1000 },
+            Message::Report(NodeReport {
+                tracks: vec!["bass".into(), "keys".into()],
+                ahead_us: Some(-1500),
+                late: 1,
+                xruns: 2,
+                local_presses: 0,
+            }),
         ];
         for (i, command) in commands().into_iter().enumerate() {
             msgs.push(entry(i as u64 + 1, 64.0 + i as f64, command.clone()));

@@ -250,6 +250,13 @@ impl NodeClient {
         }
     }
 
+    /// Tells the conductor how the node is doing (for its `status`), when connected.
+    pub fn report(&mut self, report: crate::v1::NodeReport) {
+        if self.state == State::Connected {
+            self.transmits.push_back(Message::Report(report));
+        }
+    }
+
     /// Takes a message from the conductor that arrived at `now`.
     pub fn handle(&mut self, now: Duration, message: Message) {
         if self.state == State::Refused {
@@ -297,7 +304,8 @@ impl NodeClient {
             | Message::Executed { .. }
             | Message::Pong { .. }
             | Message::Fetch { .. }
-            | Message::Query(_) => {}
+            | Message::Query(_)
+            | Message::Report(_) => {}
             // The driver's: the set and the answers to questions.
             Message::SetOffer { .. } | Message::FetchFailed { .. } | Message::Answer(_) => {}
         }

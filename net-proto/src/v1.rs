@@ -155,6 +155,24 @@ pub struct NodeStatus {
     pub rtt_us: u64,
     /// Every entry up to this seq was acknowledged.
     pub acked: u64,
+    /// What the node last reported of itself (`None`: nothing yet, or `ctl`).
+    pub report: Option<NodeReport>,
+}
+
+/// What a node reports of itself ([`Message::Report`]).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct NodeReport {
+    /// The tracks it plays.
+    pub tracks: Vec<String>,
+    /// How far its output position is ahead of the band's time, microseconds (negative:
+    /// behind); it includes the output's buffering.
+    pub ahead_us: Option<i64>,
+    /// Entries that arrived after their beat (started phase-aligned).
+    pub late: u64,
+    /// Its audio path's underruns, gaps and missed deadlines so far.
+    pub xruns: u64,
+    /// Presses it applied alone while the conductor was unreachable.
+    pub local_presses: u64,
 }
 
 /// A node's report that it executed an entry ([`Message::Executed`]).
@@ -319,6 +337,8 @@ pub enum Message {
     Query(Query),
     /// Conductor -> node: the answer to a [`Message::Query`].
     Answer(Answer),
+    /// Node -> conductor: how the node is doing (sent every few seconds), for `status`.
+    Report(NodeReport),
 }
 
 impl Message {
@@ -340,6 +360,7 @@ impl Message {
             Message::FetchFailed { .. } => "fetch-failed",
             Message::Query(_) => "query",
             Message::Answer(_) => "answer",
+            Message::Report(_) => "report",
         }
     }
 }

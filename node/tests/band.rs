@@ -185,7 +185,8 @@ fn executed(log: &[Value]) -> BTreeMap<u64, (u64, i64, f64)> {
     let mut out = BTreeMap::new();
     for v in events(log, "executed") {
         let seq = v["seq"].as_u64().expect("seq");
-        let row = (v["id"].as_u64().expect("id"), v["sample"].as_i64().unwrap_or(-1), v["beat"].as_f64().expect("beat"));
+        let row =
+            (v["id"].as_u64().expect("id"), v["sample"].as_i64().unwrap_or(-1), v["beat"].as_f64().expect("beat"));
         assert!(out.insert(seq, row).is_none(), "entry {seq} executed twice: {log:?}");
     }
     out
@@ -235,6 +236,16 @@ fn eight_nodes_on_loopback_execute_every_command_on_the_same_sample() {
         assert!(text.contains("scheduled seq"), "ctl {c:?}: {text}");
         std::thread::sleep(Duration::from_millis(300));
     }
+    // Each node reports itself with its periodic status (every 5 s): `ctl status` shows it.
+    std::thread::sleep(Duration::from_secs(5));
+    let (status, text) = ctl(&dir, &code, &["status"]);
+    assert_eq!(status, 0, "{text}");
+    for n in &names {
+        let line = text.lines().find(|l| l.trim_start().starts_with(&format!("{n} "))).unwrap_or_else(|| {
+            panic!("ctl status does not list {n}:\n{text}");
+        });
+        assert!(line.contains("tracks drums,bass") && line.contains("output") && line.contains("late 0"), "{line}");
+    }
     for n in &mut nodes {
         let status = n.wait(Duration::from_secs(40));
         assert_eq!(status, 0, "{} failed:\n{}", n.name, n.text());
@@ -253,6 +264,12 @@ fn eight_nodes_on_loopback_execute_every_command_on_the_same_sample() {
             assert!((beat - beat0).abs() < 1e-9, "{name}: entry {seq} at beat {beat}, n1 at {beat0}");
         }
         assert_eq!(command_triggers(log), triggers, "{name}: the commands' triggers differ from n1's");
+        // In time, not only on the same sample number: each node's output position stays within
+        // a few blocks of the band's time (the null device renders up to a block ahead).
+        let ahead: Vec<f64> = events(log, "band-clock").iter().filter_map(|v| v["ahead_ms"].as_f64()).collect();
+        eprintln!("{name}: output ahead of the band's time (ms): {ahead:?}");
+        assert!(!ahead.is_empty(), "{name}: no band-clock line");
+        assert!(ahead.iter().all(|a| a.abs() < 25.0), "{name}: out of time with the band: {ahead:?}");
         assert!(events(log, "executed").iter().all(|v| v["late"] == false), "{name}: a late entry on loopback");
     }
 }

@@ -201,6 +201,15 @@ impl Client {
         let _ = self.commands.send(Command::Flush);
     }
 
+    /// Tells the conductor how the node is doing (its tracks, its offset from the band's time,
+    /// late entries, xruns), for `ctl status`. Non-blocking; dropped while not connected.
+    pub fn report(&self, report: loophole_net_proto::v1::NodeReport) {
+        if let Ok(mut core) = self.shared.core.lock() {
+            core.report(report);
+        }
+        let _ = self.commands.send(Command::Flush);
+    }
+
     /// The next event, if any (non-blocking).
     pub fn try_event(&self) -> Option<NodeEvent> {
         self.events.lock().ok()?.try_recv().ok()

@@ -220,11 +220,12 @@ impl Session {
                     nodes: self
                         .core
                         .nodes()
-                        .map(|(_, name, role, acked, rtt)| NodeStatus {
+                        .map(|(conn, name, role, acked, rtt)| NodeStatus {
                             name: name.to_string(),
                             role,
                             rtt_us: rtt.as_micros() as u64,
                             acked,
+                            report: self.core.report(conn).cloned(),
                         })
                         .collect(),
                     recent: log[log.len().saturating_sub(16)..].to_vec(),

@@ -214,6 +214,11 @@ impl Conductor {
         self.peers.iter().map(|(c, p)| (*c, p.name.as_str(), p.role, p.acked, p.rtt.srtt()))
     }
 
+    /// What the node on `conn` last reported of itself.
+    pub fn report(&self, conn: ConnId) -> Option<&crate::v1::NodeReport> {
+        self.peers.get(&conn).and_then(|p| p.report.as_ref())
+    }
+
     /// The lead a press gets now: the slowest measured node's resend timeout (round trip plus
     /// jitter) times one plus [`Config::resends_covered`], plus [`Config::margin`].
     pub fn lead(&self) -> Duration {
@@ -267,6 +272,7 @@ impl Conductor {
             Message::Executed { id, beat, late } => {
                 self.events.push_back(Event::Executed { node: peer.name.clone(), id, beat, late })
             }
+            Message::Report(report) => peer.report = Some(report),
             Message::Ping { nonce, sent_us } => {
                 let replier_us = now.as_micros() as u64;
                 self.transmits.push_back(Transmit { to: conn, message: Message::Pong { nonce, sent_us, replier_us } });
@@ -333,6 +339,7 @@ impl Conductor {
             role,
             incarnation,
             acked: resume_from,
+            report: None,
             in_flight: BTreeMap::new(),
             rtt,
             last_heard: now,

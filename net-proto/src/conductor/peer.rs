@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::rtt::RttEstimator;
-use crate::v1::Role;
+use crate::v1::{NodeReport, Role};
 
 /// An entry sent and not yet acknowledged.
 #[derive(Debug, Clone, Copy)]
@@ -28,6 +28,8 @@ pub(crate) struct Peer {
     pub incarnation: u64,
     /// Every entry up to this seq was acknowledged.
     pub acked: u64,
+    /// What it last reported of itself.
+    pub report: Option<NodeReport>,
     pub in_flight: BTreeMap<u64, InFlight>,
     pub rtt: RttEstimator,
     pub last_heard: Duration,

@@ -47,6 +47,12 @@ impl ConductorLink for Client {
     fn rtt(&self) -> Option<Duration> {
         Client::rtt(self)
     }
+    fn offset_spread(&self) -> Option<Duration> {
+        Client::offset_spread(self)
+    }
+    fn report(&self, report: loophole_net_proto::v1::NodeReport) {
+        Client::report(self, report)
+    }
     fn is_connected(&self) -> bool {
         Client::is_connected(self)
     }

@@ -45,6 +45,10 @@ pub trait ConductorLink: Send {
     fn band_time(&self) -> Option<Duration>;
     /// The round trip to the conductor.
     fn rtt(&self) -> Option<Duration>;
+    /// How much the clock samples disagree (the spread of the middle half of the offsets).
+    fn offset_spread(&self) -> Option<Duration>;
+    /// Tells the conductor how this node is doing (for its `status`).
+    fn report(&self, report: loophole_net_proto::v1::NodeReport);
     /// Whether the conductor is welcoming this node and being heard.
     fn is_connected(&self) -> bool;
 }
@@ -106,12 +110,14 @@ pub struct Band {
     pub connected: bool,
     /// The node's name.
     pub name: String,
+    /// The names of the tracks it plays.
+    pub tracks: Vec<String>,
 }
 
 impl Band {
     /// The band state for a node that joined with `link` and holds `log`.
-    pub fn new(link: Box<dyn ConductorLink>, log: BandLog, name: String) -> Band {
-        Band { link, log, reported: HashSet::new(), local_presses: 0, refused: 0, connected: true, name }
+    pub fn new(link: Box<dyn ConductorLink>, log: BandLog, name: String, tracks: Vec<String>) -> Band {
+        Band { link, log, reported: HashSet::new(), local_presses: 0, refused: 0, connected: true, name, tracks }
     }
 }
 

@@ -5,7 +5,7 @@
 //! conductor and to `--log` (`"event": "executed"` with the command id, its seq, the beat and the
 //! band sample). Thread: control.
 
-use loophole_engine::control::{ControlCommand, ConductorView};
+use loophole_engine::control::{ConductorView, ControlCommand};
 use loophole_engine::pulse::{Action, CommandId, PulseEvent, StopMode, When};
 use loophole_engine::time::Beats;
 use loophole_net_proto::node::{NodeEvent, Pressed};
@@ -21,10 +21,10 @@ use loophole_engine::time::TempoMap;
 use super::control::Control;
 use crate::band::connect::Joined;
 use crate::band::{Band, ConductorLink, Entry, Pushed, StartPoint, start_point};
-use crate::input::Performance;
-use crate::warn_line;
 use crate::inbox::{PressAt, Source};
+use crate::input::Performance;
 use crate::say;
+use crate::warn_line;
 
 /// How far ahead of the band's time now a joining node starts: time to build its audio core and
 /// start the device (it waits for the moment, [`wait_for_start`]).
@@ -92,7 +92,8 @@ impl Control<'_> {
     /// Follows the band from the start point: the log held from there, the tempo map it started
     /// with (kept to rebuild the audio core's after a device failure).
     pub(super) fn follow_band(&mut self, joined: Joined, start: &StartPoint, map: TempoMap) {
-        let Joined { link, mut log, name, .. } = joined;
+        let Joined { link, mut log, name, tracks, session } = joined;
+        let tracks = tracks.iter().map(|t| session.tracks[t.index()].id.clone()).collect();
         log.start_at(start.beat);
         self.tempo_map = map;
         self.tempo_log = start.tempo_changes.clone();
@@ -101,7 +102,7 @@ impl Control<'_> {
                 self.fastest_bps = self.fastest_bps.max(t.beats_per_sample(self.sample_rate));
             }
         }
-        self.band = Some(Band::new(link, log, name));
+        self.band = Some(Band::new(link, log, name, tracks));
         let line = serde_json::json!({
             "sample": start.sample, "beat": start.beat.0, "replayed": start.presses.len(),
         });
@@ -113,10 +114,8 @@ impl Control<'_> {
     /// What the snapshot shows of the band.
     pub(super) fn band_view(&self, snap: &crate::clock::ClockSnapshot) -> Option<ConductorView> {
         let band = self.band.as_ref()?;
-        let ahead_ms = band
-            .link
-            .band_time()
-            .map(|t| (snap.sample as f64 / self.sample_rate as f64 - t.as_secs_f64()) * 1e3);
+        let ahead_ms =
+            band.link.band_time().map(|t| (snap.sample as f64 / self.sample_rate as f64 - t.as_secs_f64()) * 1e3);
         Some(ConductorView {
             node: band.name.clone(),
             connected: band.connected,
@@ -212,7 +211,8 @@ impl Control<'_> {
     fn make_entry(&mut self, entry: Entry, now: Beats) -> anyhow::Result<()> {
         let Entry { id, target, command, .. } = entry;
         let playing = self.transport.snapshot().playing;
-        let scheduled = self.perform(Source::Conductor, PressAt::Exact(target, CommandId(id)), command, now, playing)?;
+        let scheduled =
+            self.perform(Source::Conductor, PressAt::Exact(target, CommandId(id)), command, now, playing)?;
         // A command that schedules no trigger (a tempo, the mixer, a setting, a stop of a silent
         // track) executed when it was made at its target: report it now. Triggers report as
         // they execute (`band_executed`).
@@ -230,7 +230,8 @@ impl Control<'_> {
         }
         let stop = Action::StopAll { mode: StopMode::Immediate };
         let fold = Beats(beat.0.min(self.transport.snapshot().beat));
-        let pressed = self.pulse.tick(fold, beat).and_then(|()| self.pulse.press_when(stop, When::At { beat, id }, fold));
+        let pressed =
+            self.pulse.tick(fold, beat).and_then(|()| self.pulse.press_when(stop, When::At { beat, id }, fold));
         if let Err(e) = pressed {
             self.warn(format!("stop at beat {:.2}: {e}", beat.0));
         }
@@ -276,6 +277,32 @@ impl Control<'_> {
             serde_json::json!({
                 "id": id, "seq": seq, "origin": origin, "command": command, "target": target,
                 "beat": beat, "sample": sample, "late": late,
+            }),
+        )
+    }
+
+    /// With the periodic status: reports the node to the conductor (its tracks, how far its
+    /// output is from the band's time, late entries, xruns: `ctl status` shows them), and writes
+    /// the clock figures to `--log` (`band-clock`): the measure of how well the band's laptops
+    /// agree in time.
+    pub(super) fn band_clock_line(&mut self) -> anyhow::Result<()> {
+        let snap = self.transport.snapshot();
+        let Some(view) = self.band_view(&snap) else { return Ok(()) };
+        let spread_ms = self.band.as_ref().and_then(|b| b.link.offset_spread()).map(|d| d.as_secs_f64() * 1e3);
+        if let Some(band) = &self.band {
+            band.link.report(loophole_net_proto::v1::NodeReport {
+                tracks: band.tracks.clone(),
+                ahead_us: view.ahead_ms.map(|a| (a * 1e3).round() as i64),
+                late: view.late,
+                xruns: self.health.xruns,
+                local_presses: view.local_presses,
+            });
+        }
+        self.band_line(
+            "band-clock",
+            serde_json::json!({
+                "ahead_ms": view.ahead_ms, "rtt_ms": view.rtt_ms, "spread_ms": spread_ms,
+                "connected": view.connected, "sample": snap.sample,
             }),
         )
     }

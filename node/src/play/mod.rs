@@ -61,7 +61,7 @@ use crate::midi::{MidiOptions, MidiRig};
 use crate::{BadInput, warn_line};
 use control::Control;
 use devices::Devices;
-use setup::{build_engine, join_link, start_capture};
+use setup::{build_engine_then, join_link, start_capture};
 
 /// How often the control thread wakes up.
 pub const TICK: Duration = Duration::from_millis(2);
@@ -169,17 +169,16 @@ pub fn run(opts: PlayOptions) -> anyhow::Result<PlaySummary> {
         false => (None, None),
     };
     let new_map = || loophole_engine::time::TempoMap::new(sample_rate, perf.session.tempo, perf.session.beats_per_bar);
-    // In a band the node starts at the band's sample and beat a moment from now (band::start).
-    let band_start = joined.as_ref().map(|j| band::start_ahead(j, &perf, sample_rate));
-    let (map, start) = match &band_start {
-        Some((_, p)) => (p.tempo_map(&perf.session, sample_rate), p.sample as u64),
-        None => (new_map(), 0),
-    };
-    // Frames the performance lasts are counted from its first sample.
-    let total = frames.map(|f| start + f);
     let mut midi_out = None;
-    let (mut pulse, mut core, meters, tempo_tx) =
-        build_engine(&perf, map.clone(), sample_rate, &transport, start, link_audio, |signal| {
+    // In a band the node starts at the band's sample and beat a moment from now (band::start),
+    // decided once the engine is built.
+    let mut band_start = None;
+    let (mut pulse, mut core, meters, tempo_tx) = build_engine_then(
+        &perf,
+        sample_rate,
+        &transport,
+        link_audio,
+        |signal| {
             let (out, lines) = MidiOut::open(&perf.session, opts.midi.backend().as_mut(), sample_rate, signal);
             for line in lines {
                 warn_line(format_args!("loophole: {line}"));
@@ -188,7 +187,21 @@ pub fn run(opts: PlayOptions) -> anyhow::Result<PlaySummary> {
             if let Some(j) = &joined {
                 band::keep_others_silent(j, signal);
             }
-        })?;
+        },
+        || match &joined {
+            Some(j) => {
+                let (at, p) = band::start_ahead(j, &perf, sample_rate);
+                let clock = (p.tempo_map(&perf.session, sample_rate), p.sample as u64);
+                band_start = Some((at, p));
+                clock
+            }
+            None => (new_map(), 0),
+        },
+    )?;
+    let start = core.sample().max(0) as u64;
+    let map = band_start.as_ref().map(|(_, p)| p.tempo_map(&perf.session, sample_rate)).unwrap_or_else(new_map);
+    // Frames the performance lasts are counted from its first sample.
+    let total = frames.map(|f| start + f);
     if let Some((_, p)) = &band_start {
         band::join_pulse(&mut pulse, p)?;
     }
@@ -215,9 +228,8 @@ pub fn run(opts: PlayOptions) -> anyhow::Result<PlaySummary> {
     control.midi_out = midi_out;
     control.link = link;
     control.swap = swap;
-    if let (Some(j), Some((at, p))) = (joined.take(), &band_start) {
+    if let (Some(j), Some((_, p))) = (joined.take(), &band_start) {
         control.follow_band(j, p, map);
-        band::wait_for_start(control.band.as_ref().map(|b| b.link.as_ref()), *at);
     }
     if opts.link.stdin_commands {
         crate::stdin::spawn(control.inbox.sender());
@@ -230,6 +242,10 @@ pub fn run(opts: PlayOptions) -> anyhow::Result<PlaySummary> {
     }
     // Press what is due at the very start before the first block is rendered.
     control.step()?;
+    if let Some((at, _)) = &band_start {
+        // The first sample is the band's at `at`: start the device then.
+        band::wait_for_start(control.band.as_ref().map(|b| b.link.as_ref()), *at);
+    }
     let mut backend = devices.start(core, total, &mut control, &mut capture)?;
 
     let mut interrupted = false;
@@ -247,6 +263,7 @@ pub fn run(opts: PlayOptions) -> anyhow::Result<PlaySummary> {
         let underruns: u64 = control.meters.iter().map(|m| m.stream_underruns()).sum();
         control.set_health(backend.label(), &health.figures(&backend), underruns);
         if due {
+            control.band_clock_line()?;
             let line = control.status_line();
             let refused = match transport.refused_tempo_changes() {
                 0 => String::new(),

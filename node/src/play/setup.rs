@@ -33,6 +33,19 @@ pub(super) fn build_engine(
     link: Option<LinkAudio>,
     connect: impl FnOnce(&mut loophole_engine::signal::Signal),
 ) -> anyhow::Result<Engine> {
+    build_engine_then(perf, sample_rate, transport, link, connect, || (clock, start))
+}
+
+/// [`build_engine`] whose clock and first sample are decided once the engine is built (a band
+/// node picks its start on the band's clock as late as it can: building the engine takes time).
+pub(super) fn build_engine_then(
+    perf: &Performance,
+    sample_rate: u32,
+    transport: &Arc<Transport>,
+    link: Option<LinkAudio>,
+    connect: impl FnOnce(&mut loophole_engine::signal::Signal),
+    clock: impl FnOnce() -> (TempoMap, u64),
+) -> anyhow::Result<Engine> {
     let (pulse, mut signal) = loophole_engine::build(
         perf.session.clone(),
         &EngineConfig { sample_rate, max_block: 1024, queue_capacity: 8192 },
@@ -40,6 +53,7 @@ pub(super) fn build_engine(
     .map_err(|e| BadInput(e.to_string()))
     .context("cannot build the engine")?;
     connect(&mut signal);
+    let (clock, start) = clock();
     let meters = signal.meters();
     let mut core = match link {
         Some(link) => AudioCore::with_link(signal, link, start as i64, transport.clone()),
