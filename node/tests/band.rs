@@ -10,6 +10,8 @@
 //! Bounded: each test runs its processes for at most ~20 s; they run one at a time.
 
 mod common;
+#[allow(dead_code)]
+mod link_support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
@@ -18,7 +20,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use common::{bin, scratch};
+use common::scratch;
 use serde_json::Value;
 
 /// One band test at a time: each runs real-time processes on a 2-core machine.
@@ -121,10 +123,27 @@ impl Drop for Proc {
     }
 }
 
+/// `program` in network namespace `ns` (`None`: this one).
+fn command_in(ns: Option<&str>, program: &Path) -> Command {
+    match ns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns]).arg(program);
+            c
+        }
+        None => Command::new(program),
+    }
+}
+
 /// A conductor serving the demo set on `port`, with its state in `dir/state`; and its join code.
 fn serve(dir: &Path, port: u16) -> (Proc, String) {
-    let mut cmd = Command::new(conductor_bin());
-    cmd.current_dir(dir).args(["serve", "--demo", "--listen", &format!("127.0.0.1:{port}"), "--state", "state"]);
+    serve_at(dir, None, &format!("127.0.0.1:{port}"))
+}
+
+/// A conductor serving the demo set on `listen` in namespace `ns`.
+fn serve_at(dir: &Path, ns: Option<&str>, listen: &str) -> (Proc, String) {
+    let mut cmd = command_in(ns, &conductor_bin());
+    cmd.current_dir(dir).args(["serve", "--demo", "--listen", listen, "--state", "state"]);
     let p = Proc::spawn("conductor", cmd);
     let line = p.wait_for("join code: ", Duration::from_secs(20));
     let code = line.trim().strip_prefix("join code: ").expect("the join code line").trim().to_string();
@@ -133,7 +152,12 @@ fn serve(dir: &Path, port: u16) -> (Proc, String) {
 
 /// `ctl` with `args`; its exit code and output.
 fn ctl(dir: &Path, code: &str, args: &[&str]) -> (i32, String) {
-    let out = Command::new(conductor_bin())
+    ctl_in(dir, None, code, args)
+}
+
+/// `ctl` in namespace `ns`.
+fn ctl_in(dir: &Path, ns: Option<&str>, code: &str, args: &[&str]) -> (i32, String) {
+    let out = command_in(ns, &conductor_bin())
         .current_dir(dir)
         .args(["ctl", "--join", code])
         .args(args)
@@ -147,7 +171,12 @@ fn ctl(dir: &Path, code: &str, args: &[&str]) -> (i32, String) {
 /// A node `name` playing for `seconds`, logging to `dir/name.jsonl` (and capturing to
 /// `dir/name.wav` with `capture`), with extra arguments.
 fn node(dir: &Path, code: &str, name: &str, seconds: f64, capture: bool, extra: &[&str]) -> Proc {
-    let mut cmd = bin();
+    node_in(dir, None, code, name, seconds, capture, extra)
+}
+
+/// [`node`] in namespace `ns`.
+fn node_in(dir: &Path, ns: Option<&str>, code: &str, name: &str, seconds: f64, capture: bool, extra: &[&str]) -> Proc {
+    let mut cmd = command_in(ns, Path::new(env!("CARGO_BIN_EXE_loophole-node")));
     cmd.current_dir(dir).args([
         "play",
         "--conductor",
@@ -281,6 +310,25 @@ fn frames(path: &Path) -> Vec<[f32; 2]> {
     s.chunks_exact(2).map(|c| [c[0], c[1]]).collect()
 }
 
+/// `late[from..to]` is `early[from..to]`: the same audio on the same band samples, to within
+/// -120 dBFS (the joined node's engine started at another block boundary; its float rounding
+/// can differ in the last bit: measured differences are of the order of 1e-9, and none on most
+/// runs). A node out of phase by even one sample differs by far more.
+fn assert_in_phase(early: &[[f32; 2]], late: &[[f32; 2]], from: usize, to: usize) {
+    let mut worst = (0.0f32, from);
+    for k in from..to {
+        let d = (late[k][0] - early[k][0]).abs().max((late[k][1] - early[k][1]).abs());
+        if d > worst.0 {
+            worst = (d, k);
+        }
+    }
+    eprintln!("largest difference after the first bar: {:e} at frame {}", worst.0, worst.1);
+    assert!(worst.0 < 1e-6, "frame {} after the join differs by {:e}: not in phase", worst.1, worst.0);
+    // The comparison is not vacuous: one sample off, the drums differ audibly.
+    let shifted = (from..to - 1).map(|k| (late[k][0] - early[k + 1][0]).abs()).fold(0.0f32, f32::max);
+    assert!(shifted > 1e-3, "one sample off differs by only {shifted:e}: the span is too quiet to tell");
+}
+
 #[test]
 fn a_node_joining_mid_song_plays_in_phase_within_a_bar() {
     let _serial = serial();
@@ -310,9 +358,7 @@ fn a_node_joining_mid_song_plays_in_phase_within_a_bar() {
     assert!(end > bar + 48_000, "the captures overlap by {end} frames");
     let loud = l[bar..end].iter().filter(|f| f[0].abs() > 1e-3).count();
     assert!(loud > 4_800, "the drums play in the compared span ({loud} loud frames)");
-    for k in bar..end {
-        assert_eq!(l[k], e[offset + k], "frame {k} after the join (band sample {}) differs", l0 as usize + k);
-    }
+    assert_in_phase(&e[offset..], &l, bar, end);
 }
 
 #[test]
@@ -394,4 +440,78 @@ fn a_wrong_join_code_is_refused_clearly() {
         assert!(n.text().contains(says), "expected '{says}':\n{}", n.text());
         assert!(!n.text().contains("panicked"), "{}", n.text());
     }
+}
+
+/// The first frame louder than -60 dBFS.
+fn onset(frames: &[[f32; 2]]) -> Option<usize> {
+    frames.iter().position(|f| f[0].abs().max(f[1].abs()) > 1e-3)
+}
+
+/// The IPv4 address of `eth0` in namespace `ns`.
+fn address_of(ns: &str) -> String {
+    let out = Command::new("ip").args(["-n", ns, "-4", "-o", "addr", "show", "eth0"]).output().expect("ip runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let cidr = text.split_whitespace().skip_while(|w| *w != "inet").nth(1).expect("an inet address");
+    cidr.split('/').next().expect("an address").to_string()
+}
+
+#[test]
+fn a_rig_in_namespaces_switches_scenes_on_the_same_sample_and_a_fourth_node_joins_in_phase() {
+    let _serial = serial();
+    let Some(rig) = link_support::Rig::or_skip(5, "band rig in namespaces") else { return };
+    let _links = link_support::serial();
+    let dir = scratch("band-netns");
+    let ns = |i: usize| Some(rig.ns[i].as_str());
+    let listen = format!("{}:4460", address_of(&rig.ns[0]));
+    let (_conductor, code) = serve_at(&dir, ns(0), &listen);
+    let tracks = ["drums", "bass", "chords"];
+    let mut nodes: Vec<Proc> = tracks
+        .iter()
+        .enumerate()
+        .map(|(i, t)| node_in(&dir, ns(i + 1), &code, t, 12.0, true, &["--tracks", t]))
+        .collect();
+    for n in &nodes {
+        n.wait_for("joining the band at bar", Duration::from_secs(30));
+    }
+    let (status, text) = ctl_in(&dir, ns(0), &code, &["scene.trigger", "verse"]);
+    assert_eq!(status, 0, "{text}");
+    std::thread::sleep(Duration::from_secs(4));
+    let mut fourth = node_in(&dir, ns(4), &code, "drums2", 5.0, true, &["--tracks", "drums"]);
+    fourth.wait_for("1 entries of its log replayed", Duration::from_secs(30));
+    assert_eq!(fourth.wait(Duration::from_secs(30)), 0, "{}", fourth.text());
+    for n in &mut nodes {
+        assert_eq!(n.wait(Duration::from_secs(40)), 0, "{}", n.text());
+    }
+    // From the audio: where each node's track comes in, in band samples.
+    let logs: Vec<Vec<Value>> = tracks.iter().map(|t| log_lines(&dir.join(format!("{t}.jsonl")))).collect();
+    let target = executed(&logs[0])[&1].1;
+    let mut onsets = Vec::new();
+    for (t, log) in tracks.iter().zip(&logs) {
+        assert_eq!(executed(log)[&1].1, target, "{t}: the verse executed on another sample");
+        let f = frames(&dir.join(format!("{t}.wav")));
+        let first = onset(&f).unwrap_or_else(|| panic!("{t}: silent capture")) as i64 + band_start(log);
+        onsets.push(first);
+        eprintln!("{t}: the verse is heard from band sample {first} (its target: {target})");
+    }
+    // Each track is heard from the target sample on: the three laptops switched together. The
+    // instruments' attacks take a moment to pass -60 dBFS (measured: drums 1 sample, bass 3,
+    // the chords' pad 98), so the bound is 5 ms; the `executed` lines above are exact.
+    for (t, o) in tracks.iter().zip(&onsets) {
+        assert!((0..=240).contains(&(o - target)), "{t}: heard from {o}, the target is {target}");
+    }
+    // And in time: every node's output within 25 ms of the band's time.
+    for (t, log) in tracks.iter().zip(&logs) {
+        let ahead: Vec<f64> = events(log, "band-clock").iter().filter_map(|v| v["ahead_ms"].as_f64()).collect();
+        eprintln!("{t}: output ahead of the band's time (ms): {ahead:?}");
+        assert!(!ahead.is_empty() && ahead.iter().all(|a| a.abs() < 25.0), "{t}: {ahead:?}");
+    }
+    // The fourth node came in mid-song: one bar after its first sample its drums are the first
+    // drums node's, sample for sample.
+    let late_log = log_lines(&dir.join("drums2.jsonl"));
+    let (e, l) = (frames(&dir.join("drums.wav")), frames(&dir.join("drums2.wav")));
+    let offset = (band_start(&late_log) - band_start(&logs[0])) as usize;
+    let bar = (4.0 * 60.0 / 120.0 * 48_000.0) as usize;
+    let end = l.len().min(e.len() - offset);
+    assert!(end > bar + 48_000, "the captures overlap by {end} frames");
+    assert_in_phase(&e[offset..], &l, bar, end);
 }
