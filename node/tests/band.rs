@@ -10,7 +10,6 @@
 //! Bounded: each test runs its processes for at most ~20 s; they run one at a time.
 
 mod common;
-#[allow(dead_code)]
 mod link_support;
 
 use std::collections::{BTreeMap, BTreeSet};
