@@ -5,11 +5,15 @@
 //!    commit, framing, QUIC, the client's driver), median and p99, against the UDP figures;
 //! 3. fan-out of one command to 256 client connections on loopback: p99 delivery and the
 //!    conductor's CPU time per command (its threads' run time from /proc schedstat, idle
-//!    subtracted).
+//!    subtracted);
+//! 4. the lead a press gets (how soon after a press the band can switch) with 0, 20 and 100 ms
+//!    of round trip added by a user-space UDP relay between the node and the conductor (`tc
+//!    netem` is not available here), and how early the node had the entry before its beat.
 //!
 //! Thread: the bench's main thread, plus the conductor's and the clients' own.
 
-use std::net::UdpSocket;
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use loophole_conductor::client::{Client, ClientOptions, NodeEvent};
@@ -163,6 +167,88 @@ fn fan_out(nodes: usize, commands: usize) -> (Vec<Duration>, Duration, Duration)
     (delays, busy.saturating_sub(idle_scaled) / commands as u32, idle_scaled / commands as u32)
 }
 
+/// Forwards datagrams from `from` to whatever `to` gives, each `delay` after it arrived (a
+/// constant delay keeps the order). Ends when `from` fails.
+fn delayed_pipe(from: UdpSocket, delay: Duration, send: impl Fn(&[u8]) + Send + 'static) {
+    let (tx, rx) = mpsc::channel::<(Instant, Vec<u8>)>();
+    std::thread::spawn(move || {
+        for (due, bytes) in rx {
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+            send(&bytes);
+        }
+    });
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 65_536];
+        while let Ok(n) = from.recv(&mut buf) {
+            if tx.send((Instant::now() + delay, buf[..n].to_vec())).is_err() {
+                return;
+            }
+        }
+    });
+}
+
+/// A UDP relay in front of `server` adding `one_way` each way; returns the address nodes use.
+/// One node at a time (the first address that sends is the node).
+fn relay(server: SocketAddr, one_way: Duration) -> SocketAddr {
+    let front = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let addr = front.local_addr().expect("addr");
+    let back = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    back.connect(server).expect("connect");
+    // Learn the node's address from its first datagram.
+    let mut buf = vec![0u8; 65_536];
+    let front2 = front.try_clone().expect("clone");
+    let back2 = back.try_clone().expect("clone");
+    std::thread::spawn(move || {
+        let Ok((n, node)) = front.recv_from(&mut buf) else { return };
+        front.connect(node).expect("connect");
+        let _ = back2.send(&buf[..n]);
+        let to_server = back2.try_clone().expect("clone");
+        delayed_pipe(front, one_way, move |b| {
+            let _ = to_server.send(b);
+        });
+        let to_node = front2;
+        delayed_pipe(back, one_way, move |b| {
+            let _ = to_node.send(b);
+        });
+    });
+    addr
+}
+
+/// The lead of presses at the conductor with `added` round trip between it and one node:
+/// (lead, how long before the entry's beat the node had it), medians over `presses`.
+fn lead_with(added: Duration, presses: usize) -> (Duration, Duration) {
+    let server = server(&format!("lead-{}", added.as_millis()));
+    let mut code = server.join_code(Role::Performer).clone();
+    code.address = relay(server.local_addr(), added / 2);
+    let mut o = ClientOptions::new("far");
+    o.connect_timeout = Duration::from_secs(20);
+    let client = Client::connect(&code, o).expect("client joins through the relay");
+    // Let the round-trip estimate settle (the conductor pings every 250 ms).
+    std::thread::sleep(Duration::from_secs(3));
+    while client.try_event().is_some() {}
+    let bpm = loophole_engine::demo::session().tempo.0;
+    let (mut leads, mut margins) = (Vec::new(), Vec::new());
+    for i in 0..presses {
+        let t = server.band_time();
+        let entry = server.press(ControlCommand::Tempo { bpm }, "bench").expect("sequenced");
+        // The demo's tempo from band time 0 (these tempo presses keep it).
+        let now_beat = t.as_secs_f64() * bpm / 60.0;
+        let lead = Duration::from_secs_f64(((entry.target_beat - now_beat) * 60.0 / bpm).max(0.0));
+        let got = wait_entry(&client, Duration::from_secs(10)).unwrap_or_else(|| panic!("press {i} not delivered"));
+        // Band time when the node had it.
+        let had_at = server.band_time().saturating_sub(got.elapsed());
+        let target_time = Duration::from_secs_f64(entry.target_beat * 60.0 / bpm);
+        leads.push(lead);
+        margins.push(target_time.saturating_sub(had_at));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    leads.sort();
+    margins.sort();
+    (percentile(&leads, 0.5), percentile(&margins, 0.5))
+}
+
 fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
@@ -200,4 +286,13 @@ fn main() {
         cpu.as_secs_f64() * 1e3,
         idle.as_secs_f64() * 1e3
     );
+    for added in [0u64, 20, 100] {
+        let (lead, margin) = lead_with(Duration::from_millis(added), 10);
+        println!(
+            "lead with {added} ms of round trip added (UDP relay): {:.0} ms from a press to the beat the band switches on; \
+             the node had the entry {:.0} ms before that beat",
+            lead.as_secs_f64() * 1e3,
+            margin.as_secs_f64() * 1e3
+        );
+    }
 }
