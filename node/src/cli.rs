@@ -168,6 +168,18 @@ pub struct LiveArgs {
     /// Run the audio thread at normal priority (no realtime scheduling, no warning).
     #[arg(long = "no-realtime", overrides_with = "realtime")]
     pub no_realtime: bool,
+    /// Open the launcher window, and fail (exit code 2) when there is no display. Default: open
+    /// it when a display exists (DISPLAY or WAYLAND_DISPLAY set), else play on in the terminal.
+    /// Its keyboard map: docs/ui.md.
+    #[arg(long, overrides_with = "no_ui")]
+    pub ui: bool,
+    /// Never open the launcher window.
+    #[arg(long = "no-ui", overrides_with = "ui")]
+    pub no_ui: bool,
+    /// Test hook: the window's thread stalls for this many milliseconds once, early on (the
+    /// performance must not notice).
+    #[arg(long = "ui-stall-ms", value_name = "MS", hide = true)]
+    pub ui_stall_ms: Option<u64>,
 }
 
 impl LiveArgs {
@@ -219,6 +231,15 @@ impl LiveArgs {
                 controller: self.controller,
             },
             realtime: !self.no_realtime,
+            window: crate::ui_link::WindowOptions {
+                mode: match (self.ui, self.no_ui) {
+                    (true, _) => crate::ui_link::UiMode::On,
+                    (_, true) => crate::ui_link::UiMode::Off,
+                    _ => crate::ui_link::UiMode::Auto,
+                },
+                stall: self.ui_stall_ms.map(std::time::Duration::from_millis),
+                link: None,
+            },
         })
     }
 }

@@ -1,7 +1,8 @@
 //! `loophole-node play` and `demo`: a live performance.
 //!
 //! The audio thread (a cpal device or the null device) runs [`crate::audio::AudioCore`]; this
-//! module is the control thread (the main thread). Every [`TICK`] it reads the audio position
+//! module is the control thread (the main thread, or a spawned one when the window takes the main
+//! thread: [`crate::window`]). Every [`TICK`] it reads the audio position
 //! from the [`crate::clock::Transport`] atomics and ([`control`]):
 //!
 //! - sends each script action to the inbox once the audio reaches `action.beat - lookahead`,
@@ -110,6 +111,8 @@ pub struct PlayOptions {
     pub midi: MidiOptions,
     /// Ask for realtime scheduling of the audio thread (`--realtime`, the default).
     pub realtime: bool,
+    /// The launcher window (`--ui`, `--no-ui`; see [`crate::window`]).
+    pub window: crate::ui_link::WindowOptions,
 }
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
@@ -129,7 +132,8 @@ fn interrupted() -> bool {
     INTERRUPTED.load(Ordering::SeqCst)
 }
 
-/// Plays a performance until its end or Ctrl-C and prints a status line. Thread: main thread.
+/// Plays a performance until its end or Ctrl-C and prints a status line. Thread: the control
+/// thread (the main thread, or the one [`crate::window`] spawns).
 pub fn run(opts: PlayOptions) -> anyhow::Result<PlaySummary> {
     let mut perf = Performance::load(&opts.input)?;
     if !opts.link.enabled && opts.link.stopped {
@@ -195,6 +199,13 @@ pub fn run(opts: PlayOptions) -> anyhow::Result<PlaySummary> {
     control.swap = swap;
     if opts.link.stdin_commands {
         crate::stdin::spawn(control.inbox.sender());
+    }
+    if let Some(window) = &opts.window.link {
+        let _ = window.send(crate::ui_link::UiLink {
+            board: control.board.clone(),
+            inbox: control.inbox.sender(),
+            session: perf.session.clone(),
+        });
     }
     let inputs =
         crate::input::LiveInputs { stdin: opts.link.stdin_commands, controller: opts.midi.controller.is_some() };
