@@ -31,6 +31,15 @@ struct Xvfb {
 
 impl Drop for Xvfb {
     fn drop(&mut self) {
+        // SIGTERM, so that Xvfb removes its lock file and socket; SIGKILL if it lingers.
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(2) {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            sleep(Duration::from_millis(20));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -61,8 +70,15 @@ fn xvfb(test: &str, first: u32) -> Option<Xvfb> {
             .expect("start Xvfb");
         let x = Xvfb { child, display: format!(":{n}") };
         let started = Instant::now();
+        // Ready once a client connects (the socket appears a little before the server answers).
         while started.elapsed() < Duration::from_secs(5) {
-            if Path::new(&format!("/tmp/.X11-unix/X{n}")).exists() {
+            let answered = Command::new("xdotool")
+                .env("DISPLAY", &x.display)
+                .arg("getdisplaygeometry")
+                .stderr(Stdio::null())
+                .output()
+                .is_ok_and(|o| o.status.success());
+            if answered {
                 return Some(x);
             }
             sleep(Duration::from_millis(50));
@@ -227,6 +243,13 @@ fn a_click_and_a_key_in_the_real_window_launch_through_the_inbox_as_ui() {
     // status line in their colours at the same places.
     let img = Xwd::read(&shot);
     assert!(img.width >= 1366 && img.height >= 768);
+    // For review, as a PNG beside the headless ones.
+    let rgb = (0..img.height)
+        .flat_map(|y| (0..img.width).map(move |x| (x, y)))
+        .flat_map(|(x, y)| img.pixel(x, y).to_be_bytes()[1..].to_vec())
+        .collect();
+    let png = Path::new(env!("CARGO_TARGET_TMPDIR")).join("loophole-ui-real-window.png");
+    loophole_ui::headless::Image { width: img.width as u32, height: img.height as u32, rgb }.write_png(&png).unwrap();
     let at = |px: i64, py: i64| img.pixel((wx + px) as usize, (wy + py) as usize);
     assert_eq!(at(700, 3), 0x27_27_2a, "transport bar");
     assert_eq!(at(1366 - 6, 500), 0x1f_1f_23, "side panel");

@@ -50,6 +50,7 @@ fn frame(c: &mut Criterion) {
     let ui = HeadlessLauncher::new(session.clone(), 1366, 768).unwrap();
     let mut seq = snap.seq;
     c.bench_function("ui/model 16x32", |b| b.iter(|| LauncherModel::new(&session, &snap)));
+    c.bench_function("ui/redraw only 16x32 1366x768", |b| b.iter(|| ui.render()));
     c.bench_function("ui/frame 16x32 1366x768 (snapshot -> model -> render)", |b| {
         b.iter(|| {
             // A new snapshot each frame, as the live window gets one every 33 ms.
