@@ -10,7 +10,7 @@ use std::sync::Arc;
 use loophole_engine::control::{ControlCommand, Snapshot};
 use loophole_engine::model::Session;
 use loophole_engine::pulse::MixChange;
-use slint::{Color, ComponentHandle as _, ModelRc, SharedString, VecModel};
+use slint::{Color, ComponentHandle as _, Model, ModelRc, SharedString, VecModel};
 
 use crate::keys::{Cursor, Key, KeyOutcome, Mods, next_quantise, press, scene_command, slot_command, track_stop};
 use crate::model::{LauncherModel, beats};
@@ -24,6 +24,23 @@ fn colour(rgb: u32) -> Color {
 
 fn list<T: Clone + 'static>(items: Vec<T>) -> ModelRc<T> {
     ModelRc::from(Rc::new(VecModel::from(items)))
+}
+
+/// Puts `items` into the window's list `current`: row by row where only some rows changed (so
+/// Slint keeps the other rows' elements and redraws only what changed), or as a new list (via
+/// `set`) when the number of rows changed.
+fn update<T: Clone + PartialEq + 'static>(current: ModelRc<T>, items: Vec<T>, set: impl FnOnce(ModelRc<T>)) {
+    if let Some(rows) = current.as_any().downcast_ref::<VecModel<T>>()
+        && rows.row_count() == items.len()
+    {
+        for (i, item) in items.into_iter().enumerate() {
+            if rows.row_data(i).as_ref() != Some(&item) {
+                rows.set_row_data(i, item);
+            }
+        }
+        return;
+    }
+    set(list(items));
 }
 
 /// What the binding keeps between frames: the session, the snapshot on screen (keys toggle from
@@ -138,11 +155,12 @@ pub fn show(window: &LauncherWindow, model: &LauncherModel) {
     let t = &model.transport;
     window.set_columns(model.tracks.len() as i32);
     window.set_rows(model.scenes.len() as i32);
-    window.set_slots(list(slots));
-    window.set_scenes(list(scenes));
-    window.set_tracks(list(tracks));
-    window.set_steps(list(steps));
-    window.set_next(list(model.next.iter().map(|n| SharedString::from(n.as_str())).collect()));
+    update(window.get_slots(), slots, |m| window.set_slots(m));
+    update(window.get_scenes(), scenes, |m| window.set_scenes(m));
+    update(window.get_tracks(), tracks, |m| window.set_tracks(m));
+    update(window.get_steps(), steps, |m| window.set_steps(m));
+    let next = model.next.iter().map(|n| SharedString::from(n.as_str())).collect();
+    update(window.get_next(), next, |m| window.set_next(m));
     window.set_playlist(playlist.into());
     window.set_position(t.position.as_str().into());
     // The tempo field is not overwritten while the performer types into it.
