@@ -35,7 +35,9 @@ pub fn run(mut opts: PlayOptions) -> anyhow::Result<PlaySummary> {
         if mode == UiMode::On {
             return Err(BadInput(format!("--ui: cannot open the window: {why}")).into());
         }
-        warn_line(format_args!("loophole: no display ({why}); playing on in the terminal (--no-ui says so quietly)"));
+        warn_line(format_args!(
+            "loophole: no display ({why}); playing on in the terminal (--no-ui: no window and no word of it)"
+        ));
         return crate::play::run(opts);
     }
     let (tx, rx) = mpsc::channel();

@@ -140,7 +140,7 @@ fn the_demo_mid_performance_shows_exact_countdowns_their_grid_the_next_follow_ac
 }
 
 #[test]
-fn the_empty_set_draws_an_empty_grid_and_a_stopped_transport() {
+fn the_set_before_anything_is_launched_draws_stopped_slots_and_empty_panels() {
     let session = grid_set(4, 4);
     let snap = at_beat(&session, Script { actions: vec![] }, 1.0);
     let m = LauncherModel::new(&session, &snap);
