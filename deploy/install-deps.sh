@@ -6,8 +6,10 @@ set -euo pipefail
 # libasound2-data: alsa.conf, which defines ALSA's `null` PCM that the unpaced-device and
 # unpaced-input tests open as `alsa:null` (under CI they fail without it). util-linux: taskset,
 # which the bench runner pins its one-thread runs with. fonts-dejavu-core: the text of the UI's headless
-# snapshots (Slint's software renderer draws with the system's fonts).
-PKGS=(build-essential pkg-config cmake libasound2-dev libasound2-data libfontconfig1-dev fonts-dejavu-core libclang-dev sox iproute2 util-linux)
+# snapshots (Slint's software renderer draws with the system's fonts). xvfb, xdotool, x11-apps:
+# the window test runs the real window on a virtual X display (Xvfb), finds and clicks it
+# (xdotool) and takes a screenshot of it (xwd); libxkbcommon-x11-0: winit's keyboard on X11.
+PKGS=(build-essential pkg-config cmake libasound2-dev libasound2-data libfontconfig1-dev fonts-dejavu-core libclang-dev sox iproute2 util-linux xvfb xdotool x11-apps libxkbcommon-x11-0)
 
 missing=()
 for p in "${PKGS[@]}"; do

@@ -169,6 +169,21 @@ pub struct LiveArgs {
     /// Run the audio thread at normal priority (no realtime scheduling, no warning).
     #[arg(long = "no-realtime", overrides_with = "realtime")]
     pub no_realtime: bool,
+    /// Open the launcher window, and fail (exit code 2) when there is no display. Default: open
+    /// it when a display exists (DISPLAY or WAYLAND_DISPLAY set), else play on in the terminal.
+    /// Keys: 1-9 launch scenes, arrows move the slot cursor, Enter launches (Shift: legato), S
+    /// launches the cursor's scene, Backspace stops the track (Shift: all), Space starts/stops,
+    /// +/- tempo (Shift: 10), Q cycles the quantisation, M/O mute/solo; Shift-click legato,
+    /// Alt-click stop (docs/ui.md).
+    #[arg(long, overrides_with = "no_ui")]
+    pub ui: bool,
+    /// Never open the launcher window.
+    #[arg(long = "no-ui", overrides_with = "ui")]
+    pub no_ui: bool,
+    /// Test hook: the window's thread stalls for this many milliseconds once, early on (the
+    /// performance must not notice).
+    #[arg(long = "ui-stall-ms", value_name = "MS", hide = true)]
+    pub ui_stall_ms: Option<u64>,
 }
 
 impl LiveArgs {
@@ -221,6 +236,15 @@ impl LiveArgs {
             },
             realtime: !self.no_realtime,
             band: None,
+            window: crate::ui_link::WindowOptions {
+                mode: match (self.ui, self.no_ui) {
+                    (true, _) => crate::ui_link::UiMode::On,
+                    (_, true) => crate::ui_link::UiMode::Off,
+                    _ => crate::ui_link::UiMode::Auto,
+                },
+                stall: self.ui_stall_ms.map(std::time::Duration::from_millis),
+                link: None,
+            },
         })
     }
 }
@@ -441,6 +465,27 @@ mod tests {
         let Command::Play(args) = cli.command else { panic!("not play") };
         assert_eq!(args.into_options().unwrap().midi.system, MidiSystem::Fake);
         assert!(Cli::try_parse_from(["loophole-node", "demo", "--midi", "jack"]).is_err());
+    }
+
+    #[test]
+    fn the_window_opens_where_a_display_is_unless_ui_or_no_ui_says_otherwise_and_the_last_flag_wins() {
+        use crate::ui_link::UiMode;
+        let window = |args: &[&str]| {
+            let cli = Cli::try_parse_from(args).unwrap();
+            match cli.command {
+                Command::Play(a) => a.into_options().unwrap().window,
+                Command::Demo(a) => a.into_options().unwrap().window,
+                _ => panic!("not live"),
+            }
+        };
+        assert_eq!(window(&["loophole-node", "demo"]).mode, UiMode::Auto);
+        assert_eq!(window(&["loophole-node", "play", "--demo", "--ui"]).mode, UiMode::On);
+        assert_eq!(window(&["loophole-node", "demo", "--no-ui"]).mode, UiMode::Off);
+        assert_eq!(window(&["loophole-node", "demo", "--ui", "--no-ui"]).mode, UiMode::Off);
+        assert_eq!(window(&["loophole-node", "demo", "--no-ui", "--ui"]).mode, UiMode::On);
+        let w = window(&["loophole-node", "demo", "--ui-stall-ms", "500"]);
+        assert_eq!(w.stall, Some(std::time::Duration::from_millis(500)));
+        assert!(w.link.is_none());
     }
 
     #[test]

@@ -9,8 +9,8 @@
 //! - [`play`]: `loophole-node play` and `demo`: the same engine live, on an audio device or on the
 //!   null device, with the control thread that drains the inbox into Pulse (the only caller of
 //!   Pulse), logs what happens and publishes the snapshot.
-//! - [`inbox`]: the one inbox every input sends to (script actions, MIDI pads, the terminal; the UI
-//!   and the conductor client later), each request tagged with its source.
+//! - [`inbox`]: the one inbox every input sends to (script actions, MIDI pads, the terminal, the
+//!   window; the conductor client later), each request tagged with its source.
 //! - [`board`]: where the control thread publishes the latest
 //!   [`Snapshot`](loophole_engine::control::Snapshot), lock-free, for every display.
 //! - [`stdin`]: the terminal as an input (`--stdin-commands`).
@@ -19,6 +19,9 @@
 //! - [`health`]: DSP load and xrun reporting.
 //! - [`ui_snapshot`]: `loophole-node ui-snapshot`: the launcher window drawn headless
 //!   ([`loophole_ui`]) at a beat of an offline performance.
+//! - [`window`]: the live launcher window of `play` and `demo` (`--ui`, `--no-ui`): the
+//!   performance on a spawned thread, Slint's event loop on the main thread; [`ui_link`]: what
+//!   the two exchange.
 //! - [`audio`]: audio output: the realtime callback ([`audio::AudioCore`]), cpal devices, the null
 //!   device (paced by the clock, for machines with no sound card) and the capture writer; audio
 //!   input (a cpal device or the null input) recorded aligned with the output (docs/audio.md).
@@ -39,6 +42,7 @@
 //!                      [--log LOG.jsonl] [--capture OUT.wav] [--input DEVICE|silence|file:PATH|loopback[:MS]]
 //!                      [--record-input FILE.wav] [--link | --no-link] [--stopped] [--stdin-commands]
 //!                      [--controller MAPPING.toml] [--midi-in NAME]... [--midi-out NAME] [--midi system|fake]
+//!                      [--ui | --no-ui]
 //! loophole-node demo   [--script PERF.toml] [--seed N] [same live options as play]
 //! loophole-node devices
 //! loophole-node ui-snapshot (SESSION | --demo) [--script PERF.toml] --at-beat B --out SHOT.png [--size WxH]
@@ -80,8 +84,10 @@ pub mod render;
 pub mod smf;
 pub mod stdin;
 pub mod streaming;
+pub mod ui_link;
 pub mod ui_snapshot;
 pub mod wav;
+pub mod window;
 
 use std::io::Write;
 
@@ -113,8 +119,8 @@ pub fn exit_code(err: &anyhow::Error) -> u8 {
 pub fn run(cli: cli::Cli) -> anyhow::Result<()> {
     match cli.command {
         cli::Command::Render(args) => render::run(&args.into_options()?).map(|_| ()),
-        cli::Command::Play(args) => play::run(args.into_options()?).map(|_| ()),
-        cli::Command::Demo(args) => play::run(args.into_options()?).map(|_| ()),
+        cli::Command::Play(args) => window::run(args.into_options()?).map(|_| ()),
+        cli::Command::Demo(args) => window::run(args.into_options()?).map(|_| ()),
         cli::Command::Devices => devices::run(),
         cli::Command::Arrange(args) => arrange::run(&args),
         cli::Command::UiSnapshot(args) => ui_snapshot::run(&args),

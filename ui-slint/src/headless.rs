@@ -15,7 +15,8 @@ use slint::platform::{Platform, PointerEventButton, WindowAdapter, WindowEvent};
 use slint::{ComponentHandle as _, LogicalPosition, PhysicalSize, PlatformError, Rgb8Pixel};
 
 use crate::LauncherWindow;
-use crate::model::LauncherModel;
+use crate::keys::{Cursor, Mods};
+use crate::view::ViewState;
 
 /// What can go wrong rendering headless.
 #[derive(Debug, thiserror::Error)]
@@ -94,7 +95,7 @@ fn platform() -> Result<(), HeadlessError> {
 pub struct HeadlessLauncher {
     ui: LauncherWindow,
     window: Rc<MinimalSoftwareWindow>,
-    session: Arc<Session>,
+    state: Rc<ViewState>,
     width: u32,
     height: u32,
     sent: Rc<RefCell<Vec<ControlCommand>>>,
@@ -104,6 +105,17 @@ impl HeadlessLauncher {
     /// A window of `width` x `height` pixels for `session`. The commands its clicks send are kept
     /// (see [`HeadlessLauncher::take_commands`]).
     pub fn new(session: Arc<Session>, width: u32, height: u32) -> Result<HeadlessLauncher, HeadlessError> {
+        HeadlessLauncher::with_sender(session, width, height, |_| {})
+    }
+
+    /// Like [`HeadlessLauncher::new`], and every command is also handed to `send` (a node's
+    /// inbox, in the tests of the real command path).
+    pub fn with_sender(
+        session: Arc<Session>,
+        width: u32,
+        height: u32,
+        send: impl Fn(ControlCommand) + 'static,
+    ) -> Result<HeadlessLauncher, HeadlessError> {
         if !(1..=8192).contains(&width) || !(1..=8192).contains(&height) {
             return Err(HeadlessError::Size(width, height));
         }
@@ -115,14 +127,35 @@ impl HeadlessLauncher {
         window.set_size(PhysicalSize::new(width, height));
         let sent = Rc::new(RefCell::new(Vec::new()));
         let keep = sent.clone();
-        crate::view::connect(&ui, session.clone(), move |c| keep.borrow_mut().push(c));
+        let state = ViewState::new(session);
+        let send = Rc::new(send);
+        crate::view::connect(&ui, state.clone(), move |c| {
+            keep.borrow_mut().push(c.clone());
+            send(c);
+        });
         ui.show().map_err(|e| HeadlessError::Platform(e.to_string()))?;
-        Ok(HeadlessLauncher { ui, window, session, width, height, sent })
+        Ok(HeadlessLauncher { ui, window, state, width, height, sent })
     }
 
     /// Shows `snapshot`.
     pub fn show(&self, snapshot: &Snapshot) {
-        crate::view::show(&self.ui, &LauncherModel::new(&self.session, snapshot));
+        crate::view::show_snapshot(&self.ui, &self.state, Arc::new(snapshot.clone()));
+    }
+
+    /// Shows the latest of `snapshot` and redraws (a frame of the live window, headless).
+    pub fn frame(&self, snapshot: Arc<Snapshot>) -> Image {
+        crate::view::show_snapshot(&self.ui, &self.state, snapshot);
+        self.render()
+    }
+
+    /// The keyboard's slot cursor.
+    pub fn cursor(&self) -> Cursor {
+        self.state.cursor()
+    }
+
+    /// The window's Slint component (for geometry and properties).
+    pub fn window(&self) -> &LauncherWindow {
+        &self.ui
     }
 
     /// Draws the window as it is now.
@@ -140,26 +173,82 @@ impl HeadlessLauncher {
 
     /// A left click at (`x`, `y`), in logical pixels (the headless window's scale is 1).
     pub fn click(&self, x: f32, y: f32) {
-        let position = LogicalPosition::new(x, y);
+        self.click_with(x, y, Mods::default());
+    }
+
+    /// A left click at (`x`, `y`) with modifier keys held (pressed before, released after, as a
+    /// keyboard reports them).
+    pub fn click_with(&self, x: f32, y: f32, mods: Mods) {
+        let held = self.modifiers(mods);
         let w = self.ui.window();
+        for k in &held {
+            w.dispatch_event(WindowEvent::KeyPressed { text: (*k).into() });
+        }
+        let position = LogicalPosition::new(x, y);
         w.dispatch_event(WindowEvent::PointerMoved { position });
         w.dispatch_event(WindowEvent::PointerPressed { position, button: PointerEventButton::Left });
         w.dispatch_event(WindowEvent::PointerReleased { position, button: PointerEventButton::Left });
+        for k in held.iter().rev() {
+            w.dispatch_event(WindowEvent::KeyReleased { text: (*k).into() });
+        }
     }
 
-    /// The centre of slot (`col`, `row`) in logical pixels, from the window's own geometry.
+    /// A key typed (pressed and released) with modifiers held: `text` is the key's text (`"1"`,
+    /// `"+"`) or a [`slint::platform::Key`] as a string for the special keys.
+    pub fn key_with(&self, text: &str, mods: Mods) {
+        let held = self.modifiers(mods);
+        let w = self.ui.window();
+        for k in &held {
+            w.dispatch_event(WindowEvent::KeyPressed { text: (*k).into() });
+        }
+        w.dispatch_event(WindowEvent::KeyPressed { text: text.into() });
+        w.dispatch_event(WindowEvent::KeyReleased { text: text.into() });
+        for k in held.iter().rev() {
+            w.dispatch_event(WindowEvent::KeyReleased { text: (*k).into() });
+        }
+    }
+
+    /// A special key typed with no modifier.
+    pub fn key(&self, key: slint::platform::Key) {
+        self.key_with(&slint::SharedString::from(key), Mods::default());
+    }
+
+    fn modifiers(&self, mods: Mods) -> Vec<slint::platform::Key> {
+        use slint::platform::Key;
+        [(mods.shift, Key::Shift), (mods.alt, Key::Alt), (mods.ctrl, Key::Control)]
+            .into_iter()
+            .filter_map(|(on, k)| on.then_some(k))
+            .collect()
+    }
+
+    /// The centre of slot (`col`, `row`) in logical pixels, from the window's own geometry and
+    /// scroll (it may lie outside the grid's area when scrolled out of view).
     pub fn slot_centre(&self, col: usize, row: usize) -> (f32, f32) {
         let ui = &self.ui;
-        let x = ui.get_scene_width() + (col as f32 + 0.5) * ui.get_cell_width();
-        let y = ui.get_bar_height() + ui.get_header_height() + (row as f32 + 0.5) * ui.get_cell_height();
-        (x, y)
+        let (grid, scroll) = crate::view::grid_of(ui);
+        let (x, y) = grid.centre(scroll, col, row);
+        (ui.get_scene_width() + x, ui.get_bar_height() + ui.get_header_height() + y)
     }
 
     /// The centre of scene header `row` in logical pixels.
     pub fn scene_centre(&self, row: usize) -> (f32, f32) {
         let ui = &self.ui;
-        let y = ui.get_bar_height() + ui.get_header_height() + (row as f32 + 0.5) * ui.get_cell_height();
-        (ui.get_scene_width() / 2.0, y)
+        let (grid, scroll) = crate::view::grid_of(ui);
+        let (_, y) = grid.centre(scroll, 0, row);
+        (ui.get_scene_width() / 2.0, ui.get_bar_height() + ui.get_header_height() + y)
+    }
+
+    /// The centre of track `col`'s stop button in logical pixels.
+    pub fn track_stop_centre(&self, col: usize) -> (f32, f32) {
+        let ui = &self.ui;
+        let (grid, scroll) = crate::view::grid_of(ui);
+        let right = ui.get_scene_width() + (col as f32 + 1.0) * grid.cell_w - scroll.x - 2.0;
+        (right - 30.0 + 13.0, ui.get_bar_height() + 3.0 + 9.0)
+    }
+
+    /// The centre of the stop-all button in logical pixels.
+    pub fn stop_all_centre(&self) -> (f32, f32) {
+        (self.width as f32 - 92.0 + 42.0, 6.0 + 14.0)
     }
 
     /// The commands sent by clicks so far, oldest first.

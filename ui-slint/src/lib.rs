@@ -4,9 +4,12 @@
 //! and sends [`ControlCommand`](loophole_engine::control::ControlCommand)s, and nothing else.
 //!
 //! - [`model`]: the view model, plain Rust computed from the session and a snapshot (tested
-//!   without a window).
-//! - [`view`]: the thin Slint binding: puts a model into the window and turns clicks into
-//!   commands.
+//!   without a window); [`panels`]: the transport bar, playlist and follow-action labels.
+//! - [`keys`]: the keyboard map and the click modifiers; [`scroll`]: the grid's scrolling.
+//! - [`view`]: the thin Slint binding: puts a model into the window and turns clicks and keys
+//!   into commands.
+//! - [`live`]: the real window (Slint's winit backend, software renderer) on the main thread,
+//!   reading the node's snapshot on a timer at display rate.
 //! - [`headless`]: renders the window into pixels with Slint's software renderer and a
 //!   `MinimalSoftwareWindow`, for `ui-snapshot`, tests and bug reports on machines with no display.
 //!
@@ -16,7 +19,11 @@
 //! Slint is used under its GPL-3.0-only option here, which the project's GPL-2.0-or-later allows.
 
 pub mod headless;
+pub mod keys;
+pub mod live;
 pub mod model;
+pub mod panels;
+pub mod scroll;
 pub mod view;
 
 #[allow(missing_docs, clippy::all)]
@@ -24,4 +31,4 @@ mod generated {
     slint::include_modules!();
 }
 
-pub use generated::{LauncherWindow, SceneData, SlotData, TrackData};
+pub use generated::{LauncherWindow, SceneData, SlotData, StepData, TrackData};

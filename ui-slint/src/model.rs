@@ -1,10 +1,14 @@
 //! The launcher's view model: what the window shows, computed from the session and one
 //! [`Snapshot`] as plain Rust values, so it is tested without a window (slint's todo-mvc way).
-//! Tracks are columns and scenes rows, as in Live and Bitwig. UI thread; allocates.
+//! Tracks are columns and scenes rows, as in Live and Bitwig; the panels beside the grid are in
+//! [`crate::panels`]. UI thread; allocates.
 
 use loophole_engine::control::Snapshot;
 use loophole_engine::model::{ClipId, SceneId, Session, TrackId};
 use loophole_engine::pulse::FollowSource;
+
+pub use crate::panels::beats;
+use crate::panels::{PlaylistPanel, TransportBar, follow_label, grid_label, health_line};
 
 /// What a launcher slot is doing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,6 +53,11 @@ pub struct Slot {
     pub progress: f64,
     /// Beats left to the queued start or stop (`None`: nothing waits).
     pub countdown: Option<f64>,
+    /// The grid the queued start or stop waits for (`bar`, `beat`, `1/16`, `scene`...; empty
+    /// when nothing waits).
+    pub grid: String,
+    /// A playing clip's follow action: `next: X (70%) / Y (30%) in 2 loops`.
+    pub next: Option<String>,
     /// The clip's colour, 0xRRGGBB (its track's, from [`track_colour`]).
     pub colour: u32,
 }
@@ -62,7 +71,10 @@ pub struct SceneRow {
     pub active: bool,
     /// Beats left to this scene's queued launch.
     pub countdown: Option<f64>,
-    /// Where its follow action goes next and in how many beats it decides, e.g. `→ next in 12`.
+    /// The grid the queued launch waits for (empty when nothing waits).
+    pub grid: String,
+    /// Where its follow action goes next and in how many loops it decides:
+    /// `next: X (70%) / Y (30%) in 2 loops`.
     pub follow: Option<String>,
 }
 
@@ -75,15 +87,36 @@ pub struct TrackColumn {
     pub colour: u32,
     /// The left/right peak since the last snapshot (linear).
     pub meter: f32,
+    /// Fader gain in dB.
+    pub gain_db: f64,
+    /// Balance -1..=1.
+    pub pan: f64,
+    /// Muted.
+    pub mute: bool,
+    /// Soloed.
+    pub solo: bool,
+    /// Something plays on the track (its stop button is lit).
+    pub playing: bool,
+    /// Beats left to a queued stop of the track.
+    pub stopping: Option<f64>,
+    /// A clip that plays or waits on the track and has no slot in any scene (a clip only a
+    /// script, a pad or the arrangement launches): `drums-fill in 0.5 · 1/16`, `▶ drums-fill`.
+    pub elsewhere: Option<String>,
 }
 
 /// Everything the launcher window shows.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LauncherModel {
     /// The transport bar: position as bar.beat.sixteenth, tempo, metre, playing, quantise, Link.
-    pub transport: String,
-    /// The health line: DSP load, xruns, refusals, and the last notice.
+    pub transport: TransportBar,
+    /// The health figures: DSP load, xruns, refusals.
+    pub health: String,
+    /// The status line: the last warning or refusal (errors go here, never to a dialog).
     pub status: String,
+    /// The playlist or playthrough in progress.
+    pub playlist: Option<PlaylistPanel>,
+    /// Every follow action waiting to decide, soonest first: `clip beat-a: next: ... in 2 loops`.
+    pub next: Vec<String>,
     /// Track headers, left to right.
     pub tracks: Vec<TrackColumn>,
     /// Scene headers, top to bottom.
@@ -111,14 +144,39 @@ impl LauncherModel {
             .tracks
             .iter()
             .enumerate()
-            .map(|(i, t)| TrackColumn {
-                name: t.id.clone(),
-                colour: track_colour(i),
-                meter: snapshot.meters.get(i).map_or(0.0, |m| m[0].max(m[1])),
+            .map(|(i, t)| {
+                let view = l.tracks.get(i);
+                TrackColumn {
+                    name: t.id.clone(),
+                    colour: track_colour(i),
+                    meter: snapshot.meters.get(i).map_or(0.0, |m| m[0].max(m[1])),
+                    gain_db: view.map_or(t.gain_db, |v| v.gain_db),
+                    pan: view.map_or(t.pan, |v| v.pan),
+                    mute: view.map_or(t.mute, |v| v.mute),
+                    solo: view.map_or(t.solo, |v| v.solo),
+                    playing: view.is_some_and(|v| v.playing.is_some()),
+                    stopping: view.and_then(|v| match v.queued {
+                        Some((None, at)) if v.playing.is_some() => Some(left(at.0)),
+                        _ => None,
+                    }),
+                    elsewhere: view.and_then(|v| {
+                        let slotless = |c: ClipId| !session.scenes.iter().any(|s| s.clips.contains(&c));
+                        match (v.queued, v.playing) {
+                            (Some((Some(c), at)), _) if slotless(c) => Some(format!(
+                                "{} in {} · {}",
+                                clip_name(c),
+                                beats(left(at.0)),
+                                grid_label(session, snapshot, Some(c), None, at.0)
+                            )),
+                            (_, Some(p)) if slotless(p.clip) => Some(format!("▶ {}", clip_name(p.clip))),
+                            _ => None,
+                        }
+                    }),
+                }
             })
             .collect();
         let follow_of = |source: FollowSource| {
-            l.follow.iter().find(|(s, _)| *s == source).map(|(_, at)| format!("follow in {}", beats(left(at.0))))
+            l.follow.iter().find(|(s, _)| *s == source).and_then(|(_, at)| follow_label(session, source, left(at.0)))
         };
         let scenes = session
             .scenes
@@ -126,10 +184,12 @@ impl LauncherModel {
             .enumerate()
             .map(|(i, s)| {
                 let id = SceneId(i as u32);
+                let queued = l.queued_scene.filter(|(q, _)| *q == Some(id));
                 SceneRow {
                     name: s.id.clone(),
                     active: l.scene == Some(id),
-                    countdown: l.queued_scene.filter(|(q, _)| *q == Some(id)).map(|(_, at)| left(at.0)),
+                    countdown: queued.map(|(_, at)| left(at.0)),
+                    grid: queued.map_or(String::new(), |(_, at)| grid_label(session, snapshot, None, Some(id), at.0)),
                     follow: follow_of(FollowSource::Scene(id)),
                 }
             })
@@ -161,6 +221,8 @@ impl LauncherModel {
                     state: if clip.is_some() { SlotState::Stopped } else { SlotState::Empty },
                     progress: 0.0,
                     countdown: None,
+                    grid: String::new(),
+                    next: None,
                     colour: track_colour(col),
                 };
                 if let (Some(clip), Some(view)) = (clip, view) {
@@ -168,6 +230,7 @@ impl LauncherModel {
                     if let Some(p) = playing {
                         slot.state = SlotState::Playing;
                         slot.progress = p.progress.clamp(0.0, 1.0);
+                        slot.next = follow_of(FollowSource::Clip(clip));
                     }
                     match view.queued {
                         Some((Some(q), at)) if q == clip && row_of(clip, queued_scene) == Some(row) => {
@@ -176,10 +239,17 @@ impl LauncherModel {
                                 slot.state = SlotState::Queued;
                             }
                             slot.countdown = Some(left(at.0));
+                            // Launched with its scene when the scene waits for the same beat.
+                            let by_scene = l
+                                .queued_scene
+                                .and_then(|(s, b)| s.filter(|_| (b.0 - at.0).abs() < 1e-9))
+                                .filter(|s| session.scenes.get(s.index()).is_some_and(|s| s.clips.contains(&clip)));
+                            slot.grid = grid_label(session, snapshot, Some(clip), by_scene, at.0);
                         }
                         Some((None, at)) if playing.is_some() => {
                             slot.state = SlotState::Stopping;
                             slot.countdown = Some(left(at.0));
+                            slot.grid = grid_label(session, snapshot, None, None, at.0);
                         }
                         _ => {}
                     }
@@ -187,50 +257,31 @@ impl LauncherModel {
                 slots.push(slot);
             }
         }
-        let (bar, in_bar) = l.bar;
-        let beat_in_bar = (in_bar + 1e-9).floor();
-        let sixteenth = ((in_bar - beat_in_bar) * 4.0 + 1e-9).floor();
-        let transport = format!(
-            "{}.{}.{}   {:.2} BPM   {}   {}   quantise {}{}{}",
-            bar + 1,
-            beat_in_bar as i64 + 1,
-            sixteenth as i64 + 1,
-            snapshot.transport.tempo,
-            loophole_engine::control::metre(l.beats_per_bar),
-            if snapshot.transport.playing { "playing" } else { "stopped" },
-            l.quantise.name(),
-            match &snapshot.link {
-                Some(k) if k.enabled => format!("   Link: {} peer(s)", k.peers),
-                Some(_) => "   Link off".to_string(),
-                None => String::new(),
-            },
-            match l.scene {
-                Some(s) => format!("   scene {}", scene_name(s)),
-                None => String::new(),
-            },
-        );
-        let h = &snapshot.health;
-        let mut status = format!(
-            "DSP {:.1}% (peak {:.1}%)   xruns {}   refused {}",
-            h.dsp_load * 100.0,
-            h.dsp_peak * 100.0,
-            h.xruns,
-            h.refused
-        );
-        if let Some(n) = &snapshot.notice {
-            status.push_str("   ");
-            status.push_str(n);
+        let next = l
+            .follow
+            .iter()
+            .filter_map(|(source, at)| {
+                let who = match source {
+                    FollowSource::Clip(c) => clip_name(*c).to_string(),
+                    FollowSource::Scene(s) => format!("scene {}", scene_name(*s)),
+                };
+                follow_label(session, *source, left(at.0)).map(|f| format!("{who}: {f}"))
+            })
+            .collect();
+        LauncherModel {
+            transport: TransportBar::new(session, snapshot),
+            health: health_line(snapshot),
+            status: snapshot.notice.clone().unwrap_or_default(),
+            playlist: PlaylistPanel::new(session, snapshot),
+            next,
+            tracks,
+            scenes,
+            slots,
         }
-        LauncherModel { transport, status, tracks, scenes, slots }
     }
 
     /// The slot at (`col`, `row`), if the grid has one.
     pub fn slot(&self, col: usize, row: usize) -> Option<&Slot> {
         self.slots.iter().find(|s| s.col == col && s.row == row)
     }
-}
-
-/// A beat count as the countdown overlays write it: whole beats as `3`, else one decimal.
-pub fn beats(n: f64) -> String {
-    if (n - n.round()).abs() < 1e-6 { format!("{}", n.round() as i64) } else { format!("{n:.1}") }
 }

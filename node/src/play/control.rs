@@ -1,8 +1,10 @@
 //! The control thread of a performance: every [`super::TICK`] it reads the audio position, feeds
 //! the script's due actions into the inbox, drains the inbox (the script, MIDI pads, the
-//! terminal, later the UI and the conductor) and is the only caller of Pulse, ticks Pulse ahead of
-//! the audio, hands tempo changes to the audio core, logs and prints what happened, and publishes
-//! the snapshot every display reads. Thread: control (the main thread).
+//! terminal, the window, later the conductor; a performer's presses are logged with their
+//! source) and is the only caller of Pulse, ticks Pulse ahead of the audio, hands tempo changes
+//! to the audio core, logs and prints what happened, and publishes the snapshot every display
+//! reads. Thread: control (the main thread, or the performance's thread when the window has the
+//! main thread: see `crate::window`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -314,6 +316,17 @@ impl<'a> Control<'a> {
                 return Ok(());
             }
         };
+        // What a performer pressed (not the script's actions, which the offline render's log
+        // has no line for, nor the band's entries, which have `executed` lines) goes to the log
+        // with its source: the window's clicks show as `ui`.
+        if !matches!(source, Source::Script | Source::Conductor)
+            && let Some(log) = &mut self.log
+        {
+            let line = serde_json::json!({
+                "event": "press", "from": source.name(), "command": command.name(), "what": command, "beat": now.0,
+            });
+            log.write_value(line, Some(self.started.elapsed().as_secs_f64()))?;
+        }
         // In a band, a performer's press goes to the conductor and comes back as an entry of
         // the log (made by `band_step`), as every node's does.
         if self.band.is_some() && source != Source::Conductor {

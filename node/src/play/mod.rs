@@ -1,7 +1,8 @@
 //! `loophole-node play` and `demo`: a live performance.
 //!
 //! The audio thread (a cpal device or the null device) runs [`crate::audio::AudioCore`]; this
-//! module is the control thread (the main thread). Every [`TICK`] it reads the audio position
+//! module is the control thread (the main thread, or a spawned one when the window takes the main
+//! thread: [`crate::window`]). Every [`TICK`] it reads the audio position
 //! from the [`crate::clock::Transport`] atomics and ([`control`]):
 //!
 //! - sends each script action to the inbox once the audio reaches `action.beat - lookahead`,
@@ -113,6 +114,8 @@ pub struct PlayOptions {
     pub realtime: bool,
     /// Play in a band with a conductor (`--conductor CODE`).
     pub band: Option<crate::band::BandOptions>,
+    /// The launcher window (`--ui`, `--no-ui`; see [`crate::window`]).
+    pub window: crate::ui_link::WindowOptions,
 }
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
@@ -132,7 +135,8 @@ fn interrupted() -> bool {
     INTERRUPTED.load(Ordering::SeqCst)
 }
 
-/// Plays a performance until its end or Ctrl-C and prints a status line. Thread: main thread.
+/// Plays a performance until its end or Ctrl-C and prints a status line. Thread: the control
+/// thread (the main thread, or the one [`crate::window`] spawns).
 pub fn run(opts: PlayOptions) -> anyhow::Result<PlaySummary> {
     // In a band the set comes from the conductor, with the band's log so far.
     let mut joined = opts.band.as_ref().map(crate::band::connect::join).transpose()?;
@@ -233,6 +237,13 @@ pub fn run(opts: PlayOptions) -> anyhow::Result<PlaySummary> {
     }
     if opts.link.stdin_commands {
         crate::stdin::spawn(control.inbox.sender());
+    }
+    if let Some(window) = &opts.window.link {
+        let _ = window.send(crate::ui_link::UiLink {
+            board: control.board.clone(),
+            inbox: control.inbox.sender(),
+            session: perf.session.clone(),
+        });
     }
     let inputs =
         crate::input::LiveInputs { stdin: opts.link.stdin_commands, controller: opts.midi.controller.is_some() };

@@ -28,10 +28,12 @@ pub fn skip_or_fail(test: &str, why: &str) {
     );
 }
 
-/// The `loophole-node` binary under test.
+/// The `loophole-node` binary under test. Without a display (`DISPLAY` and `WAYLAND_DISPLAY`
+/// removed), so that `play` and `demo` open no window on a developer's desktop; the window's
+/// tests set their own (Xvfb's).
 pub fn bin() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_loophole-node"));
-    cmd.env_remove("RUST_LOG");
+    cmd.env_remove("RUST_LOG").env_remove("DISPLAY").env_remove("WAYLAND_DISPLAY");
     cmd
 }
 
