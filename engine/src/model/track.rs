@@ -47,6 +47,8 @@ pub struct Track {
     /// Where a MIDI track's clips also go: an external MIDI output port (ignored on audio tracks).
     /// A track with a route plays its built-in instrument only if `instrument` is set.
     pub midi_out: Option<MidiOutRoute>,
+    /// What the track records from (`input` and `channels`, or `midi_in`), if it can record.
+    pub input: Option<super::record::TrackInput>,
 }
 
 /// A MIDI track's route to an external synth: an output port by name, and optionally the
@@ -72,6 +74,7 @@ impl Track {
             instrument: None,
             keep_playing: false,
             midi_out: None,
+            input: None,
         }
     }
 }

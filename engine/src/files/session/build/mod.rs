@@ -4,6 +4,7 @@
 //! Control thread (audio files are decoded on threads of its own); does file I/O.
 
 mod clips;
+mod inputs;
 mod sequence;
 
 use std::collections::HashMap;
@@ -271,6 +272,7 @@ impl Ctx<'_> {
                 })?;
             }
             let midi_out = self.midi_out_route(&id, t)?;
+            let input = self.track_input(&id, t)?;
             let mut track = Track::new(id, t.kind);
             track.gain_db = gain_db;
             track.pan = pan;
@@ -279,6 +281,7 @@ impl Ctx<'_> {
             track.instrument = t.instrument.as_ref().map(|i| i.get_ref().clone());
             track.keep_playing = t.keep_playing;
             track.midi_out = midi_out;
+            track.input = input;
             session.add_track(track);
         }
 
