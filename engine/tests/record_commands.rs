@@ -152,3 +152,48 @@ fn scripts_record_with_command_entries() {
         assert!(e.contains(needle), "{text} => {e}");
     }
 }
+
+#[test]
+fn takes_go_into_the_session_file_keeping_the_rest_byte_for_byte() {
+    use loophole_engine::files::session::{NewTake, add_takes, add_takes_text};
+    let dir = std::env::temp_dir().join(format!("loophole-takes-set-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("takes")).unwrap();
+    // A take file for the clip to load.
+    let mut wav = loophole_engine::record::wav::TakeWav::create(&dir.join("takes/mic-take-1.wav"), 2, 48_000).unwrap();
+    wav.write(&vec![0.25f32; 2 * 48_000]).unwrap();
+    wav.finish().unwrap();
+    let text = format!("# my set\n{SET}\n# the end, a comment that stays\n")
+        .replace("id = \"verse\"", "id = \"verse\" # first\nclips = []");
+    let path = dir.join("set.toml");
+    std::fs::write(&path, &text).unwrap();
+    let take = |scene: Option<&str>| NewTake {
+        id: "mic-take-1".into(),
+        track: "mic".into(),
+        file: "takes/mic-take-1.wav".into(),
+        length_beats: 2.0,
+        scene: scene.map(String::from),
+    };
+    // Without a slot, the file only gains the new entry (before the file's closing comment):
+    // take it out and the old text is back, byte for byte.
+    let grown = add_takes_text(&text, &path, &[take(None)]).unwrap();
+    let entry = "\n# recorded take\n[[clip]]\nid = \"mic-take-1\"\ntrack = \"mic\"\nfile = \"takes/mic-take-1.wav\"\nlength_beats = 2.0\n";
+    assert!(grown.contains(entry), "{grown}");
+    assert_eq!(grown.replacen(entry, "", 1), text);
+    // Into a slot: the scene's clips list gets the id, nothing else changes.
+    add_takes(&path, &[take(Some("verse"))]).unwrap();
+    let new = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(new.replace("clips = [\"mic-take-1\"]", "clips = []"), grown, "{new}");
+    let s = loophole_engine::files::session::load_session(&path).unwrap();
+    let c = s.clip_by_name("mic-take-1").unwrap();
+    assert_eq!((s.clip(c).track, s.clip(c).length), (TrackId(0), Beats(2.0)));
+    assert_eq!(s.scene(SceneId(0)).clips, vec![c]);
+    // A take for a scene the file does not hold leaves the file as it was.
+    let before = std::fs::read_to_string(&path).unwrap();
+    let mut t = take(Some("chorus"));
+    t.id = "mic-take-2".into();
+    let e = add_takes(&path, &[t]).unwrap_err().to_string();
+    assert!(e.contains("chorus"), "{e}");
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), before);
+    let _ = std::fs::remove_dir_all(&dir);
+}
