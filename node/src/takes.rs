@@ -335,3 +335,24 @@ fn take_header(path: &Path) -> Option<(u16, u32, u64)> {
     let data = u64::from(u32::from_le_bytes([head[40], head[41], head[42], head[43]]));
     Some((channels, rate, data / (4 * u64::from(channels))))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn render_inputs_parse_by_name_or_bare() {
+        let named = |n: &str, s| NamedInput { name: Some(n.into()), source: s };
+        assert_eq!(parse_named_input("mic=file:x.wav"), Ok(named("mic", RenderSource::File("x.wav".into()))));
+        assert_eq!(parse_named_input("keys = silence"), Ok(named("keys", RenderSource::Silence)));
+        assert_eq!(parse_named_input("null"), Ok(NamedInput { name: None, source: RenderSource::Silence }));
+        assert_eq!(
+            parse_named_input("file:a=b.wav").map(|i| i.name),
+            Err("'file:a=b.wav': give NAME=SOURCE, e.g. mic=file:take.wav".into()),
+            "a colon before the = is not a name"
+        );
+        for bad in ["mic=", "mic=loopback:5", "mic=file:", "=silence", "hw:0"] {
+            assert!(parse_named_input(bad).is_err(), "{bad}");
+        }
+    }
+}
