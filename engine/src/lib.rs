@@ -30,6 +30,8 @@
 //!   Pulse and Signal driven by a simulated clock (feature `media`).
 //! - [`media`]: audio and MIDI files, resampling, disk streaming (feature `media`).
 //! - [`files`]: session files and performance scripts (feature `files`).
+//! - [`record`]: recording's disk side: input feeds, crash-safe take files, the disk thread,
+//!   repair of takes a kill cut off (feature `media`).
 //!
 //! With `default-features = false` the engine is the model, time, Pulse and Signal, without
 //! `hound`, `rubato`, `midly`, `toml` or `toml_edit`.
@@ -46,6 +48,8 @@ pub mod instrument;
 pub mod media;
 pub mod model;
 pub mod pulse;
+#[cfg(feature = "media")]
+pub mod record;
 // Without the `media` feature the engine is the model, time, Pulse and control (what the conductor
 // needs): Signal and its queues are compiled, but nothing assembles them (`build.rs` needs media).
 #[cfg_attr(not(feature = "media"), allow(dead_code, unused_imports))]

@@ -54,6 +54,8 @@ pub struct Renderer {
     midi_out: Vec<MidiOutEvent>,
     /// The disk reader of streamed clips, run synchronously before each block.
     reader: Option<crate::media::reader::StreamReader>,
+    /// The inputs fed to Signal's record taps, once connected.
+    inputs: Option<crate::record::wire::RenderInputs>,
 }
 
 impl Renderer {
@@ -82,7 +84,32 @@ impl Renderer {
             block,
             errors: Vec::new(),
             reader,
+            inputs: None,
         })
+    }
+
+    /// Connects the render's named inputs (`--input NAME=SOURCE`) to the tracks that record from
+    /// them: from now on each input's frames are fed to Signal before every block, and the
+    /// armed tracks' takes come out of the returned ring (give it to a
+    /// [`crate::record::writer::TakeWriter`]). Before each block the render waits for room in
+    /// that ring, so an offline render loses nothing to a slow disk. Call before the first block.
+    /// Returns the input names tracks use that were not given (they record silence).
+    pub fn connect_inputs(
+        &mut self,
+        inputs: Vec<(String, crate::record::feed::InputSource)>,
+    ) -> Result<(rtrb::Consumer<crate::queue::takes::TakeMsg>, Vec<String>), EngineError> {
+        let session = self.pulse.session().clone();
+        let (inputs, ring) = crate::record::wire::RenderInputs::connect(&session, &mut self.signal, inputs, self.block)
+            .map_err(EngineError::Config)?;
+        let unbound = inputs.unbound.clone();
+        self.inputs = Some(inputs);
+        Ok((ring, unbound))
+    }
+
+    /// Signal's record counters (frames lost to a full take ring, input underruns), once
+    /// inputs are connected.
+    pub fn record_counters(&self) -> Option<Arc<crate::signal::record::RecordCounters>> {
+        self.inputs.as_ref().map(|i| i.counters.clone())
     }
 
     /// Frames the whole render produces.
@@ -217,6 +244,9 @@ impl Renderer {
             // before the block renders (offline, nothing may depend on the reader's timing).
             self.signal.prepare(&clock);
             reader.service();
+        }
+        if let Some(inputs) = &mut self.inputs {
+            inputs.before_block(&self.signal, n);
         }
         self.signal.process(&clock, &mut out[..n * 2]);
         if let Some(rx) = &mut self.midi_rx {

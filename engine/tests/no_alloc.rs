@@ -366,3 +366,56 @@ fn the_counter_counts_only_its_own_thread() {
     assert!(theirs >= 2_000, "the other thread's allocations were counted on its side: {theirs}");
     assert_eq!(mine, 0, "this thread's count took in another thread's allocations");
 }
+
+#[test]
+fn signal_recording_never_allocates_or_frees() {
+    // Two armed tracks (stereo and mono) on one input, takes started and stopped on beats, a
+    // take ring so small that it fills (gaps and owed starts and stops are taken too).
+    use loophole_engine::pulse::RecordAction;
+    use loophole_engine::signal::record::TrackRoute;
+    let mut s = audio_session(120.0, vec![("a1", sine(96_000, 48_000, 220.0, 0.3), 4.0, true)]);
+    for (id, ch) in [("mic", vec![0u16, 1]), ("vox", vec![1])] {
+        s.add_track(Track {
+            input: Some(TrackInput::Audio { input: "mic".into(), channels: ch }),
+            ..Track::new(id, TrackKind::Audio)
+        });
+    }
+    let (mut pulse, mut signal) =
+        loophole_engine::build(Arc::new(s), &EngineConfig { sample_rate: 48_000, max_block: 128, queue_capacity: 64 })
+            .unwrap();
+    let routes =
+        [None, Some(TrackRoute { input: 0, channels: vec![0, 1] }), Some(TrackRoute { input: 0, channels: vec![1] })];
+    let mut ends = signal.connect_recording(&[2], &routes, 4096, 6);
+    let clock = SimClock { sample_rate: 48_000, tempo: Bpm(120.0), quantum: 4.0 };
+    let now = |t: i64| Beats(t as f64 / 24_000.0);
+    let rec = |a| Action::Record(a);
+    for t in [1, 2] {
+        pulse.press(rec(RecordAction::Arm { track: TrackId(t), on: true }), Beats(0.0)).unwrap();
+    }
+    pulse
+        .press(Action::Launch { clip: ClipId(0), quantise: Some(Quantise::None), velocity: None }, Beats(0.0))
+        .unwrap();
+    let mut out = vec![0f32; 512 * 2];
+    let (mut t, mut total, mut msgs) = (0i64, 0usize, 0usize);
+    for round in 0..6 {
+        pulse.press(rec(RecordAction::Start { quantise: Some(Quantise::Beat) }), now(t)).unwrap();
+        pulse.press(rec(RecordAction::Stop { quantise: Some(Quantise::Beat) }), now(t) + Beats(1.5)).unwrap();
+        for k in 0..400 {
+            let frames = [64usize, 1, 128, 333, 512][k % 5];
+            ends.inputs[0].write_chunk_uninit(frames * 2).unwrap().fill_from_iter((0..frames * 2).map(|i| i as f32));
+            total += counted(&mut signal, &clock.block(t, frames), &mut out[..frames * 2]);
+            t += frames as i64;
+            while pulse.poll_event().is_some() {}
+            // The disk drains only now and then (in odd rounds, rarely: the ring fills).
+            if k % (if round % 2 == 0 { 1 } else { 150 }) == 0 {
+                while ends.takes.pop().is_ok() {
+                    msgs += 1;
+                }
+            }
+        }
+    }
+    let lost = ends.counters.lost_frames.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(msgs > 100, "takes were recorded ({msgs} messages)");
+    assert!(lost > 0, "the full-ring path was taken");
+    assert_eq!(total, 0, "Signal::process allocated or freed {total} times while recording");
+}

@@ -83,6 +83,8 @@ fn drive(pulse: &mut PulseCore, log: &[Press], from: Beats, end: Beats, blocks: 
             let op = match e.op {
                 Op::Start { clip, anchor, gain } => format!("start {} @{} x{}", clip.0, anchor.0, gain),
                 Op::Stop { fade } => format!("stop {fade:?}"),
+                Op::RecordStart { take, slot, until } => format!("record {} {slot:?} {until:?}", take.0),
+                Op::RecordStop { take } => format!("record-stop {}", take.0),
             };
             ((e.target.0 * 1e6).round() as u64, e.track.0, e.id.0, op)
         })

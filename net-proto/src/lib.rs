@@ -137,6 +137,11 @@ mod tests {
             },
             TransportStart,
             TransportStop,
+            RecordArm { track: "mic".into() },
+            RecordDisarm { track: "mic".into() },
+            RecordStart { quantise: None },
+            RecordStop { quantise: Some(Quantise::Beat) },
+            ClipRecord { track: "mic".into(), scene: "verse".into(), bars: Some(4) },
         ]
     }
 

@@ -48,6 +48,8 @@ pub enum Command {
     /// Draw the launcher window headless, at a beat of an offline performance, to a PNG file.
     #[command(name = "ui-snapshot")]
     UiSnapshot(crate::ui_snapshot::UiSnapshotArgs),
+    /// Repair the takes a kill cut off and list the takes in a takes folder.
+    Takes(crate::takes::TakesArgs),
 }
 
 /// `render` options.
@@ -76,6 +78,15 @@ pub struct RenderArgs {
     /// Write what tracks with `midi_out` send to their external synths as a Standard MIDI File.
     #[arg(long = "midi-out", value_name = "FILE.mid")]
     pub midi_out: Option<PathBuf>,
+    /// An input the armed tracks record from (repeatable): NAME=SOURCE binds the input tracks
+    /// name with `input = "NAME"`; a bare SOURCE feeds every track input not bound by name.
+    /// SOURCE: `file:PATH.wav` (played into the input from the render's first frame) or
+    /// `silence`. See docs/recording.md.
+    #[arg(long = "input", value_name = "[NAME=]SOURCE", value_parser = crate::takes::parse_named_input)]
+    pub inputs: Vec<crate::takes::NamedInput>,
+    /// Where takes are written (default: `takes/` beside the session file).
+    #[arg(long = "takes-dir", value_name = "DIR")]
+    pub takes_dir: Option<PathBuf>,
 }
 
 impl RenderArgs {
@@ -89,6 +100,8 @@ impl RenderArgs {
             seconds: self.seconds,
             log: self.log,
             midi_out: self.midi_out,
+            inputs: self.inputs,
+            takes_dir: self.takes_dir,
         })
     }
 }

@@ -30,13 +30,15 @@
 //! - [`devices`]: `loophole-node devices`.
 //! - [`midi`]: MIDI ports (midir, or a fake), controller mappings and their LED feedback.
 //! - [`wav`], [`eventlog`]: the streaming float WAV writer and the JSON-lines event log.
+//! - [`takes`]: recording in `render` (named inputs, the takes' disk thread, takes into the
+//!   session file) and `loophole-node takes` (repair and list).
 //!
 //! ## Command line (scripts depend on these names)
 //!
 //! ```text
 //! loophole-node render (SESSION | --demo) [--script PERF.toml | --playthrough [--from S --to S] | --arrangement]
 //!                      --out OUT.wav [--block N (256)] [--sample-rate SR (48000)] [--seconds S]
-//!                      [--seed N] [--log LOG.jsonl]
+//!                      [--seed N] [--log LOG.jsonl] [--input [NAME=]file:PATH.wav|silence]... [--takes-dir DIR]
 //! loophole-node play   (SESSION | --demo) [--script PERF.toml | --playthrough [--from S --to S] | --arrangement]
 //!                      [--seed N] [--audio NAME|null] [--sample-rate SR] [--buffer FRAMES] [--seconds S]
 //!                      [--log LOG.jsonl] [--capture OUT.wav] [--input DEVICE|silence|file:PATH|loopback[:MS]]
@@ -45,6 +47,7 @@
 //!                      [--ui | --no-ui]
 //! loophole-node demo   [--script PERF.toml] [--seed N] [same live options as play]
 //! loophole-node devices
+//! loophole-node takes  [--takes-dir DIR (takes)]
 //! loophole-node ui-snapshot (SESSION | --demo) [--script PERF.toml] --at-beat B --out SHOT.png [--size WxH]
 //! loophole-node arrange SESSION (--playthrough [--from S --to S] | --script PERF.toml [--seconds S]
 //!                      | --place CLIP --lane TRACK [--length L] [--duplicate]) [--at BEAT]
@@ -84,6 +87,7 @@ pub mod render;
 pub mod smf;
 pub mod stdin;
 pub mod streaming;
+pub mod takes;
 pub mod ui_link;
 pub mod ui_snapshot;
 pub mod wav;
@@ -124,6 +128,7 @@ pub fn run(cli: cli::Cli) -> anyhow::Result<()> {
         cli::Command::Devices => devices::run(),
         cli::Command::Arrange(args) => arrange::run(&args),
         cli::Command::UiSnapshot(args) => ui_snapshot::run(&args),
+        cli::Command::Takes(args) => takes::run(&args),
     }
 }
 

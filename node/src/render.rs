@@ -40,6 +40,10 @@ pub struct RenderOptions {
     pub log: Option<PathBuf>,
     /// Standard MIDI File of what routed tracks send to their external synths (`--midi-out`).
     pub midi_out: Option<PathBuf>,
+    /// The inputs armed tracks record from (`--input [NAME=]SOURCE`).
+    pub inputs: Vec<crate::takes::NamedInput>,
+    /// Where takes go (`--takes-dir`; default `takes/` beside the session).
+    pub takes_dir: Option<PathBuf>,
 }
 
 /// What a render did.
@@ -86,6 +90,22 @@ pub fn run(opts: &RenderOptions) -> anyhow::Result<RenderSummary> {
     let mut wav = FloatWavWriter::create(&opts.out, opts.sample_rate, 2)
         .with_context(|| format!("cannot create {}", opts.out.display()))?;
     let mut log = opts.log.as_deref().map(|p| EventLog::create(p, LogSource::Render)).transpose()?;
+    let session_file = match &opts.input.source {
+        crate::input::Source::File(p) => Some(p.clone()),
+        crate::input::Source::Demo => None,
+    };
+    let records = perf.script.actions.iter().any(|a| matches!(a.action, loophole_engine::pulse::Action::Record(_)));
+    let mut recording = if !opts.inputs.is_empty() || (records && perf.session.tracks.iter().any(|t| t.input.is_some()))
+    {
+        let inputs = crate::takes::load_inputs(&opts.inputs, &perf.session, opts.sample_rate)?;
+        let dir = opts.takes_dir.clone().unwrap_or_else(|| match &session_file {
+            Some(f) => loophole_engine::record::writer::default_dir(f),
+            None => PathBuf::from("takes"),
+        });
+        Some(crate::takes::RenderRecording::start(&mut renderer, inputs, &dir)?)
+    } else {
+        None
+    };
     let meters = renderer.signal().meters();
     let total = renderer.total_frames();
     if seconds > LONG_RENDER_SECONDS {
@@ -128,6 +148,9 @@ pub fn run(opts: &RenderOptions) -> anyhow::Result<RenderSummary> {
                 warn_line(format_args!("loophole: warning: {line}"));
             }
         }
+        if let Some(rec) = &mut recording {
+            rec.poll(&perf.session, &mut log)?;
+        }
         since_progress += n as u64;
         if let Some(bar) = &progress
             && since_progress >= opts.sample_rate as u64 / 10
@@ -140,6 +163,13 @@ pub fn run(opts: &RenderOptions) -> anyhow::Result<RenderSummary> {
         bar.finish_and_clear();
     }
     let frames = wav.finish().with_context(|| format!("cannot finish {}", opts.out.display()))?;
+    let record_line = match recording {
+        Some(rec) => {
+            let tempo = renderer.tempo().0;
+            Some(rec.finish(&perf.session, session_file.as_deref(), |_| tempo, &mut log)?)
+        }
+        None => None,
+    };
     if let Some(log) = log {
         log.finish()?;
     }
@@ -180,6 +210,9 @@ pub fn run(opts: &RenderOptions) -> anyhow::Result<RenderSummary> {
         summary.events,
         opts.out.display()
     ));
+    if let Some(line) = record_line {
+        say(format_args!("{line}"));
+    }
     Ok(summary)
 }
 

@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::model::{SceneId, Session};
-use crate::pulse::{Action, Behaviour, ClipTrigger, MixChange, SceneMode, SceneTrigger, StopMode};
+use crate::pulse::{Action, Behaviour, ClipTrigger, MixChange, RecordAction, SceneMode, SceneTrigger, StopMode};
 use crate::time::{Bpm, Quantise};
 
 /// Something a performer does, by name. See the module docs.
@@ -110,6 +110,40 @@ pub enum ControlCommand {
     /// Stop the transport: everything falls silent until it starts again.
     #[serde(rename = "transport.stop")]
     TransportStop,
+    /// Arm a track for recording (it needs `input = "NAME"` in the session file).
+    #[serde(rename = "record.arm")]
+    RecordArm {
+        /// The track's id.
+        track: String,
+    },
+    /// Disarm a track.
+    #[serde(rename = "record.disarm")]
+    RecordDisarm {
+        /// The track's id.
+        track: String,
+    },
+    /// Start recording the armed tracks (default: at the next bar).
+    #[serde(rename = "record.start")]
+    RecordStart {
+        /// When (default: the next bar).
+        quantise: Option<Quantise>,
+    },
+    /// Stop every take recording (default: at the next bar).
+    #[serde(rename = "record.stop")]
+    RecordStop {
+        /// When (default: the next bar).
+        quantise: Option<Quantise>,
+    },
+    /// Record a track's input into an empty launcher slot from the next bar.
+    #[serde(rename = "clip.record")]
+    ClipRecord {
+        /// The track's id.
+        track: String,
+        /// The scene whose row the slot is in.
+        scene: String,
+        /// A fixed length in bars (else until `record.stop`).
+        bars: Option<u32>,
+    },
 }
 
 /// What a command becomes for the node.
@@ -216,6 +250,15 @@ impl ControlCommand {
             ControlCommand::Tempo { bpm } => Action::SetTempo { bpm: Bpm(*bpm) },
             ControlCommand::LauncherQuantise { quantise } => Action::SetQuantise { quantise: *quantise },
             ControlCommand::Mix { track: t, change } => Action::Mix { track: track(t)?, change: *change },
+            ControlCommand::RecordArm { track: t } => Action::Record(RecordAction::Arm { track: track(t)?, on: true }),
+            ControlCommand::RecordDisarm { track: t } => {
+                Action::Record(RecordAction::Arm { track: track(t)?, on: false })
+            }
+            ControlCommand::RecordStart { quantise } => Action::Record(RecordAction::Start { quantise: *quantise }),
+            ControlCommand::RecordStop { quantise } => Action::Record(RecordAction::Stop { quantise: *quantise }),
+            ControlCommand::ClipRecord { track: t, scene: s, bars } => {
+                Action::Record(RecordAction::IntoSlot { track: track(t)?, scene: scene(s)?, bars: *bars })
+            }
             ControlCommand::TransportStart => return Ok(Resolved::Transport(true)),
             ControlCommand::TransportStop => return Ok(Resolved::Transport(false)),
         }))
@@ -238,6 +281,11 @@ impl ControlCommand {
             ControlCommand::Mix { .. } => "mixer.set",
             ControlCommand::TransportStart => "transport.start",
             ControlCommand::TransportStop => "transport.stop",
+            ControlCommand::RecordArm { .. } => "record.arm",
+            ControlCommand::RecordDisarm { .. } => "record.disarm",
+            ControlCommand::RecordStart { .. } => "record.start",
+            ControlCommand::RecordStop { .. } => "record.stop",
+            ControlCommand::ClipRecord { .. } => "clip.record",
         }
     }
 
@@ -278,6 +326,15 @@ impl ControlCommand {
             Action::SetTempo { bpm } => ControlCommand::Tempo { bpm: bpm.0 },
             Action::SetQuantise { quantise } => ControlCommand::LauncherQuantise { quantise },
             Action::Mix { track: t, change } => ControlCommand::Mix { track: track(t)?, change },
+            Action::Record(r) => match r {
+                RecordAction::Arm { track: t, on: true } => ControlCommand::RecordArm { track: track(t)? },
+                RecordAction::Arm { track: t, on: false } => ControlCommand::RecordDisarm { track: track(t)? },
+                RecordAction::Start { quantise } => ControlCommand::RecordStart { quantise },
+                RecordAction::Stop { quantise } => ControlCommand::RecordStop { quantise },
+                RecordAction::IntoSlot { track: t, scene: s, bars } => {
+                    ControlCommand::ClipRecord { track: track(t)?, scene: scene(s)?, bars }
+                }
+            },
         })
     }
 }

@@ -38,6 +38,9 @@ commands (seed names, or the short forms in brackets):
   launcher.quantise.update Q                          (quantise Q)
   mixer.set TRACK [gain=DB] [pan=-1..1] [mute|unmute] [solo|unsolo]   (mix TRACK ...)
   transport.start | transport.stop                    (play | stop)
+  record.arm TRACK | record.disarm TRACK              (arm TRACK | disarm TRACK)
+  record.start [quantise=Q] | record.stop [quantise=Q]   (record | unrecord; default: the next bar)
+  clip.record TRACK SCENE [bars=N]                    (record into an empty slot from the next bar)
   status | help | quit | link on | link off
 Q: none, bar, 2-bars, beat, half-beat, 1/16, 1/8t, scene, global
 M: immediate, quantised, section-end, fade-out";
@@ -123,6 +126,21 @@ pub fn parse(line: &str) -> Result<TextCommand, String> {
                 return Err("mix: say what changes: gain=DB, pan=P, mute, unmute, solo or unsolo".into());
             }
             ControlCommand::Mix { track, change }
+        }
+        "record.arm" | "arm" => ControlCommand::RecordArm { track: args.word("a track id")? },
+        "record.disarm" | "disarm" => ControlCommand::RecordDisarm { track: args.word("a track id")? },
+        "record.start" | "record" => ControlCommand::RecordStart { quantise: args.quantise("quantise")? },
+        "record.stop" | "unrecord" => ControlCommand::RecordStop { quantise: args.quantise("quantise")? },
+        "clip.record" => {
+            let track = args.word("a track id")?;
+            let scene = args.word("a scene id (the slot's row)")?;
+            let bars = args
+                .number("bars", 1.0, f64::from(crate::pulse::MAX_RECORD_BARS))?
+                .map(|b| {
+                    if b.fract() == 0.0 { Ok(b as u32) } else { Err(format!("bars={b}: give a whole number of bars")) }
+                })
+                .transpose()?;
+            ControlCommand::ClipRecord { track, scene, bars }
         }
         "transport.start" | "play" | "start" => ControlCommand::TransportStart,
         "transport.stop" | "stop" => ControlCommand::TransportStop,

@@ -156,6 +156,7 @@ struct RawAt {
     to: Option<Spanned<String>>,
     arrangement: Option<Spanned<String>>,
     back_to_arrangement: Option<Spanned<bool>>,
+    command: Option<Spanned<String>>,
 }
 
 /// Latest beat a script may act at (about 14 hours at 120 BPM).
@@ -319,6 +320,9 @@ impl Ctx<'_> {
         if let Some(v) = &at.back_to_arrangement {
             present.push(("back_to_arrangement", v.span(), Which::BackToArrangement(v)));
         }
+        if let Some(v) = &at.command {
+            present.push(("command", v.span(), Which::Command(v)));
+        }
         present.sort_by_key(|(_, span, _)| span.start);
         let (action_name, which) = match present.as_slice() {
             [] => {
@@ -326,7 +330,7 @@ impl Ctx<'_> {
                     header,
                     ScriptErrorKind::Action(
                         "this entry has no action; give one of launch, release, scene, stop, stop_all, playlist, \
-                         playthrough, arrangement or back_to_arrangement"
+                         playthrough, arrangement, back_to_arrangement or command"
                             .into(),
                     ),
                 ));
@@ -372,6 +376,7 @@ impl Ctx<'_> {
 
         let session = self.session;
         let action = match *which {
+            Which::Command(line) => self.command(line)?,
             Which::Launch(clip) => {
                 let velocity = match &at.velocity {
                     None => None,
@@ -512,6 +517,22 @@ impl Ctx<'_> {
         Ok(ScriptAction { beat: Beats(beat), action })
     }
 
+    /// `command = "record.start"`: any control command in its text form (`help` lists them), resolved
+    /// against the session.
+    fn command(&self, line: &Spanned<String>) -> Result<Action, ScriptError> {
+        use crate::control::{Resolved, TextCommand, text};
+        let bad = |why: String| {
+            self.err(&line.span(), ScriptErrorKind::Action(format!("command '{}': {why}", line.get_ref())))
+        };
+        match text::parse(line.get_ref()).map_err(bad)? {
+            TextCommand::Control(c) => match c.resolve(self.session).map_err(|e| bad(e.to_string()))? {
+                Resolved::Pulse(a) => Ok(a),
+                Resolved::Transport(_) => Err(bad("the transport of a render runs from start to end".into())),
+            },
+            _ => Err(bad("not a control command (status, help, quit and link are for the terminal)".into())),
+        }
+    }
+
     /// `key = false` does nothing: refuse it.
     fn must_be_true(&self, v: &Spanned<bool>, key: &str) -> Result<(), ScriptError> {
         if *v.get_ref() {
@@ -557,6 +578,7 @@ enum Which<'r> {
     Playthrough(&'r Spanned<bool>),
     Arrangement(&'r Spanned<String>),
     BackToArrangement(&'r Spanned<bool>),
+    Command(&'r Spanned<String>),
 }
 
 #[cfg(test)]

@@ -15,6 +15,7 @@ pub mod clip;
 pub mod edit;
 pub mod ids;
 pub mod instrument;
+pub mod record;
 pub mod scene;
 pub mod session;
 pub mod track;
@@ -27,6 +28,7 @@ pub use audio::{
 pub use clip::{Clip, ClipContent, LaunchMode, clip_kind};
 pub use ids::{ClipId, SceneId, TrackId};
 pub use instrument::{DrumSpec, InstrumentSpec, SynthSpec, Waveform};
+pub use record::TrackInput;
 pub use scene::{
     EmptySlot, FollowAction, FollowActions, FollowConstraints, FollowTarget, Playlist, PlaylistStep, Scene,
 };

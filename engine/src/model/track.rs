@@ -51,6 +51,8 @@ pub struct Track {
     /// called NAME renders it and the others keep it silent. `None`: every node plays it (unless
     /// a node is told `--tracks`).
     pub node: Option<String>,
+    /// What the track records from (`input` and `channels`, or `midi_in`), if it can record.
+    pub input: Option<super::record::TrackInput>,
 }
 
 /// A MIDI track's route to an external synth: an output port by name, and optionally the
@@ -77,6 +79,7 @@ impl Track {
             keep_playing: false,
             midi_out: None,
             node: None,
+            input: None,
         }
     }
 }

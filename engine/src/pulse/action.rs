@@ -107,6 +107,8 @@ pub enum Action {
         /// What changes.
         change: MixChange,
     },
+    /// Arm, record, stop recording (`record.arm`, `record.start`, `clip.record`, ...).
+    Record(super::record::RecordAction),
 }
 
 /// A change of a track's mixer settings: each field given replaces the current one.

@@ -29,6 +29,9 @@ impl Session {
         };
         for e in events {
             if let PulseEvent::Executed { kind, track, clip, anchor, target, .. } = e {
+                if matches!(kind, TriggerKind::RecordStart | TriggerKind::RecordStop) {
+                    continue; // recording does not change what a track plays
+                }
                 let Some(slot) = open.get_mut(track.index()) else { continue };
                 close(slot, *target, *track);
                 if *kind != TriggerKind::Stop

@@ -70,6 +70,8 @@ pub struct PulseCore {
     pub(super) now: Beats,
     /// The tempo last set (the session's, then scene and arrangement changes).
     pub(super) tempo: f64,
+    /// Armed tracks and open takes.
+    pub(super) record: super::record::RecordPlan,
 }
 
 impl PulseCore {
@@ -111,6 +113,7 @@ impl PulseCore {
             tempo_pos: 0,
             notices: Default::default(),
             tempo_changes: Vec::new(),
+            record: super::record::RecordPlan::new(tracks),
         }
     }
 
@@ -309,6 +312,7 @@ impl PulseCore {
                 m.solo = change.solo.unwrap_or(m.solo);
                 self.set_mix(track, m)?;
             }
+            Action::Record(r) => self.record(r, now, &mut ids)?,
         }
         Ok(ids)
     }
@@ -448,7 +452,7 @@ impl PulseCore {
                     command: meta.command,
                     anchor: match event.op {
                         Op::Start { anchor, .. } => Some(anchor),
-                        Op::Stop { .. } => None,
+                        Op::Stop { .. } | Op::RecordStart { .. } | Op::RecordStop { .. } => None,
                     },
                     target: event.target,
                     beat,

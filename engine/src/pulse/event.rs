@@ -21,6 +21,10 @@ pub enum TriggerKind {
     Legato,
     /// A track stopped.
     Stop,
+    /// A take began recording on a track.
+    RecordStart,
+    /// A take stopped recording on a track.
+    RecordStop,
 }
 
 impl TriggerKind {
@@ -31,6 +35,8 @@ impl TriggerKind {
             TriggerKind::Retrigger => "retrigger",
             TriggerKind::Legato => "legato",
             TriggerKind::Stop => "stop",
+            TriggerKind::RecordStart => "record-start",
+            TriggerKind::RecordStop => "record-stop",
         }
     }
 }
@@ -254,6 +260,28 @@ pub enum PulseError {
     /// The queue to Signal is full: Signal is not running (or is far behind). Retry once audio runs.
     #[error("the command queue to the audio thread is full")]
     QueueFull,
+    /// Arming or recording a track that has no input (`input = "NAME"` in the session file).
+    #[error("track {0} has no input to record from (give it input = \"NAME\" in the session file)")]
+    NoInput(u32),
+    /// `record.start` with no armed track. Arm one first (`record.arm TRACK`).
+    #[error("no track is armed; arm one first (record.arm TRACK)")]
+    NothingArmed,
+    /// `record.stop` with nothing recording or about to record.
+    #[error("nothing is recording")]
+    NotRecording,
+    /// Launcher recording into a slot that holds a clip, or on a track already recording.
+    #[error("track {track}, scene {scene}: {why}")]
+    SlotBusy {
+        /// The track.
+        track: u32,
+        /// The scene (the slot's row).
+        scene: u32,
+        /// What is in the way.
+        why: &'static str,
+    },
+    /// A fixed recording length outside 1..=1024 bars.
+    #[error("a recording length must be 1..=1024 bars")]
+    BadLength,
 }
 
 impl PulseEvent {

@@ -29,6 +29,7 @@ pub mod core;
 pub mod event;
 mod follow;
 pub mod handle;
+pub mod record;
 pub mod replay;
 mod sequence;
 pub(crate) mod state;
@@ -39,5 +40,6 @@ pub use action::{Action, Behaviour, ClipTrigger, CommandId, MixChange, SceneMode
 pub use core::{METER_MEMORY, PulseCore};
 pub use event::{Cause, Choice, FollowSource, PulseError, PulseEvent, Refusal, TriggerKind};
 pub use handle::Pulse;
+pub use record::{MAX_RECORD_BARS, RecordAction};
 pub use replay::{FastForward, Press};
 pub use view::{LauncherView, PlayingView, SequenceView, TrackView};

@@ -96,7 +96,7 @@ impl PulseCore {
                 let queued = plan.events.iter().find(|(e, _)| e.target.0 > beat.0 + 1e-9).map(|(e, st)| {
                     let clip = match e.op {
                         Op::Start { clip, .. } => Some(clip),
-                        Op::Stop { .. } => None,
+                        Op::Stop { .. } | Op::RecordStart { .. } | Op::RecordStop { .. } => None,
                     };
                     debug_assert_eq!(clip, st.map(|p| p.clip));
                     (clip, e.target)

@@ -5,11 +5,13 @@
 //! Pulse and Signal both import this module and never each other. Every type here is `Copy`,
 //! holds no heap data and is safe to move through an `rtrb` ring on the audio thread.
 //!
-//! [`lanes`] are the queues between the disk reader and Signal for clips streamed from disk.
+//! [`lanes`] are the queues between the disk reader and Signal for clips streamed from disk;
+//! [`takes`] the ring from Signal to the disk thread that writes recorded takes.
 
 pub mod lanes;
+pub mod takes;
 
-use crate::model::{ClipId, MidiMsg, Track, TrackId, db_to_gain};
+use crate::model::{ClipId, MidiMsg, SceneId, Track, TrackId, db_to_gain};
 use crate::time::{Beats, SampleTime};
 /// Identifies one scheduled trigger from the press that made it to the report of its execution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
@@ -34,7 +36,25 @@ pub enum Op {
         /// Fade length in beats, or the declick crossfade.
         fade: Option<Beats>,
     },
+    /// Start recording a take of the track's input from this sample on.
+    RecordStart {
+        /// The take (numbered by Pulse from 1, one number per track and start).
+        take: TakeId,
+        /// The launcher slot (the scene's row) the take is recorded into, if any.
+        slot: Option<SceneId>,
+        /// The beat the take ends at, when its length was fixed when it started.
+        until: Option<Beats>,
+    },
+    /// Stop recording the take: its last frame is the one before this sample.
+    RecordStop {
+        /// The take.
+        take: TakeId,
+    },
 }
+
+/// Identifies one recorded take, from Pulse's `record.start` to the file the disk thread writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+pub struct TakeId(pub u32);
 
 /// An event Pulse has scheduled for Signal to execute at `target`.
 #[derive(Debug, Clone, Copy, PartialEq)]

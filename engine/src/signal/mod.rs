@@ -26,6 +26,7 @@
 
 pub(crate) mod mapped;
 mod meters;
+pub mod record;
 pub(crate) mod streamed;
 mod track;
 pub(crate) mod voice;
@@ -72,6 +73,8 @@ pub struct Signal {
     lost_midi: Arc<AtomicU64>,
     /// Scratch for streamed frames.
     scratch: [Vec<f32>; 2],
+    /// The record taps, once connected.
+    recorder: Option<record::Recorder>,
 }
 
 /// A block whose first beat differs from the last block's end by more than this many beats is a
@@ -139,6 +142,7 @@ impl Signal {
             scratch: [vec![0.0; max_block], vec![0.0; max_block]],
             midi_out: None,
             lost_midi: Arc::new(AtomicU64::new(0)),
+            recorder: None,
         }
     }
 
@@ -150,6 +154,29 @@ impl Signal {
         if let Some(t) = self.tracks.get_mut(track.index()) {
             t.heard = heard;
         }
+    }
+
+    /// Connects the record taps: from now on Signal reads `inputs.len()` input rings (each with
+    /// that many interleaved channels) every block, and records the tracks with a route when
+    /// their scheduled takes start. Returns the rings' other ends (see [`record::Recorder::new`]).
+    ///
+    /// Thread: control, before Signal moves to the audio thread. Allocates the rings.
+    pub fn connect_recording(
+        &mut self,
+        inputs: &[usize],
+        routes: &[Option<record::TrackRoute>],
+        input_frames: usize,
+        take_slots: usize,
+    ) -> record::RecordEnds {
+        let (recorder, ends) = record::Recorder::new(inputs, routes, self.max_block, input_frames, take_slots);
+        self.recorder = Some(recorder);
+        ends
+    }
+
+    /// Free slots in the take ring (`usize::MAX` when recording is not connected). Any thread
+    /// that owns Signal; the offline renderer waits for room before a block.
+    pub fn take_ring_free(&self) -> usize {
+        self.recorder.as_ref().map_or(usize::MAX, |r| r.free_slots())
     }
 
     /// Whether any track is routed to an external MIDI output.
@@ -386,6 +413,10 @@ impl Signal {
 
     fn process_block(&mut self, clock: &BlockClock, out: &mut [f32]) {
         let frames = clock.frames;
+        if let Some(r) = self.recorder.as_mut() {
+            r.settle();
+            r.read_inputs(frames);
+        }
         for t in &mut self.tracks {
             t.left[..frames].fill(0.0);
             t.right[..frames].fill(0.0);
@@ -422,7 +453,18 @@ impl Signal {
         let Some(track) = self.tracks.get_mut(ev.track.index()) else { return };
         let beat = clock.beat_at_frame(frame as i64);
         let declick = self.declick;
+        let at = (clock.sample_time + frame as i64, beat);
         match ev.op {
+            Op::RecordStart { take, slot, until } => {
+                if let Some(r) = self.recorder.as_mut() {
+                    r.start(ev.track, take, slot, at, until);
+                }
+            }
+            Op::RecordStop { take } => {
+                if let Some(r) = self.recorder.as_mut() {
+                    r.stop(ev.track, take, at);
+                }
+            }
             Op::Start { clip, anchor, gain } => {
                 if let Some(slot) = self.clips.get(clip.index()) {
                     let mut sink =
@@ -460,10 +502,14 @@ impl Signal {
         });
     }
 
-    /// Renders every track's clip players for frames `[from, to)` of the block.
+    /// Renders every track's clip players for frames `[from, to)` of the block, and records
+    /// those frames into the takes that are open.
     fn render_tracks(&mut self, clock: &BlockClock, from: usize, to: usize) {
         if to <= from {
             return;
+        }
+        if let Some(r) = self.recorder.as_mut() {
+            r.capture(from, to);
         }
         for ti in 0..self.tracks.len() {
             let track = &mut self.tracks[ti];

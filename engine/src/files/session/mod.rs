@@ -56,6 +56,7 @@ mod build;
 pub mod error;
 mod raw;
 pub mod save;
+pub mod takes;
 #[cfg(test)]
 mod tests;
 
@@ -67,6 +68,7 @@ pub use build::{
 };
 pub use error::{SessionError, SessionErrorKind};
 pub use save::{replace_arrangement, save_arrangement};
+pub use takes::{NewTake, add_takes, add_takes_text};
 
 use crate::files::diagnostics::line_col;
 use crate::model::Session;

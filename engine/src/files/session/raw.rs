@@ -56,6 +56,9 @@ pub(super) struct RawTrack {
     pub(super) midi_out: Option<Spanned<String>>,
     pub(super) midi_channel: Option<Spanned<i64>>,
     pub(super) node: Option<String>,
+    pub(super) input: Option<Spanned<String>>,
+    pub(super) channels: Option<Spanned<Vec<Spanned<i64>>>>,
+    pub(super) midi_in: Option<Spanned<String>>,
 }
 
 /// `[start_beat, length_beats, key, velocity]`.

@@ -31,6 +31,14 @@ use crate::model::{ClipContent, Session};
 ///
 /// Thread: control. Not realtime-safe.
 pub fn save_arrangement(path: &Path, session: &Session) -> Result<(), SessionError> {
+    let (meta, text) = read_for_edit(path)?;
+    let new_text = replace_arrangement(&text, path, session)?;
+    replace_checked(path, &meta, &new_text)
+}
+
+/// Reads the session file at `path` for an edit: its metadata and its text. A read-only file
+/// is refused ([`SessionErrorKind::ReadOnly`]).
+pub(super) fn read_for_edit(path: &Path) -> Result<(std::fs::Metadata, String), SessionError> {
     let meta = std::fs::metadata(path).map_err(|e| SessionError::whole_file(path, SessionErrorKind::Io(e)))?;
     if meta.permissions().readonly() || std::fs::OpenOptions::new().append(true).open(path).is_err() {
         return Err(SessionError::whole_file(path, SessionErrorKind::ReadOnly));
@@ -42,9 +50,14 @@ pub fn save_arrangement(path: &Path, session: &Session) -> Result<(), SessionErr
             SessionErrorKind::Syntax { message: "the file is not UTF-8 text (save it as UTF-8)".into() },
         )
     })?;
-    let new_text = replace_arrangement(&text, path, session)?;
+    Ok((meta, text))
+}
+
+/// Replaces the session file at `path` (whose metadata was `meta`) with `new_text`, once the
+/// loader accepts it (audio files only probed): atomically, keeping its permissions and owner.
+pub(super) fn replace_checked(path: &Path, meta: &std::fs::Metadata, new_text: &str) -> Result<(), SessionError> {
     let probe = LoadOptions { memory_budget_mb: Some(0.0), ..LoadOptions::default() };
-    if let Err(e) = parse_session_with(&new_text, path, probe) {
+    if let Err(e) = parse_session_with(new_text, path, probe) {
         return Err(SessionError::whole_file(path, SessionErrorKind::WouldNotLoad(e.to_string())));
     }
     let write = |e| SessionError::whole_file(path, SessionErrorKind::Write(e));
@@ -52,12 +65,12 @@ pub fn save_arrangement(path: &Path, session: &Session) -> Result<(), SessionErr
     tmp.push(format!(".saving-{}", std::process::id()));
     let tmp = PathBuf::from(tmp);
     let replaced = (|| {
-        std::fs::write(&tmp, &new_text)?;
+        std::fs::write(&tmp, new_text)?;
         std::fs::set_permissions(&tmp, meta.permissions())?;
-        if !keep_owner(&tmp, &meta) {
+        if !keep_owner(&tmp, meta) {
             // Not ours to re-own, but ours to write: rewrite it in place, owner and mode kept.
             std::fs::remove_file(&tmp)?;
-            return std::fs::write(path, &new_text);
+            return std::fs::write(path, new_text);
         }
         std::fs::rename(&tmp, path)
     })();

@@ -4,6 +4,7 @@
 //! Control thread (audio files are decoded on threads of its own); does file I/O.
 
 mod clips;
+mod inputs;
 mod sequence;
 
 use std::collections::HashMap;
@@ -277,6 +278,7 @@ impl Ctx<'_> {
                 })?;
             }
             let midi_out = self.midi_out_route(&id, t)?;
+            let input = self.track_input(&id, t)?;
             let mut track = Track::new(id, t.kind);
             track.gain_db = gain_db;
             track.pan = pan;
@@ -286,6 +288,7 @@ impl Ctx<'_> {
             track.keep_playing = t.keep_playing;
             track.midi_out = midi_out;
             track.node = t.node.clone();
+            track.input = input;
             session.add_track(track);
         }
 
