@@ -253,6 +253,15 @@ fn main() {
     if std::env::args().any(|a| a == "--list") {
         return;
     }
+    // `cargo test --all-targets` runs this bench without `--bench`: a quick smoke run that the
+    // paths still work (a few deliveries, one lead through the relay), not the measurements.
+    if !std::env::args().any(|a| a == "--bench") {
+        let (total, _) = delivery(5);
+        let (lead, margin) = lead_with(Duration::from_millis(20), 1);
+        assert!(lead > Duration::ZERO && margin > Duration::ZERO, "lead {lead:?}, margin {margin:?}");
+        println!("smoke run: 5 deliveries (slowest {:?}), a lead of {lead:?} through the relay", total.last());
+        return;
+    }
     let udp = udp_echo(5000);
     let (udp_med, udp_p99) = (percentile(&udp, 0.5), percentile(&udp, 0.99));
     println!("raw UDP echo, 32 bytes, loopback: round trip median {:.1} us, p99 {:.1} us", us(udp_med), us(udp_p99));

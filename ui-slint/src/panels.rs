@@ -75,11 +75,21 @@ pub fn position(bar: i64, in_bar: f64) -> String {
     format!("{}.{}.{}", bar + 1, beat as i64 + 1, sixteenth as i64 + 1)
 }
 
-/// The health figures of the transport bar: DSP load, xruns and refusals.
+/// The health figures of the transport bar: DSP load, xruns and refusals, and in a band the
+/// conductor's connection, round trip and how far the output is from the band's time.
 pub fn health_line(snapshot: &Snapshot) -> String {
     let h = &snapshot.health;
+    let band = match &snapshot.conductor {
+        Some(c) => format!(
+            "   conductor {}{}{}",
+            if c.connected { "connected" } else { "UNREACHABLE" },
+            c.rtt_ms.map_or(String::new(), |r| format!(", round trip {r:.1} ms")),
+            c.ahead_ms.map_or(String::new(), |a| format!(", output {a:+.1} ms")),
+        ),
+        None => String::new(),
+    };
     format!(
-        "DSP {:.1}% (peak {:.1}%)   xruns {}   refused {}",
+        "DSP {:.1}% (peak {:.1}%)   xruns {}   refused {}{band}",
         h.dsp_load * 100.0,
         h.dsp_peak * 100.0,
         h.xruns,

@@ -267,3 +267,20 @@ fn the_keyboard_map_and_the_buttons_send_the_documented_commands() {
     ];
     assert_eq!(sent, expected);
 }
+
+#[test]
+fn in_a_band_the_transport_bar_shows_the_conductor() {
+    let (_session, mut snap) = demo_at(8.0);
+    assert!(!loophole_ui::panels::health_line(&snap).contains("conductor"), "no band, no conductor");
+    snap.conductor = Some(loophole_engine::control::ConductorView {
+        node: "keys".into(),
+        connected: true,
+        rtt_ms: Some(0.42),
+        ahead_ms: Some(-2.26),
+        ..Default::default()
+    });
+    let line = loophole_ui::panels::health_line(&snap);
+    assert!(line.ends_with("conductor connected, round trip 0.4 ms, output -2.3 ms"), "{line}");
+    snap.conductor.as_mut().unwrap().connected = false;
+    assert!(loophole_ui::panels::health_line(&snap).contains("conductor UNREACHABLE"));
+}

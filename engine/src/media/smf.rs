@@ -13,7 +13,15 @@ use crate::time::Beats;
 /// changes, SysEx, ...) is dropped: the session's tempo rules. The result is sorted.
 pub fn decode_smf(bytes: &[u8], track: Option<usize>) -> Result<MidiData, String> {
     use midly::{MidiMessage, Timing, TrackEventKind};
-    let smf = midly::Smf::parse(bytes).map_err(|e| format!("not a valid Standard MIDI File ({e})"))?;
+    // midly negates the SMPTE frame rate byte as an `i8`: -128 overflows (a panic where overflow
+    // checks are on). No real file has it; refuse it before parsing.
+    if bytes.len() >= 14 && &bytes[..4] == b"MThd" && bytes[12] == 0x80 {
+        return Err("not a valid Standard MIDI File (its header's SMPTE frame rate is invalid)".into());
+    }
+    // Any other panic in the parser on a damaged file is an error, not a crash.
+    let parsed = std::panic::catch_unwind(|| midly::Smf::parse(bytes))
+        .map_err(|_| "not a valid Standard MIDI File (the MIDI parser could not read it)".to_string())?;
+    let smf = parsed.map_err(|e| format!("not a valid Standard MIDI File ({e})"))?;
     let ticks_per_beat = match smf.header.timing {
         Timing::Metrical(t) => t.as_int(),
         Timing::Timecode(fps, sub) => {

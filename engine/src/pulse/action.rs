@@ -108,7 +108,7 @@ pub enum Action {
         change: MixChange,
     },
     /// Arm, record, stop recording (`record.arm`, `record.start`, `clip.record`, ...).
-    Record(super::record::RecordAction),
+    Record(super::record_plan::RecordAction),
 }
 
 /// A change of a track's mixer settings: each field given replaces the current one.

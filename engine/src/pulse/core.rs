@@ -71,7 +71,7 @@ pub struct PulseCore {
     /// The tempo last set (the session's, then scene and arrangement changes).
     pub(super) tempo: f64,
     /// Armed tracks and open takes.
-    pub(super) record: super::record::RecordPlan,
+    pub(super) record: super::record_plan::RecordPlan,
 }
 
 impl PulseCore {
@@ -113,7 +113,7 @@ impl PulseCore {
             tempo_pos: 0,
             notices: Default::default(),
             tempo_changes: Vec::new(),
-            record: super::record::RecordPlan::new(tracks),
+            record: super::record_plan::RecordPlan::new(tracks),
         }
     }
 

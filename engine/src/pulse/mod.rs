@@ -30,6 +30,7 @@ pub mod event;
 mod follow;
 pub mod handle;
 pub mod record;
+mod record_plan;
 pub mod replay;
 mod sequence;
 pub(crate) mod state;
@@ -40,6 +41,6 @@ pub use action::{Action, Behaviour, ClipTrigger, CommandId, MixChange, SceneMode
 pub use core::{METER_MEMORY, PulseCore};
 pub use event::{Cause, Choice, FollowSource, PulseError, PulseEvent, Refusal, TriggerKind};
 pub use handle::Pulse;
-pub use record::{MAX_RECORD_BARS, RecordAction};
+pub use record_plan::{MAX_RECORD_BARS, RecordAction};
 pub use replay::{FastForward, Press};
 pub use view::{LauncherView, PlayingView, SequenceView, TrackView};

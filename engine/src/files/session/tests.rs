@@ -1454,6 +1454,15 @@ proptest! {
 }
 
 #[test]
+fn a_midi_file_with_frame_rate_minus_128_is_an_error_not_a_panic() {
+    // Found by `corrupted_wav_and_midi_never_panic`: midly negates this byte as an i8.
+    let mut smf = test_smf(midly::Timing::Metrical(96.into()));
+    smf[12] = 0x80;
+    let err = decode_smf(&smf, None).unwrap_err();
+    assert!(err.contains("SMPTE frame rate is invalid"), "{err}");
+}
+
+#[test]
 fn referenced_files_lists_each_audio_and_midi_file_once() {
     let text = r#"
 [[track]]
