@@ -65,6 +65,19 @@ fn state_dir(name: &str) -> std::path::PathBuf {
     dir
 }
 
+/// Removes this run's state directories (their servers have stopped by then).
+fn remove_state_dirs() {
+    let suffix = format!("-{}", std::process::id());
+    if let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with("loophole-bench-") && name.ends_with(&suffix) {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
+}
+
 fn server(name: &str) -> Server {
     let mut o = ServeOptions::new(SetSource::Demo);
     o.listen = "127.0.0.1:0".parse().expect("address");
@@ -260,6 +273,7 @@ fn main() {
         let (lead, margin) = lead_with(Duration::from_millis(20), 1);
         assert!(lead > Duration::ZERO && margin > Duration::ZERO, "lead {lead:?}, margin {margin:?}");
         println!("smoke run: 5 deliveries (slowest {:?}), a lead of {lead:?} through the relay", total.last());
+        remove_state_dirs();
         return;
     }
     let udp = udp_echo(5000);
@@ -304,4 +318,5 @@ fn main() {
             margin.as_secs_f64() * 1e3
         );
     }
+    remove_state_dirs();
 }
