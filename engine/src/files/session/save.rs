@@ -98,22 +98,9 @@ fn keep_owner(_file: &Path, _meta: &std::fs::Metadata) -> bool {
 /// The text of session file `text` with its arrangement replaced by `session`'s: what
 /// [`save_arrangement`] writes. `file` names the file in error messages.
 pub fn replace_arrangement(text: &str, file: &Path, session: &Session) -> Result<String, SessionError> {
-    use toml_edit::{ArrayOfTables, DocumentMut, Item, Table};
+    use toml_edit::{ArrayOfTables, Item, Table};
 
-    let (bom, body) = match text.strip_prefix('\u{feff}') {
-        Some(rest) => ("\u{feff}", rest),
-        None => ("", text),
-    };
-    let mut doc: DocumentMut = body.parse().map_err(|e: toml_edit::TomlError| {
-        let kind = SessionErrorKind::Syntax { message: e.message().trim().to_string() };
-        match e.span() {
-            Some(span) => {
-                let (line, column) = line_col(body, span.start);
-                SessionError { file: file.to_path_buf(), line: Some(line), column: Some(column), kind: Box::new(kind) }
-            }
-            None => SessionError::whole_file(file, kind),
-        }
-    })?;
+    let (bom, mut doc) = parse_for_edit(text, file)?;
     let save_err = |m: String| SessionError::whole_file(file, SessionErrorKind::Save(m));
 
     // Where the old section was, and the comment above it.
@@ -282,7 +269,31 @@ fn number(x: f64) -> toml_edit::Item {
 }
 
 /// Calls `f` on `table` and every table nested in it (standard tables and arrays of tables).
-fn walk_tables(table: &toml_edit::Table, f: &mut impl FnMut(&toml_edit::Table)) {
+/// Session text parsed for an edit that keeps it byte for byte: its byte-order mark (kept
+/// aside, toml_edit does not take it) and the document; a syntax error with its line and column.
+pub(super) fn parse_for_edit<'a>(
+    text: &'a str,
+    file: &Path,
+) -> Result<(&'a str, toml_edit::DocumentMut), SessionError> {
+    let (bom, body) = match text.strip_prefix('\u{feff}') {
+        Some(rest) => ("\u{feff}", rest),
+        None => ("", text),
+    };
+    let doc = body.parse().map_err(|e: toml_edit::TomlError| {
+        let kind = SessionErrorKind::Syntax { message: e.message().trim().to_string() };
+        match e.span() {
+            Some(span) => {
+                let (line, column) = line_col(body, span.start);
+                SessionError { file: file.to_path_buf(), line: Some(line), column: Some(column), kind: Box::new(kind) }
+            }
+            None => SessionError::whole_file(file, kind),
+        }
+    })?;
+    Ok((bom, doc))
+}
+
+/// Calls `f` on `table` and every table below it, in document order.
+pub(super) fn walk_tables(table: &toml_edit::Table, f: &mut impl FnMut(&toml_edit::Table)) {
     f(table);
     for (_, item) in table.iter() {
         match item {

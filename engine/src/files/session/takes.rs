@@ -7,8 +7,7 @@
 use std::path::Path;
 
 use super::error::{SessionError, SessionErrorKind};
-use super::save::{read_for_edit, replace_checked};
-use crate::files::diagnostics::line_col;
+use super::save::{parse_for_edit, read_for_edit, replace_checked, walk_tables};
 
 /// A take to add to a session file.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,25 +38,12 @@ pub fn add_takes(path: &Path, takes: &[NewTake]) -> Result<(), SessionError> {
 
 /// The text of session file `text` with `takes` added: what [`add_takes`] writes.
 pub fn add_takes_text(text: &str, file: &Path, takes: &[NewTake]) -> Result<String, SessionError> {
-    use toml_edit::{ArrayOfTables, DocumentMut, Item, Table, value};
+    use toml_edit::{ArrayOfTables, Item, Table, value};
 
-    let (bom, body) = match text.strip_prefix('\u{feff}') {
-        Some(rest) => ("\u{feff}", rest),
-        None => ("", text),
-    };
-    let mut doc: DocumentMut = body.parse().map_err(|e: toml_edit::TomlError| {
-        let kind = SessionErrorKind::Syntax { message: e.message().trim().to_string() };
-        match e.span() {
-            Some(span) => {
-                let (line, column) = line_col(body, span.start);
-                SessionError { file: file.to_path_buf(), line: Some(line), column: Some(column), kind: Box::new(kind) }
-            }
-            None => SessionError::whole_file(file, kind),
-        }
-    })?;
+    let (bom, mut doc) = parse_for_edit(text, file)?;
     let save_err = |m: String| SessionError::whole_file(file, SessionErrorKind::Save(m));
     let mut last = 0isize;
-    walk(doc.as_table(), &mut |t| last = last.max(t.position().unwrap_or(0)));
+    walk_tables(doc.as_table(), &mut |t| last = last.max(t.position().unwrap_or(0)));
     for (k, take) in takes.iter().enumerate() {
         let mut t = Table::new();
         t.set_position(Some(last + 1 + k as isize));
@@ -107,15 +93,4 @@ pub fn add_takes_text(text: &str, file: &Path, takes: &[NewTake]) -> Result<Stri
         }
     }
     Ok(format!("{bom}{doc}"))
-}
-
-fn walk(t: &toml_edit::Table, f: &mut dyn FnMut(&toml_edit::Table)) {
-    f(t);
-    for (_, item) in t.iter() {
-        match item {
-            toml_edit::Item::Table(sub) => walk(sub, f),
-            toml_edit::Item::ArrayOfTables(a) => a.iter().for_each(|sub| walk(sub, f)),
-            _ => {}
-        }
-    }
 }
